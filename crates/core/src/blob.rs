@@ -1,0 +1,202 @@
+//! The zero-setup blob store: blobs kept in the key-value store, split into
+//! chunks of at most [`CHUNK_BYTES`] because hosted key-value stores refuse
+//! values over 1 MB and one Spin host call cannot move more than 128 MiB.
+//!
+//! Layout: the chunks go in first, then a manifest; the manifest is the
+//! commit point, so a reader never sees a half-written blob, and a missing
+//! or inconsistent chunk is reported as an error rather than served.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::keys::{self, BlobKey};
+use crate::ports::{Blob, BlobMeta, BlobStore, KeyValue, PortError};
+
+/// The largest value written to the key-value store.
+pub const CHUNK_BYTES: usize = 1_000_000;
+
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    #[serde(flatten)]
+    meta: BlobMeta,
+    chunks: u32,
+}
+
+/// A [`BlobStore`] over any [`KeyValue`].
+pub struct KvBlobStore<'a, K: ?Sized> {
+    kv: &'a K,
+}
+
+impl<'a, K: KeyValue + ?Sized> KvBlobStore<'a, K> {
+    /// Keeps blobs in `kv`.
+    pub const fn new(kv: &'a K) -> Self {
+        Self { kv }
+    }
+
+    fn manifest(&self, key: &BlobKey) -> Result<Option<Manifest>, PortError> {
+        let Some(raw) = self.kv.get(&keys::blob_manifest(key))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&raw)
+            .map(Some)
+            .map_err(|e| PortError::new(format!("blob {key}: damaged manifest: {e}")))
+    }
+
+    fn delete_chunks(&self, key: &BlobKey, chunks: u32) -> Result<(), PortError> {
+        (0..chunks).try_for_each(|n| self.kv.delete(&keys::blob_chunk(key, n)))
+    }
+}
+
+/// A strong entity tag for `bytes`: the first 128 bits of their SHA-256.
+pub fn etag(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    format!("\"{}\"", hex::encode(&digest[..16]))
+}
+
+impl<K: KeyValue + ?Sized> BlobStore for KvBlobStore<'_, K> {
+    fn put(&self, key: &BlobKey, content_type: &str, bytes: &[u8]) -> Result<BlobMeta, PortError> {
+        let old = self.manifest(key).ok().flatten();
+        let chunks = u32::try_from(bytes.len().div_ceil(CHUNK_BYTES))
+            .map_err(|_| PortError::new(format!("blob {key}: too large")))?;
+        let written = bytes
+            .chunks(CHUNK_BYTES)
+            .zip(0..)
+            .try_for_each(|(chunk, n)| self.kv.set(&keys::blob_chunk(key, n), chunk));
+        if let Err(e) = written {
+            // Best effort: a failing store may refuse this too, and then the
+            // orphaned chunks are unreachable without a manifest.
+            if let Err(cleanup) = self.delete_chunks(key, chunks) {
+                return Err(PortError::new(format!("{e}; cleaning up also failed: {cleanup}")));
+            }
+            return Err(e);
+        }
+        let meta = BlobMeta {
+            size: bytes.len() as u64,
+            content_type: content_type.to_owned(),
+            etag: etag(bytes),
+        };
+        let manifest = Manifest { meta: meta.clone(), chunks };
+        let raw = serde_json::to_vec(&manifest).map_err(PortError::new)?;
+        self.kv.set(&keys::blob_manifest(key), &raw)?;
+        if let Some(old) = old.filter(|old| old.chunks > chunks) {
+            (chunks..old.chunks).try_for_each(|n| self.kv.delete(&keys::blob_chunk(key, n)))?;
+        }
+        Ok(meta)
+    }
+
+    fn get(&self, key: &BlobKey) -> Result<Option<Blob>, PortError> {
+        let Some(Manifest { meta, chunks }) = self.manifest(key)? else {
+            return Ok(None);
+        };
+        let size = usize::try_from(meta.size).map_err(PortError::new)?;
+        let mut bytes = Vec::with_capacity(size);
+        for n in 0..chunks {
+            let chunk = self
+                .kv
+                .get(&keys::blob_chunk(key, n))?
+                .ok_or_else(|| PortError::new(format!("blob {key}: chunk {n} of {chunks} is missing")))?;
+            bytes.extend_from_slice(&chunk);
+        }
+        if bytes.len() != size {
+            return Err(PortError::new(format!(
+                "blob {key}: {} bytes stored, manifest says {size}",
+                bytes.len()
+            )));
+        }
+        Ok(Some(Blob { meta, bytes }))
+    }
+
+    fn delete(&self, key: &BlobKey) -> Result<(), PortError> {
+        let Some(manifest) = self.manifest(key)? else {
+            return Ok(());
+        };
+        self.kv.delete(&keys::blob_manifest(key))?;
+        self.delete_chunks(key, manifest.chunks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::JobId;
+    use crate::testing::MemoryKv;
+
+    fn key() -> BlobKey {
+        BlobKey::original(JobId::new_random())
+    }
+
+    fn bytes(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_blob_larger_than_a_chunk_is_split_and_read_back_whole() {
+        let kv = MemoryKv::default();
+        let store = KvBlobStore::new(&kv);
+        let key = key();
+        let data = bytes(2 * CHUNK_BYTES + 17);
+        let meta = store.put(&key, "image/png", &data).expect("put");
+        assert_eq!(meta.size, data.len() as u64);
+        assert_eq!(kv.len(), 4, "three chunks and a manifest");
+        assert!(kv.values().all(|v| v.len() <= CHUNK_BYTES));
+        let blob = store.get(&key).expect("get").expect("exists");
+        assert_eq!(blob.bytes, data);
+        assert_eq!(blob.meta.content_type, "image/png");
+        assert_eq!(blob.meta.etag, etag(&data));
+    }
+
+    #[test]
+    fn an_empty_blob_has_no_chunks_and_reads_back_empty() {
+        let kv = MemoryKv::default();
+        let store = KvBlobStore::new(&kv);
+        let key = key();
+        store.put(&key, "image/png", b"").expect("put");
+        assert_eq!(store.get(&key).expect("get").expect("exists").bytes, b"");
+    }
+
+    #[test]
+    fn overwriting_with_a_smaller_blob_leaves_no_stale_chunks() {
+        let kv = MemoryKv::default();
+        let store = KvBlobStore::new(&kv);
+        let key = key();
+        store.put(&key, "a/b", &bytes(3 * CHUNK_BYTES)).expect("put big");
+        store.put(&key, "a/b", &bytes(10)).expect("put small");
+        assert_eq!(kv.len(), 2);
+        assert_eq!(store.get(&key).expect("get").expect("exists").bytes, bytes(10));
+    }
+
+    #[test]
+    fn delete_removes_every_chunk_and_the_manifest() {
+        let kv = MemoryKv::default();
+        let store = KvBlobStore::new(&kv);
+        let key = key();
+        store.put(&key, "a/b", &bytes(CHUNK_BYTES + 1)).expect("put");
+        store.delete(&key).expect("delete");
+        assert_eq!(kv.len(), 0);
+        assert_eq!(store.get(&key).expect("get"), None);
+        store.delete(&key).expect("deleting a missing blob succeeds");
+    }
+
+    #[test]
+    fn a_missing_chunk_is_an_error_not_a_short_read() {
+        let kv = MemoryKv::default();
+        let store = KvBlobStore::new(&kv);
+        let key = key();
+        store.put(&key, "a/b", &bytes(CHUNK_BYTES + 1)).expect("put");
+        kv.delete(&keys::blob_chunk(&key, 1)).expect("delete chunk");
+        let err = store.get(&key).expect_err("damaged");
+        assert!(err.to_string().contains("chunk 1 of 2 is missing"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_put_leaves_nothing_readable_behind() {
+        let kv = MemoryKv::default();
+        let store = KvBlobStore::new(&kv);
+        let key = key();
+        kv.fail_sets_after(1);
+        store.put(&key, "a/b", &bytes(2 * CHUNK_BYTES)).expect_err("store fails");
+        kv.heal();
+        assert_eq!(store.get(&key).expect("get"), None);
+        assert_eq!(kv.len(), 0, "the chunk that was written is removed again");
+    }
+}

@@ -1,0 +1,305 @@
+//! A job and its lifecycle: `queued → processing → completed | failed`.
+//!
+//! Each state carries only the data that exists in it, and every transition
+//! is a method that refuses to start from the wrong state, so a record read
+//! back from storage can only ever describe a reachable situation.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::format::{ImageFormat, ImageInfo};
+use crate::id::JobId;
+use crate::keys::BlobKey;
+use crate::pipeline::Variant;
+use crate::time::Timestamp;
+
+/// One upload and what became of it. Stored as JSON under [`crate::keys::job`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// Identity, chosen at upload.
+    pub id: JobId,
+    /// When the upload was accepted.
+    pub created_at: Timestamp,
+    /// When the record last changed.
+    pub updated_at: Timestamp,
+    /// What the upload's header said.
+    pub original: ImageInfo,
+    /// How many times processing has started.
+    pub attempts: u32,
+    /// Where in its lifecycle the job is.
+    #[serde(flatten)]
+    pub state: JobState,
+}
+
+/// The lifecycle state, with the data that belongs to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum JobState {
+    /// Accepted and waiting for a processor.
+    Queued,
+    /// A processor has taken it.
+    Processing {
+        /// When the current attempt started.
+        started_at: Timestamp,
+    },
+    /// Every output exists.
+    Completed {
+        /// The stored derivatives.
+        outputs: Outputs,
+    },
+    /// Processing gave up.
+    Failed {
+        /// Why.
+        error: Failure,
+    },
+}
+
+impl JobState {
+    /// The state's wire name.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Processing { .. } => "processing",
+            Self::Completed { .. } => "completed",
+            Self::Failed { .. } => "failed",
+        }
+    }
+
+    /// Whether the job can still change on its own.
+    pub const fn is_finished(&self) -> bool {
+        matches!(self, Self::Completed { .. } | Self::Failed { .. })
+    }
+}
+
+/// The derivatives of a completed job, one per [`Variant`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outputs {
+    /// 200 px wide (or the original width if narrower).
+    pub thumbnail: Output,
+    /// 800 px wide (or the original width if narrower).
+    pub preview: Output,
+    /// The original's dimensions, re-encoded without metadata.
+    pub optimized: Output,
+}
+
+impl Outputs {
+    /// The output made for `variant`.
+    pub const fn get(&self, variant: Variant) -> &Output {
+        match variant {
+            Variant::Thumbnail => &self.thumbnail,
+            Variant::Preview => &self.preview,
+            Variant::Optimized => &self.optimized,
+        }
+    }
+}
+
+/// One stored derivative.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Output {
+    /// Where the bytes are.
+    pub key: BlobKey,
+    /// Encoding of the bytes.
+    pub format: ImageFormat,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// Why a job failed, for the client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// A stable, machine-readable reason.
+    pub code: FailureCode,
+    /// A human explanation.
+    pub message: String,
+}
+
+/// Stable reasons a job can fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureCode {
+    /// The bytes passed the header check but cannot be decoded.
+    UndecodableImage,
+    /// The image is beyond what the pipeline will process.
+    LimitsExceeded,
+    /// The original could not be found in the blob store.
+    OriginalMissing,
+    /// Storage failed while processing.
+    StorageUnavailable,
+}
+
+/// A transition was asked of a state it cannot start from.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("job {id} cannot go from {from} to {to}")]
+pub struct TransitionError {
+    /// The job.
+    pub id: JobId,
+    /// Its current state.
+    pub from: &'static str,
+    /// The state that was asked for.
+    pub to: &'static str,
+}
+
+impl Job {
+    /// A freshly accepted job.
+    pub const fn queued(id: JobId, original: ImageInfo, now: Timestamp) -> Self {
+        Self {
+            id,
+            created_at: now,
+            updated_at: now,
+            original,
+            attempts: 0,
+            state: JobState::Queued,
+        }
+    }
+
+    /// `queued → processing`; counts an attempt.
+    ///
+    /// # Errors
+    /// [`TransitionError`] unless the job is queued.
+    pub fn start(&mut self, now: Timestamp) -> Result<(), TransitionError> {
+        match self.state {
+            JobState::Queued => {
+                self.attempts += 1;
+                self.enter(JobState::Processing { started_at: now }, now);
+                Ok(())
+            }
+            _ => Err(self.refuse("processing")),
+        }
+    }
+
+    /// `processing → completed`.
+    ///
+    /// # Errors
+    /// [`TransitionError`] unless the job is processing.
+    pub fn complete(&mut self, outputs: Outputs, now: Timestamp) -> Result<(), TransitionError> {
+        match self.state {
+            JobState::Processing { .. } => {
+                self.enter(JobState::Completed { outputs }, now);
+                Ok(())
+            }
+            _ => Err(self.refuse("completed")),
+        }
+    }
+
+    /// `queued | processing → failed`.
+    ///
+    /// # Errors
+    /// [`TransitionError`] if the job has already finished.
+    pub fn fail(&mut self, error: Failure, now: Timestamp) -> Result<(), TransitionError> {
+        if self.state.is_finished() {
+            return Err(self.refuse("failed"));
+        }
+        self.enter(JobState::Failed { error }, now);
+        Ok(())
+    }
+
+    fn enter(&mut self, state: JobState, now: Timestamp) {
+        self.state = state;
+        self.updated_at = now;
+    }
+
+    fn refuse(&self, to: &'static str) -> TransitionError {
+        TransitionError {
+            id: self.id,
+            from: self.state.name(),
+            to,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(ms: u64) -> Timestamp {
+        Timestamp::from_unix_millis(ms)
+    }
+
+    fn job() -> Job {
+        let info = ImageInfo {
+            format: ImageFormat::Png,
+            width: 10,
+            height: 5,
+            bytes: 100,
+        };
+        Job::queued(JobId::new_random(), info, t(1_000))
+    }
+
+    fn output(id: JobId, variant: Variant) -> Output {
+        Output {
+            key: BlobKey::derivative(id, variant, ImageFormat::Jpeg),
+            format: ImageFormat::Jpeg,
+            width: 10,
+            height: 5,
+            bytes: 42,
+        }
+    }
+
+    fn outputs(id: JobId) -> Outputs {
+        Outputs {
+            thumbnail: output(id, Variant::Thumbnail),
+            preview: output(id, Variant::Preview),
+            optimized: output(id, Variant::Optimized),
+        }
+    }
+
+    fn failure() -> Failure {
+        Failure {
+            code: FailureCode::UndecodableImage,
+            message: "bad".into(),
+        }
+    }
+
+    #[test]
+    fn a_job_goes_from_queued_through_processing_to_completed() {
+        let mut job = job();
+        job.start(t(2_000)).expect("start");
+        assert_eq!(job.state, JobState::Processing { started_at: t(2_000) });
+        assert_eq!(job.attempts, 1);
+        job.complete(outputs(job.id), t(3_000)).expect("complete");
+        assert_eq!(job.state.name(), "completed");
+        assert_eq!((job.created_at, job.updated_at), (t(1_000), t(3_000)));
+    }
+
+    #[test]
+    fn a_queued_or_processing_job_can_fail_but_a_finished_one_cannot() {
+        let mut queued = job();
+        queued.fail(failure(), t(2_000)).expect("queued → failed");
+
+        let mut processing = job();
+        processing.start(t(2_000)).expect("start");
+        processing.fail(failure(), t(3_000)).expect("processing → failed");
+
+        let err = processing.fail(failure(), t(4_000)).expect_err("failed twice");
+        assert_eq!((err.from, err.to), ("failed", "failed"));
+        assert_eq!(processing.updated_at, t(3_000), "a refused transition changes nothing");
+    }
+
+    #[test]
+    fn only_a_queued_job_can_start_and_only_a_processing_one_can_complete() {
+        let mut job = job();
+        let err = job.complete(outputs(job.id), t(2_000)).expect_err("not started");
+        assert_eq!((err.from, err.to), ("queued", "completed"));
+        job.start(t(2_000)).expect("start");
+        let err = job.start(t(3_000)).expect_err("started twice");
+        assert_eq!((err.from, err.to), ("processing", "processing"));
+        assert_eq!(job.attempts, 1);
+    }
+
+    #[test]
+    fn the_stored_form_names_the_status_and_round_trips() {
+        let mut job = job();
+        job.start(t(2_000)).expect("start");
+        job.fail(failure(), t(3_000)).expect("fail");
+        let json = serde_json::to_value(&job).expect("serialize");
+        assert_eq!(json["status"], "failed");
+        assert_eq!(json["error"]["code"], "undecodable_image");
+        assert_eq!(json["original"]["format"], "png");
+        let back: Job = serde_json::from_value(json).expect("parse");
+        assert_eq!(back, job);
+    }
+}

@@ -1,0 +1,88 @@
+//! The key layout, in one place, for both the key-value store and the blob
+//! store. Keys are short and ASCII so they fit every host's key limits
+//! (Fermyon Cloud: 255 bytes).
+//!
+//! | key | value |
+//! |---|---|
+//! | `job/{id}` | the [`crate::Job`] as JSON |
+//! | `blob/{blob key}` | a blob's manifest (see [`crate::blob`]) |
+//! | `blob/{blob key}#{n}` | the blob's n-th chunk, at most 1 MB |
+//!
+//! Blob keys: `original/{id}` and `derived/{id}/{variant}.{ext}`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::format::ImageFormat;
+use crate::id::JobId;
+use crate::pipeline::Variant;
+
+/// The key-value key of a job record.
+pub fn job(id: JobId) -> String {
+    format!("job/{id}")
+}
+
+/// Where a blob lives in a blob store. Built only from a [`JobId`] and fixed
+/// names, so it is always a safe object key and URL path.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BlobKey(String);
+
+impl BlobKey {
+    /// The uploaded original.
+    pub fn original(id: JobId) -> Self {
+        Self(format!("original/{id}"))
+    }
+
+    /// A derivative. The same job and variant always give the same key, so a
+    /// re-run overwrites rather than adds.
+    pub fn derivative(id: JobId, variant: Variant, format: ImageFormat) -> Self {
+        Self(format!("derived/{id}/{}.{}", variant.name(), format.extension()))
+    }
+
+    /// The key as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BlobKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The key-value key of a blob's manifest.
+pub fn blob_manifest(key: &BlobKey) -> String {
+    format!("blob/{key}")
+}
+
+/// The key-value key of a blob's `n`-th chunk.
+pub fn blob_chunk(key: &BlobKey, n: u32) -> String {
+    format!("blob/{key}#{n}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_documented_layout() {
+        let id = JobId::parse("0b7c7c52-3a7e-4a55-9b7e-2f0d6c1d9f10").expect("id");
+        assert_eq!(job(id), "job/0b7c7c52-3a7e-4a55-9b7e-2f0d6c1d9f10");
+        let original = BlobKey::original(id);
+        assert_eq!(original.as_str(), "original/0b7c7c52-3a7e-4a55-9b7e-2f0d6c1d9f10");
+        let thumb = BlobKey::derivative(id, Variant::Thumbnail, ImageFormat::Jpeg);
+        assert_eq!(thumb.as_str(), "derived/0b7c7c52-3a7e-4a55-9b7e-2f0d6c1d9f10/thumbnail.jpg");
+        assert_eq!(blob_manifest(&thumb), "blob/derived/0b7c7c52-3a7e-4a55-9b7e-2f0d6c1d9f10/thumbnail.jpg");
+        assert_eq!(blob_chunk(&original, 3), "blob/original/0b7c7c52-3a7e-4a55-9b7e-2f0d6c1d9f10#3");
+    }
+
+    #[test]
+    fn the_longest_key_fits_the_strictest_host_limit() {
+        let id = JobId::new_random();
+        let key = BlobKey::derivative(id, Variant::Thumbnail, ImageFormat::Webp);
+        assert!(blob_chunk(&key, u32::MAX).len() <= 255);
+    }
+}

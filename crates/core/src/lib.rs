@@ -1,0 +1,21 @@
+//! Darkroom's domain, free of any runtime: job identity and lifecycle, upload
+//! validation, the key layout, blob chunking over a key-value port, the image
+//! pipeline and the use cases (accept, look up, process) that drive them.
+//!
+//! Nothing here knows about Spin, HTTP or Redis: those live behind the
+//! [`ports`] traits, which the `darkroom-spin` adapter implements and the
+//! in-memory fakes in [`testing`] implement for unit tests.
+
+pub mod blob;
+pub mod format;
+pub mod id;
+pub mod job;
+pub mod keys;
+pub mod pipeline;
+pub mod ports;
+pub mod service;
+pub mod testing;
+pub mod time;
+
+pub use id::JobId;
+pub use job::{Job, JobState};
