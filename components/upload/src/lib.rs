@@ -1,0 +1,39 @@
+//! `POST /api/images`: validates an upload, stores the original, records the
+//! job as queued and announces it, then answers `202 Accepted`.
+
+#![expect(unsafe_code, reason = "spin-sdk's export macro generates the unsafe component export")]
+
+use darkroom_core::blob::KvBlobStore;
+use darkroom_core::service::{self, Ports};
+use darkroom_spin::clock::SystemClock;
+use darkroom_spin::problem::{ApiError, respond};
+use darkroom_spin::queue::RedisQueue;
+use darkroom_spin::store::SpinKv;
+use darkroom_spin::{config, upload, views};
+use spin_sdk::http::{IncomingRequest, Method, Response};
+use spin_sdk::http_component;
+
+#[http_component]
+async fn accept_image(req: IncomingRequest) -> Response {
+    respond(accept(req).await)
+}
+
+async fn accept(req: IncomingRequest) -> Result<Response, ApiError> {
+    if req.method() != Method::Post {
+        return Err(ApiError::MethodNotAllowed { allow: "POST" });
+    }
+    let limits = config::limits()?;
+    let queue_config = config::queue()?;
+    let bytes = upload::read_upload(req, limits).await?;
+    let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
+    let blobs = KvBlobStore::new(&kv);
+    let queue =
+        RedisQueue::connect(&queue_config.redis_url, &queue_config.channel).map_err(ApiError::QueueUnavailable)?;
+    let ports = Ports {
+        kv: &kv,
+        blobs: &blobs,
+        clock: &SystemClock,
+    };
+    let job = service::accept_upload(ports, &queue, &bytes, limits)?;
+    Ok(views::accepted(&job))
+}

@@ -1,0 +1,19 @@
+//! Darkroom on Spin: the only crate that calls `spin_sdk`.
+//!
+//! - [`store`], [`queue`], [`clock`]: the core's ports on Spin's key-value
+//!   store, outbound Redis and the system clock;
+//! - [`config`]: Spin variables, parsed once per request;
+//! - [`problem`]: the one mapping from every error to an RFC 9457 response;
+//! - [`upload`], [`views`], [`routes`]: the HTTP edge the components share.
+//!
+//! Components build these adapters, call one `darkroom_core::service`
+//! function and return what it maps to.
+
+pub mod clock;
+pub mod config;
+pub mod problem;
+pub mod queue;
+pub mod routes;
+pub mod store;
+pub mod upload;
+pub mod views;

@@ -1,0 +1,29 @@
+//! The public URL layout. `spin.toml` routes these paths to the components;
+//! links in responses are built here and nowhere else.
+
+use darkroom_core::JobId;
+use darkroom_core::service::FileName;
+
+/// The upload collection.
+pub const IMAGES: &str = "/api/images";
+
+/// A job's status resource.
+pub fn status(id: JobId) -> String {
+    format!("{IMAGES}/{id}/status")
+}
+
+/// A job's file.
+pub fn file(id: JobId, name: FileName) -> String {
+    let name = match name {
+        FileName::Original => "original",
+        FileName::Derivative(v) => v.name(),
+    };
+    format!("{IMAGES}/{id}/files/{name}")
+}
+
+/// The value Spin gives a `:name` segment of the matched route, from the
+/// `spin-path-match-<name>` request header.
+pub fn path_param(headers: &spin_sdk::http::Headers, name: &str) -> Option<String> {
+    let values = headers.get(&format!("spin-path-match-{name}"));
+    values.into_iter().next().and_then(|v| String::from_utf8(v).ok())
+}

@@ -1,0 +1,41 @@
+//! Spin's key-value store as the core's [`KeyValue`] port, and the blob
+//! store chosen by configuration on top of it.
+
+use darkroom_core::ports::{KeyValue, PortError};
+use spin_sdk::key_value::Store;
+
+/// The key-value store every component is granted (`key_value_stores`).
+pub const STORE_LABEL: &str = "default";
+
+/// A Spin key-value store.
+pub struct SpinKv(Store);
+
+impl SpinKv {
+    /// Opens the [`STORE_LABEL`] store.
+    ///
+    /// # Errors
+    /// [`PortError`] when the component is not granted the store or the host refuses it.
+    pub fn open_default() -> Result<Self, PortError> {
+        Store::open(STORE_LABEL)
+            .map(Self)
+            .map_err(|e| PortError::new(format!("key-value store {STORE_LABEL:?}: {e}")))
+    }
+}
+
+fn port_error(op: &str, key: &str, e: &spin_sdk::key_value::Error) -> PortError {
+    PortError::new(format!("key-value {op} {key:?}: {e}"))
+}
+
+impl KeyValue for SpinKv {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PortError> {
+        self.0.get(key).map_err(|e| port_error("get", key, &e))
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), PortError> {
+        self.0.set(key, value).map_err(|e| port_error("set", key, &e))
+    }
+
+    fn delete(&self, key: &str) -> Result<(), PortError> {
+        self.0.delete(key).map_err(|e| port_error("delete", key, &e))
+    }
+}

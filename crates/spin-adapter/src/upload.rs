@@ -1,0 +1,137 @@
+//! Reading an upload from a request: `multipart/form-data` with a `file`
+//! field (what HTML forms and `curl -F file=@x.jpg` send), or a raw body
+//! with an `image/*` (or `application/octet-stream`, or no) Content-Type.
+//!
+//! The body is read as a stream and abandoned as soon as it exceeds the
+//! limit, so an oversized upload costs at most the limit in memory.
+
+use darkroom_core::format::{InvalidImage, Limits};
+use futures::StreamExt;
+use spin_sdk::http::{Headers, IncomingRequest};
+
+use crate::problem::ApiError;
+
+/// Room for multipart framing (boundaries, part headers, other small fields)
+/// on top of the file itself.
+const MULTIPART_OVERHEAD_BYTES: u64 = 64 * 1024;
+
+/// The first value of header `name`, as text.
+pub fn header(headers: &Headers, name: &str) -> Option<String> {
+    headers
+        .get(&name.to_owned())
+        .into_iter()
+        .next()
+        .and_then(|v| String::from_utf8(v).ok())
+}
+
+enum BodyKind {
+    Multipart(String),
+    Raw,
+}
+
+fn body_kind(content_type: Option<&str>) -> Result<BodyKind, ApiError> {
+    let Some(ct) = content_type else {
+        return Ok(BodyKind::Raw);
+    };
+    let essence = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "multipart/form-data" => multer::parse_boundary(ct)
+            .map(BodyKind::Multipart)
+            .map_err(|e| ApiError::BadMultipart(e.to_string())),
+        "application/octet-stream" | "" => Ok(BodyKind::Raw),
+        e if e.starts_with("image/") => Ok(BodyKind::Raw),
+        other => Err(ApiError::UnsupportedBody(format!(
+            "cannot read an upload from a {other} body; send multipart/form-data with a `file` field, or the raw image with an image/* Content-Type"
+        ))),
+    }
+}
+
+/// The uploaded file's bytes. Size is enforced here; format and dimensions
+/// are the core's business.
+///
+/// # Errors
+/// [`ApiError`]: 413 over the limit, 415 for a body type that cannot carry
+/// an upload, 400 for a malformed multipart body or a missing file.
+pub async fn read_upload(req: IncomingRequest, limits: Limits) -> Result<Vec<u8>, ApiError> {
+    let headers = req.headers();
+    let kind = body_kind(header(&headers, "content-type").as_deref())?;
+    let too_large = || ApiError::InvalidImage(InvalidImage::TooLarge {
+        limit: limits.max_upload_bytes,
+    });
+    let body_limit = match kind {
+        BodyKind::Multipart(_) => limits.max_upload_bytes.saturating_add(MULTIPART_OVERHEAD_BYTES),
+        BodyKind::Raw => limits.max_upload_bytes,
+    };
+    let declared = header(&headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > body_limit) {
+        return Err(too_large());
+    }
+    drop(headers);
+
+    let mut body = Vec::with_capacity(declared.map_or(0, |l| usize::try_from(l).unwrap_or(0)));
+    let mut stream = req.into_body_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadMultipart(format!("the request body broke off: {e:?}")))?;
+        if (body.len() + chunk.len()) as u64 > body_limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+
+    let file = match kind {
+        BodyKind::Raw => body,
+        BodyKind::Multipart(boundary) => file_field(body, boundary).await?,
+    };
+    if file.is_empty() {
+        return Err(ApiError::MissingFile);
+    }
+    if file.len() as u64 > limits.max_upload_bytes {
+        return Err(too_large());
+    }
+    Ok(file)
+}
+
+async fn file_field(body: Vec<u8>, boundary: String) -> Result<Vec<u8>, ApiError> {
+    let once = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(bytes::Bytes::from(body)) });
+    let mut multipart = multer::Multipart::new(once, boundary);
+    let bad = |e: multer::Error| ApiError::BadMultipart(e.to_string());
+    while let Some(field) = multipart.next_field().await.map_err(bad)? {
+        if field.name() == Some("file") {
+            return Ok(field.bytes().await.map_err(bad)?.to_vec());
+        }
+    }
+    Err(ApiError::MissingFile)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_kinds_follow_the_content_type_essence() {
+        assert!(matches!(body_kind(None), Ok(BodyKind::Raw)));
+        assert!(matches!(body_kind(Some("image/jpeg")), Ok(BodyKind::Raw)));
+        assert!(matches!(body_kind(Some("Image/PNG; q=1")), Ok(BodyKind::Raw)));
+        assert!(matches!(body_kind(Some("application/octet-stream")), Ok(BodyKind::Raw)));
+        assert!(matches!(
+            body_kind(Some("multipart/form-data; boundary=abc")),
+            Ok(BodyKind::Multipart(b)) if b == "abc"
+        ));
+        assert!(matches!(body_kind(Some("multipart/form-data")), Err(ApiError::BadMultipart(_))));
+        assert!(matches!(body_kind(Some("application/json")), Err(ApiError::UnsupportedBody(_))));
+    }
+
+    #[test]
+    fn the_file_field_is_found_among_others() {
+        let body = b"--b\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\nContent-Type: image/png\r\n\r\nPNGDATA\r\n--b--\r\n".to_vec();
+        let file = futures::executor::block_on(file_field(body, "b".into())).expect("parsed");
+        assert_eq!(file, b"PNGDATA");
+    }
+
+    #[test]
+    fn a_multipart_body_without_a_file_field_is_a_missing_file() {
+        let body = b"--b\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello\r\n--b--\r\n".to_vec();
+        let err = futures::executor::block_on(file_field(body, "b".into())).expect_err("no file");
+        assert!(matches!(err, ApiError::MissingFile), "{err}");
+    }
+}

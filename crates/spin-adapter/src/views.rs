@@ -1,0 +1,153 @@
+//! The JSON representations and headers of Darkroom's resources: the 202
+//! answer to an upload, the status document, and a served file.
+
+use darkroom_core::job::{Failure, Output};
+use darkroom_core::ports::Blob;
+use darkroom_core::service::{FileName, retry_after_secs};
+use darkroom_core::{Job, JobState};
+use darkroom_core::format::ImageInfo;
+use darkroom_core::pipeline::Variant;
+use serde::Serialize;
+use spin_sdk::http::Response;
+use std::collections::BTreeMap;
+
+use crate::routes;
+
+#[derive(Serialize)]
+struct Accepted<'a> {
+    id: String,
+    status: &'static str,
+    links: BTreeMap<&'a str, String>,
+}
+
+#[derive(Serialize)]
+struct Status<'a> {
+    id: String,
+    status: &'static str,
+    created_at: String,
+    updated_at: String,
+    attempts: u32,
+    original: &'a ImageInfo,
+    links: BTreeMap<&'static str, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outputs: Option<BTreeMap<&'static str, OutputView>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a Failure>,
+}
+
+#[derive(Serialize)]
+struct OutputView {
+    content_type: &'static str,
+    width: u32,
+    height: u32,
+    bytes: u64,
+}
+
+impl From<&Output> for OutputView {
+    fn from(o: &Output) -> Self {
+        Self {
+            content_type: o.format.mime(),
+            width: o.width,
+            height: o.height,
+            bytes: o.bytes,
+        }
+    }
+}
+
+fn json_response(status: u16, body: &impl Serialize) -> spin_sdk::http::ResponseBuilder {
+    let mut builder = Response::builder();
+    builder
+        .status(status)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store")
+        .body(serde_json::to_vec(body).unwrap_or_default());
+    builder
+}
+
+/// `202 Accepted` for a queued job, pointing at its status.
+pub fn accepted(job: &Job) -> Response {
+    let status_url = routes::status(job.id);
+    let links = BTreeMap::from([
+        ("status", status_url.clone()),
+        ("original", routes::file(job.id, FileName::Original)),
+    ]);
+    let body = Accepted {
+        id: job.id.to_string(),
+        status: job.state.name(),
+        links,
+    };
+    let mut builder = json_response(202, &body);
+    builder.header("location", status_url);
+    if let Some(secs) = retry_after_secs(job) {
+        builder.header("retry-after", secs.to_string());
+    }
+    builder.build()
+}
+
+/// `200 OK` with the job's status document.
+pub fn status(job: &Job) -> Response {
+    let mut links = BTreeMap::from([
+        ("self", routes::status(job.id)),
+        ("original", routes::file(job.id, FileName::Original)),
+    ]);
+    let (outputs, error) = match &job.state {
+        JobState::Completed { outputs } => {
+            let views = Variant::ALL
+                .into_iter()
+                .map(|v| {
+                    links.insert(v.name(), routes::file(job.id, FileName::Derivative(v)));
+                    (v.name(), OutputView::from(outputs.get(v)))
+                })
+                .collect();
+            (Some(views), None)
+        }
+        JobState::Failed { error } => (None, Some(error)),
+        JobState::Queued | JobState::Processing { .. } => (None, None),
+    };
+    let body = Status {
+        id: job.id.to_string(),
+        status: job.state.name(),
+        created_at: job.created_at.to_string(),
+        updated_at: job.updated_at.to_string(),
+        attempts: job.attempts,
+        original: &job.original,
+        links,
+        outputs,
+        error,
+    };
+    let mut builder = json_response(200, &body);
+    if let Some(secs) = retry_after_secs(job) {
+        builder.header("retry-after", secs.to_string());
+    }
+    builder.build()
+}
+
+/// A job's file, or `304 Not Modified` when the client's copy is current.
+/// A `HEAD` gets the headers without the body.
+pub fn file(blob: Blob, name: FileName, if_none_match: Option<&str>, head: bool) -> Response {
+    let cache_control = if name.is_immutable() {
+        "public, max-age=31536000, immutable"
+    } else {
+        "public, max-age=3600"
+    };
+    let mut builder = Response::builder();
+    builder
+        .header("etag", blob.meta.etag.as_str())
+        .header("cache-control", cache_control)
+        .header("x-content-type-options", "nosniff");
+    let current = if_none_match.is_some_and(|tags| {
+        tags.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == blob.meta.etag)
+    });
+    if current {
+        return builder.status(304).build();
+    }
+    builder.status(200).header("content-type", blob.meta.content_type.as_str());
+    if head {
+        // Content-Length is left out: wasi-http would hold the empty body to it.
+        return builder.build();
+    }
+    builder
+        .header("content-length", blob.meta.size.to_string())
+        .body(blob.bytes)
+        .build()
+}
