@@ -1,1 +1,40 @@
-//! placeholder
+//! A test host for Darkroom that runs the **built** `.wasm` components
+//! through the **real** `spin.toml` the way `spin up` does, on wasmtime,
+//! because the Spin CLI cannot be installed where the tests run.
+//!
+//! # Spin behaviours reproduced
+//! Checked against Spin's source (`spinframework/spin`: `crates/http/src/routes.rs`,
+//! `crates/trigger-http/src/headers.rs`, `crates/trigger-redis/src/lib.rs`).
+//! - Manifest v2: `[variables]`, `[[trigger.http]]`, `[[trigger.redis]]`,
+//!   `[application.trigger.redis] address`, `[component.*]` `source`,
+//!   `key_value_stores`, `allowed_outbound_hosts`, `variables` ([`manifest`]).
+//! - Routing with the same `routefinder` crate: exact beats `:param` beats
+//!   wildcard, `/...` tails, private routes unroutable, 404 otherwise; the
+//!   `spin-*` request headers including `spin-path-match-<name>` ([`routes`]).
+//! - A fresh instance per request and per Redis message; guest output captured.
+//! - `fermyon:spin/key-value@2.0.0` in memory, per-app, grants enforced ([`kv`]).
+//! - `fermyon:spin/redis@2.0.0` against a real Redis, `allowed_outbound_hosts`
+//!   enforced ([`redis_out`]); the Redis trigger `SUBSCRIBE`s the real channel and
+//!   handles messages one at a time; a lost connection ends it, as in Spin.
+//! - `fermyon:spin/variables@2.0.0`: defaults, `SPIN_VARIABLE_*` overrides, templates ([`variables`]).
+//! - Outbound HTTP refused (`HttpRequestDenied`) unless allowed; service chaining
+//!   to `http://<component>.spin.internal` in process ([`outbound`]).
+//! - `--max-instance-memory` as [`host::HostConfig::max_instance_memory`].
+//!
+//! # Not reproduced
+//! - Other Spin interfaces (SQLite, LLM, MySQL, Postgres, MQTT, `wasi:keyvalue`,
+//!   `wasi:config`): they link, and trap when called.
+//! - Runtime config files (other KV backends), `spin up --state-dir` persistence
+//!   (the KV lives in memory for the app's lifetime), WAGI, HTTPS, HTTP/2,
+//!   `self` in `allowed_outbound_hosts`, application `base` paths other than `/`.
+//! - Spin validates templates lazily at `variables::get`; this host renders all
+//!   component variables at start, so a bad template fails earlier here.
+
+pub mod bindings;
+pub mod host;
+pub mod kv;
+pub mod manifest;
+pub mod outbound;
+pub mod redis_out;
+pub mod routes;
+pub mod variables;
