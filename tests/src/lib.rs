@@ -23,7 +23,7 @@
 //!
 //! # Not reproduced
 //! - Other Spin interfaces (SQLite, LLM, MySQL, Postgres, MQTT, `wasi:keyvalue`,
-//!   `wasi:config`): they link, and trap when called.
+//!   `wasi:config`): a component importing one fails to start, naming the import.
 //! - Runtime config files (other KV backends), `spin up --state-dir` persistence
 //!   (the KV lives in memory for the app's lifetime), WAGI, HTTPS, HTTP/2,
 //!   `self` in `allowed_outbound_hosts`, application `base` paths other than `/`.
