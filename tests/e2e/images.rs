@@ -1,0 +1,49 @@
+//! Test images, generated so that every property under test is known.
+
+use darkroom_core::testing::{encode_jpeg_with_orientation, encode_png, encode_with, gradient};
+
+/// An opaque 1600x1000 JPEG.
+pub fn jpeg() -> Vec<u8> {
+    encode_with(&gradient(1600, 1000, false), image::ImageFormat::Jpeg)
+}
+
+/// A small JPEG, quick to process.
+pub fn small_jpeg() -> Vec<u8> {
+    encode_with(&gradient(320, 240, false), image::ImageFormat::Jpeg)
+}
+
+/// A 1000x500 PNG with real transparency.
+pub fn png_with_alpha() -> Vec<u8> {
+    encode_png(&gradient(1000, 500, true))
+}
+
+/// A 600x400 image in `format`.
+pub fn in_format(format: image::ImageFormat) -> Vec<u8> {
+    encode_with(&gradient(600, 400, false), format)
+}
+
+/// A 900x300 landscape JPEG whose EXIF says "rotate 90° clockwise".
+pub fn rotated_jpeg() -> Vec<u8> {
+    encode_jpeg_with_orientation(&gradient(900, 300, false), 6)
+}
+
+/// A PNG whose header is valid but whose pixel data is garbage.
+pub fn corrupt_png() -> Vec<u8> {
+    let mut bytes = encode_png(&gradient(300, 200, false));
+    let idat = bytes.windows(4).position(|w| w == b"IDAT").expect("an IDAT chunk");
+    let end = bytes.len();
+    bytes[idat + 8..end - 20].fill(0x5A);
+    bytes
+}
+
+/// A PNG header declaring `width` x `height` over a single tiny IDAT: cheap
+/// to send, expensive to decode.
+pub fn png_declaring(width: u32, height: u32) -> Vec<u8> {
+    let mut bytes = encode_png(&gradient(4, 4, false));
+    // IHDR data starts at 16: width and height, big-endian, then the chunk's CRC.
+    bytes[16..20].copy_from_slice(&width.to_be_bytes());
+    bytes[20..24].copy_from_slice(&height.to_be_bytes());
+    let crc = crc32fast::hash(&bytes[12..29]);
+    bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+    bytes
+}

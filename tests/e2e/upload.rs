@@ -1,0 +1,116 @@
+//! `POST /api/images`: what is accepted, and every way an upload is refused.
+
+use crate::helpers::{TestApp, assert_problem, header};
+use crate::images;
+
+#[test]
+fn an_image_posted_as_multipart_is_accepted_with_202_location_and_retry_after() {
+    let app = TestApp::spawn();
+    let response = app.upload_multipart(images::small_jpeg(), "photo.jpg", "image/jpeg");
+    assert_eq!(response.status().as_u16(), 202);
+    let location = header(&response, "location").expect("Location");
+    let retry_after: u32 = header(&response, "retry-after").expect("Retry-After").parse().expect("seconds");
+    assert!(retry_after >= 1);
+    let body: serde_json::Value = response.json().expect("JSON");
+    let id = body["id"].as_str().expect("id");
+    assert_eq!(body["status"], "queued");
+    assert_eq!(location, format!("/api/images/{id}/status"));
+    assert_eq!(body["links"]["status"], location);
+    assert_eq!(app.status(id).status().as_u16(), 200, "the Location resolves");
+}
+
+#[test]
+fn an_image_posted_as_a_raw_body_is_accepted() {
+    let app = TestApp::spawn();
+    let response = app.upload_raw(images::small_jpeg(), Some("image/jpeg"));
+    assert_eq!(response.status().as_u16(), 202);
+    let body: serde_json::Value = response.json().expect("JSON");
+    assert_eq!(body["status"], "queued");
+}
+
+#[test]
+fn the_format_comes_from_the_bytes_not_the_declared_content_type() {
+    let app = TestApp::spawn();
+    let accepted = app.upload_multipart(images::png_with_alpha(), "lies.jpg", "image/jpeg");
+    assert_eq!(accepted.status().as_u16(), 202);
+    let id = accepted.json::<serde_json::Value>().expect("JSON")["id"].as_str().expect("id").to_owned();
+    let done = app.wait_until_finished(&id);
+    assert_eq!(done["original"]["format"], "png");
+}
+
+#[test]
+fn a_multipart_body_without_a_file_field_is_a_400_problem() {
+    let app = TestApp::spawn();
+    let form = reqwest::blocking::multipart::Form::new().text("title", "no file here");
+    let response = reqwest::blocking::Client::new()
+        .post(app.url("/api/images"))
+        .multipart(form)
+        .send()
+        .expect("request");
+    let problem = assert_problem(response, 400);
+    assert_eq!(problem["type"], "urn:darkroom:problem:missing-file");
+}
+
+#[test]
+fn an_empty_body_is_a_400_problem() {
+    let app = TestApp::spawn();
+    assert_problem(app.upload_raw(Vec::new(), Some("image/png")), 400);
+}
+
+#[test]
+fn bytes_that_are_not_an_image_are_a_415_problem_naming_the_supported_formats() {
+    let app = TestApp::spawn();
+    let response = app.upload_multipart(b"I am definitely a JPEG".to_vec(), "fake.jpg", "image/jpeg");
+    let problem = assert_problem(response, 415);
+    let supported = problem["supported"].as_array().expect("supported list");
+    for mime in ["image/jpeg", "image/png", "image/webp", "image/gif"] {
+        assert!(supported.iter().any(|s| s == mime), "{mime} missing from {problem}");
+        assert!(problem["detail"].as_str().is_some_and(|d| d.contains(mime)), "{problem}");
+    }
+}
+
+#[test]
+fn a_body_type_that_cannot_carry_an_image_is_a_415_problem() {
+    let app = TestApp::spawn();
+    assert_problem(app.upload_raw(b"{\"url\":\"x\"}".to_vec(), Some("application/json")), 415);
+}
+
+#[test]
+fn a_body_over_the_limit_is_a_413_problem_for_raw_and_multipart_uploads() {
+    let app = TestApp::spawn_with(&[("max_upload_bytes", "50000")]);
+    let big = images::jpeg();
+    assert!(big.len() > 50_000, "the test image must exceed the limit");
+    let problem = assert_problem(app.upload_raw(big.clone(), Some("image/jpeg")), 413);
+    assert_eq!(problem["limit_bytes"], 50_000);
+    assert_problem(app.upload_multipart(big, "big.jpg", "image/jpeg"), 413);
+}
+
+#[test]
+fn a_header_declaring_more_pixels_than_the_limit_is_a_422_problem() {
+    let app = TestApp::spawn();
+    let response = app.upload_raw(images::png_declaring(20_000, 20_000), Some("image/png"));
+    let problem = assert_problem(response, 422);
+    assert_eq!(problem["type"], "urn:darkroom:problem:too-many-pixels");
+    assert_eq!(problem["limit_pixels"], 50_000_000);
+}
+
+#[test]
+fn other_methods_on_the_upload_route_are_405_problems_with_allow() {
+    let app = TestApp::spawn();
+    let response = app.request(reqwest::Method::GET, "/api/images");
+    assert_eq!(header(&response, "allow").as_deref(), Some("POST"));
+    assert_problem(response, 405);
+}
+
+#[test]
+fn an_upload_while_the_queue_is_unreachable_is_a_503_and_records_nothing() {
+    // A Redis of this test's own, so that it can be stopped mid-test.
+    let redis = crate::helpers::PrivateRedis::start();
+    let app = TestApp::spawn_against(&redis.url(), &[]);
+    let keys_before = app.kv_keys();
+    drop(redis);
+    let response = app.upload_multipart(images::small_jpeg(), "photo.jpg", "image/jpeg");
+    assert!(header(&response, "retry-after").is_some(), "503 carries Retry-After");
+    assert_problem(response, 503);
+    assert_eq!(app.kv_keys(), keys_before, "no job record and no original left behind");
+}
