@@ -27,7 +27,10 @@ pub fn redis_url() -> String {
 
 enum Runtime {
     Host(RunningApp),
-    Spin { child: Child, state_dir: tempfile::TempDir },
+    Spin {
+        child: Child,
+        state_dir: tempfile::TempDir,
+    },
 }
 
 /// A running app with its own key-value data and queue channel.
@@ -74,7 +77,10 @@ impl TestApp {
         let app = Self {
             runtime,
             base,
-            client: Client::builder().timeout(Duration::from_secs(60)).build().expect("http client"),
+            client: Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("http client"),
             channel,
         };
         app.wait_for_subscriber(redis_url);
@@ -96,7 +102,11 @@ impl TestApp {
             if counts.first().is_some_and(|(_, n)| *n > 0) {
                 return;
             }
-            assert!(Instant::now() < deadline, "no processor subscribed to {} within 30 s", self.channel);
+            assert!(
+                Instant::now() < deadline,
+                "no processor subscribed to {} within 30 s",
+                self.channel
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -108,9 +118,18 @@ impl TestApp {
 
     /// `POST /api/images` as a browser form or `curl -F file=@...` sends it.
     pub fn upload_multipart(&self, bytes: Vec<u8>, filename: &str, mime: &str) -> Response {
-        let part = multipart::Part::bytes(bytes).file_name(filename.to_owned()).mime_str(mime).expect("mime");
-        let form = multipart::Form::new().text("title", "holiday").part("file", part);
-        self.client.post(self.url("/api/images")).multipart(form).send().expect("upload request")
+        let part = multipart::Part::bytes(bytes)
+            .file_name(filename.to_owned())
+            .mime_str(mime)
+            .expect("mime");
+        let form = multipart::Form::new()
+            .text("title", "holiday")
+            .part("file", part);
+        self.client
+            .post(self.url("/api/images"))
+            .multipart(form)
+            .send()
+            .expect("upload request")
     }
 
     /// `POST /api/images` with the image as the whole body.
@@ -143,7 +162,10 @@ impl TestApp {
 
     /// A request with any method, for method and routing tests.
     pub fn request(&self, method: reqwest::Method, path: &str) -> Response {
-        self.client.request(method, self.url(path)).send().expect("request")
+        self.client
+            .request(method, self.url(path))
+            .send()
+            .expect("request")
     }
 
     /// Polls the status of `id` until it is `completed` or `failed`.
@@ -182,7 +204,11 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("---- app log ({}) ----\n{}---- end of app log ----", self.base, self.logs());
+            eprintln!(
+                "---- app log ({}) ----\n{}---- end of app log ----",
+                self.base,
+                self.logs()
+            );
         }
         if let Runtime::Spin { child, .. } = &mut self.runtime {
             if let Err(e) = child.kill() {
@@ -197,7 +223,11 @@ impl Drop for TestApp {
 
 /// A header's value as text.
 pub fn header(response: &Response, name: &str) -> Option<String> {
-    response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// Asserts that `response` is an RFC 9457 problem with `status`, and returns its body.
@@ -212,7 +242,10 @@ pub fn assert_problem(response: Response, status: u16) -> Value {
     assert_eq!(actual, status, "{body}");
     assert_eq!(body["status"], status, "{body}");
     for field in ["type", "title", "detail"] {
-        assert!(body[field].as_str().is_some_and(|s| !s.is_empty()), "problem without {field}: {body}");
+        assert!(
+            body[field].as_str().is_some_and(|s| !s.is_empty()),
+            "problem without {field}: {body}"
+        );
     }
     body
 }
@@ -245,10 +278,16 @@ fn spawn_spin(vars: &BTreeMap<String, String>) -> (Runtime, String) {
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "spin up did not listen on port {port} within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "spin up did not listen on port {port} within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    (Runtime::Spin { child, state_dir }, format!("http://127.0.0.1:{port}"))
+    (
+        Runtime::Spin { child, state_dir },
+        format!("http://127.0.0.1:{port}"),
+    )
 }
 
 fn spin_logs(state_dir: &std::path::Path) -> String {
@@ -273,7 +312,16 @@ impl PrivateRedis {
     pub fn start() -> Self {
         let port = free_port();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server on PATH (scripts/test.sh installs it)");
@@ -281,7 +329,10 @@ impl PrivateRedis {
         let client = redis::Client::open(redis.url()).expect("url");
         let deadline = Instant::now() + Duration::from_secs(10);
         while client.get_connection().is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         redis

@@ -30,7 +30,10 @@ pub fn rotated_jpeg() -> Vec<u8> {
 /// A PNG whose header is valid but whose pixel data is garbage.
 pub fn corrupt_png() -> Vec<u8> {
     let mut bytes = encode_png(&gradient(300, 200, false));
-    let idat = bytes.windows(4).position(|w| w == b"IDAT").expect("an IDAT chunk");
+    let idat = bytes
+        .windows(4)
+        .position(|w| w == b"IDAT")
+        .expect("an IDAT chunk");
     let end = bytes.len();
     bytes[idat + 8..end - 20].fill(0x5A);
     bytes

@@ -6,14 +6,26 @@ use image::GenericImageView as _;
 use crate::helpers::{TestApp, header};
 use crate::images;
 
-fn fetch_image(app: &TestApp, status: &serde_json::Value, link: &str) -> (image::DynamicImage, reqwest::header::HeaderMap) {
-    let path = status["links"][link].as_str().unwrap_or_else(|| panic!("no {link} link: {status}"));
+fn fetch_image(
+    app: &TestApp,
+    status: &serde_json::Value,
+    link: &str,
+) -> (image::DynamicImage, reqwest::header::HeaderMap) {
+    let path = status["links"][link]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {link} link: {status}"));
     let response = app.get(path);
     assert_eq!(response.status().as_u16(), 200, "{link}");
     let headers = response.headers().clone();
     let bytes = response.bytes().expect("body");
-    let length: usize = header_value(&headers, "content-length").parse().expect("Content-Length");
-    assert_eq!(length, bytes.len(), "{link}: Content-Length matches the body");
+    let length: usize = header_value(&headers, "content-length")
+        .parse()
+        .expect("Content-Length");
+    assert_eq!(
+        length,
+        bytes.len(),
+        "{link}: Content-Length matches the body"
+    );
     let format = match header_value(&headers, "content-type").as_str() {
         "image/jpeg" => image::ImageFormat::Jpeg,
         "image/png" => image::ImageFormat::Png,
@@ -40,12 +52,27 @@ fn an_opaque_photo_gets_200_and_800_wide_jpegs_and_a_full_size_copy() {
     let id = app.upload(images::jpeg());
     let done = app.wait_until_finished(&id);
     assert_eq!(done["status"], "completed", "{done}");
-    for (link, width, height) in [("thumbnail", 200, 125), ("preview", 800, 500), ("optimized", 1600, 1000)] {
+    for (link, width, height) in [
+        ("thumbnail", 200, 125),
+        ("preview", 800, 500),
+        ("optimized", 1600, 1000),
+    ] {
         let (img, headers) = fetch_image(&app, &done, link);
         assert_eq!(img.dimensions(), (width, height), "{link}");
-        assert_eq!(header_value(&headers, "content-type"), "image/jpeg", "{link}");
-        assert_eq!(header_value(&headers, "x-content-type-options"), "nosniff", "{link}");
-        assert!(header_value(&headers, "cache-control").contains("immutable"), "{link}");
+        assert_eq!(
+            header_value(&headers, "content-type"),
+            "image/jpeg",
+            "{link}"
+        );
+        assert_eq!(
+            header_value(&headers, "x-content-type-options"),
+            "nosniff",
+            "{link}"
+        );
+        assert!(
+            header_value(&headers, "cache-control").contains("immutable"),
+            "{link}"
+        );
         assert!(header_value(&headers, "etag").starts_with('"'), "{link}");
         assert_eq!(done["outputs"][link]["width"], width, "{done}");
     }
@@ -77,7 +104,10 @@ fn transparency_is_kept_as_png() {
     let (thumb, headers) = fetch_image(&app, &done, "thumbnail");
     assert_eq!(header_value(&headers, "content-type"), "image/png");
     assert_eq!(thumb.dimensions(), (200, 100));
-    assert!(thumb.to_rgba8().pixels().any(|p| p.0[3] < 255), "alpha survives");
+    assert!(
+        thumb.to_rgba8().pixels().any(|p| p.0[3] < 255),
+        "alpha survives"
+    );
 }
 
 #[test]
@@ -96,7 +126,11 @@ fn exif_orientation_is_applied_to_every_derivative() {
     let app = TestApp::spawn();
     let done = app.wait_until_finished(&app.upload(images::rotated_jpeg()));
     let (optimized, _) = fetch_image(&app, &done, "optimized");
-    assert_eq!(optimized.dimensions(), (300, 900), "a 900x300 landscape tagged 'rotate 90°' is upright");
+    assert_eq!(
+        optimized.dimensions(),
+        (300, 900),
+        "a 900x300 landscape tagged 'rotate 90°' is upright"
+    );
     let (thumb, _) = fetch_image(&app, &done, "thumbnail");
     assert_eq!(thumb.dimensions(), (200, 600));
 }
@@ -108,16 +142,29 @@ fn a_corrupt_image_ends_failed_with_a_reason() {
     let done = app.wait_until_finished(&id);
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"]["code"], "undecodable_image", "{done}");
-    assert!(done["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{done}");
-    assert!(done["links"].get("thumbnail").is_none(), "no derivative links on failure: {done}");
+    assert!(
+        done["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{done}"
+    );
+    assert!(
+        done["links"].get("thumbnail").is_none(),
+        "no derivative links on failure: {done}"
+    );
 }
 
 #[test]
 fn twenty_concurrent_uploads_all_complete() {
     let app = TestApp::spawn();
     let ids: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..20).map(|_| s.spawn(|| app.upload(images::small_jpeg()))).collect();
-        handles.into_iter().map(|h| h.join().expect("upload thread")).collect()
+        let handles: Vec<_> = (0..20)
+            .map(|_| s.spawn(|| app.upload(images::small_jpeg())))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("upload thread"))
+            .collect()
     });
     let unique: std::collections::BTreeSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), 20, "every upload got its own id");

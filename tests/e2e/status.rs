@@ -12,7 +12,10 @@ fn a_job_moves_from_queued_to_completed_with_a_link_per_derivative() {
     let first_retry = header(&first, "retry-after");
     let first: serde_json::Value = first.json().expect("JSON");
     match first["status"].as_str() {
-        Some("queued" | "processing") => assert!(first_retry.is_some(), "unfinished without Retry-After: {first}"),
+        Some("queued" | "processing") => assert!(
+            first_retry.is_some(),
+            "unfinished without Retry-After: {first}"
+        ),
         Some("completed") => assert!(first_retry.is_none()),
         other => panic!("unexpected first status {other:?}: {first}"),
     }
@@ -22,15 +25,23 @@ fn a_job_moves_from_queued_to_completed_with_a_link_per_derivative() {
     assert_eq!(done["id"], id);
     assert_eq!(done["attempts"], 1);
     for field in ["created_at", "updated_at"] {
-        assert!(done[field].as_str().is_some_and(|t| t.ends_with('Z')), "{field}: {done}");
+        assert!(
+            done[field].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{field}: {done}"
+        );
     }
     assert!(done["created_at"].as_str() <= done["updated_at"].as_str());
     for link in ["original", "thumbnail", "preview", "optimized"] {
-        let path = done["links"][link].as_str().unwrap_or_else(|| panic!("no {link} link: {done}"));
+        let path = done["links"][link]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {link} link: {done}"));
         assert_eq!(app.get(path).status().as_u16(), 200, "{link} link");
     }
     let finished = app.status(&id);
-    assert!(header(&finished, "retry-after").is_none(), "a finished job needs no Retry-After");
+    assert!(
+        header(&finished, "retry-after").is_none(),
+        "a finished job needs no Retry-After"
+    );
 }
 
 #[test]
@@ -52,13 +63,25 @@ fn unknown_files_of_a_real_job_are_404_problems() {
     let id = app.upload(images::small_jpeg());
     app.wait_until_finished(&id);
     assert_problem(app.get(&format!("/api/images/{}/files/secret", id)), 404);
-    assert_problem(app.get(&format!("/api/images/{}/files/original", uuid::Uuid::new_v4())), 404);
+    assert_problem(
+        app.get(&format!(
+            "/api/images/{}/files/original",
+            uuid::Uuid::new_v4()
+        )),
+        404,
+    );
 }
 
 #[test]
 fn paths_outside_the_api_are_404() {
     let app = TestApp::spawn();
-    for path in ["/", "/api", "/api/images/x/y/z", "/processor", "/api/images/x/process"] {
+    for path in [
+        "/",
+        "/api",
+        "/api/images/x/y/z",
+        "/processor",
+        "/api/images/x/process",
+    ] {
         assert_eq!(app.get(path).status().as_u16(), 404, "{path}");
     }
 }

@@ -9,14 +9,21 @@ fn an_image_posted_as_multipart_is_accepted_with_202_location_and_retry_after() 
     let response = app.upload_multipart(images::small_jpeg(), "photo.jpg", "image/jpeg");
     assert_eq!(response.status().as_u16(), 202);
     let location = header(&response, "location").expect("Location");
-    let retry_after: u32 = header(&response, "retry-after").expect("Retry-After").parse().expect("seconds");
+    let retry_after: u32 = header(&response, "retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
     assert!(retry_after >= 1);
     let body: serde_json::Value = response.json().expect("JSON");
     let id = body["id"].as_str().expect("id");
     assert_eq!(body["status"], "queued");
     assert_eq!(location, format!("/api/images/{id}/status"));
     assert_eq!(body["links"]["status"], location);
-    assert_eq!(app.status(id).status().as_u16(), 200, "the Location resolves");
+    assert_eq!(
+        app.status(id).status().as_u16(),
+        200,
+        "the Location resolves"
+    );
 }
 
 #[test]
@@ -33,7 +40,10 @@ fn the_format_comes_from_the_bytes_not_the_declared_content_type() {
     let app = TestApp::spawn();
     let accepted = app.upload_multipart(images::png_with_alpha(), "lies.jpg", "image/jpeg");
     assert_eq!(accepted.status().as_u16(), 202);
-    let id = accepted.json::<serde_json::Value>().expect("JSON")["id"].as_str().expect("id").to_owned();
+    let id = accepted.json::<serde_json::Value>().expect("JSON")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     let done = app.wait_until_finished(&id);
     assert_eq!(done["original"]["format"], "png");
 }
@@ -60,19 +70,29 @@ fn an_empty_body_is_a_400_problem() {
 #[test]
 fn bytes_that_are_not_an_image_are_a_415_problem_naming_the_supported_formats() {
     let app = TestApp::spawn();
-    let response = app.upload_multipart(b"I am definitely a JPEG".to_vec(), "fake.jpg", "image/jpeg");
+    let response =
+        app.upload_multipart(b"I am definitely a JPEG".to_vec(), "fake.jpg", "image/jpeg");
     let problem = assert_problem(response, 415);
     let supported = problem["supported"].as_array().expect("supported list");
     for mime in ["image/jpeg", "image/png", "image/webp", "image/gif"] {
-        assert!(supported.iter().any(|s| s == mime), "{mime} missing from {problem}");
-        assert!(problem["detail"].as_str().is_some_and(|d| d.contains(mime)), "{problem}");
+        assert!(
+            supported.iter().any(|s| s == mime),
+            "{mime} missing from {problem}"
+        );
+        assert!(
+            problem["detail"].as_str().is_some_and(|d| d.contains(mime)),
+            "{problem}"
+        );
     }
 }
 
 #[test]
 fn a_body_type_that_cannot_carry_an_image_is_a_415_problem() {
     let app = TestApp::spawn();
-    assert_problem(app.upload_raw(b"{\"url\":\"x\"}".to_vec(), Some("application/json")), 415);
+    assert_problem(
+        app.upload_raw(b"{\"url\":\"x\"}".to_vec(), Some("application/json")),
+        415,
+    );
 }
 
 #[test]
@@ -110,7 +130,14 @@ fn an_upload_while_the_queue_is_unreachable_is_a_503_and_records_nothing() {
     let keys_before = app.kv_keys();
     drop(redis);
     let response = app.upload_multipart(images::small_jpeg(), "photo.jpg", "image/jpeg");
-    assert!(header(&response, "retry-after").is_some(), "503 carries Retry-After");
+    assert!(
+        header(&response, "retry-after").is_some(),
+        "503 carries Retry-After"
+    );
     assert_problem(response, 503);
-    assert_eq!(app.kv_keys(), keys_before, "no job record and no original left behind");
+    assert_eq!(
+        app.kv_keys(),
+        keys_before,
+        "no job record and no original left behind"
+    );
 }

@@ -144,7 +144,9 @@ impl WasiHttpView for HostState {
 impl variables::Host for HostState {
     async fn get(&mut self, name: String) -> Result<String, variables::Error> {
         let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !valid {
             return Err(variables::Error::InvalidName(name));
         }
@@ -182,12 +184,15 @@ impl WasiHttpHooks for OutboundHttp {
     > {
         drop(fut);
         let uri = request.uri().to_string();
-        let allowed = url::Url::parse(&uri).is_ok_and(|u| self.allowed.allowed_outbound_hosts.allows_url(&u));
+        let allowed =
+            url::Url::parse(&uri).is_ok_and(|u| self.allowed.allowed_outbound_hosts.allows_url(&u));
         let app = self.app.upgrade();
         let component = self.allowed.id.clone();
         Box::new(async move {
             let Some(app) = app else {
-                return Err(wasmtime_wasi_http::Error::InternalError(Some("app stopped".into())));
+                return Err(wasmtime_wasi_http::Error::InternalError(Some(
+                    "app stopped".into(),
+                )));
             };
             if !allowed {
                 app.shared.log(&format!(
@@ -201,10 +206,14 @@ impl WasiHttpHooks for OutboundHttp {
                 let response = app.chain(&target, request).await?;
                 let done: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send> =
                     Box::new(async { Ok(()) });
-                return Ok((response.map(|b| b.map_err(wasmtime_wasi_http::Error::from).boxed_unsync()), done));
+                return Ok((
+                    response.map(|b| b.map_err(wasmtime_wasi_http::Error::from).boxed_unsync()),
+                    done,
+                ));
             }
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            let io: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send> = Box::new(io);
+            let io: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send> =
+                Box::new(io);
             Ok((response.map(BodyExt::boxed_unsync), io))
         })
     }
@@ -227,14 +236,24 @@ fn compile(path: &Path) -> anyhow::Result<Component> {
     static CACHE: OnceLock<Mutex<HashMap<PathBuf, (SystemTime, Component)>>> = OnceLock::new();
     let modified = std::fs::metadata(path)
         .and_then(|m| m.modified())
-        .with_context(|| format!("{} does not exist; build the components first", path.display()))?;
+        .with_context(|| {
+            format!(
+                "{} does not exist; build the components first",
+                path.display()
+            )
+        })?;
     let cache = CACHE.get_or_init(Mutex::default);
-    if let Some((when, c)) = cache.lock().unwrap_or_else(PoisonError::into_inner).get(path)
+    if let Some((when, c)) = cache
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(path)
         && *when == modified
     {
         return Ok(c.clone());
     }
-    let component = Component::from_file(engine(), path).map_err(anyhow::Error::from).with_context(|| format!("compiling {}", path.display()))?;
+    let component = Component::from_file(engine(), path)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("compiling {}", path.display()))?;
     cache
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -258,7 +277,8 @@ fn text_response(status: u16, body: &str) -> hyper::Response<HyperOutgoingBody> 
             .map_err(|never: Infallible| match never {})
             .boxed_unsync(),
     );
-    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     response
 }
 
@@ -320,26 +340,36 @@ impl AppInner {
         let mut store = self.new_store(component, self);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let setup = async {
-            let pre = ProxyPre::new(component.pre.clone()).map_err(anyhow::Error::from).context("the component does not export wasi:http/incoming-handler")?;
-            let proxy = pre.instantiate_async(&mut store).await.map_err(anyhow::Error::from).context("instantiating")?;
-            let req = store
-                .data_mut()
-                .http()
-                .new_incoming_request(wasmtime_wasi_http::p2::bindings::http::types::Scheme::Http, request)?;
+            let pre = ProxyPre::new(component.pre.clone())
+                .map_err(anyhow::Error::from)
+                .context("the component does not export wasi:http/incoming-handler")?;
+            let proxy = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(anyhow::Error::from)
+                .context("instantiating")?;
+            let req = store.data_mut().http().new_incoming_request(
+                wasmtime_wasi_http::p2::bindings::http::types::Scheme::Http,
+                request,
+            )?;
             let out = store.data_mut().http().new_response_outparam(sender)?;
             anyhow::Ok((proxy, req, out))
         };
         let (proxy, req, out) = match setup.await {
             Ok(parts) => parts,
             Err(e) => {
-                self.shared.log(&format!("[host] {}: {e:#}", route.component));
+                self.shared
+                    .log(&format!("[host] {}: {e:#}", route.component));
                 return text_response(500, "component failed to start");
             }
         };
         let app = self.clone();
         let id = route.component.clone();
         let task = tokio::spawn(async move {
-            let result = proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await;
+            let result = proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await;
             app.collect_output(&id, store.data());
             if let Err(e) = result {
                 app.shared.log(&format!("[host] {id} trapped: {e:?}"));
@@ -348,13 +378,17 @@ impl AppInner {
         match receiver.await {
             Ok(Ok(response)) => response,
             Ok(Err(code)) => {
-                self.shared.log(&format!("[host] {} answered with error {code:?}", route.component));
+                self.shared.log(&format!(
+                    "[host] {} answered with error {code:?}",
+                    route.component
+                ));
                 text_response(500, "")
             }
             Err(_) => {
                 // The guest trapped or returned without setting a response.
                 if let Err(e) = task.await {
-                    self.shared.log(&format!("[host] {} task failed: {e}", route.component));
+                    self.shared
+                        .log(&format!("[host] {} task failed: {e}", route.component));
                 }
                 text_response(500, "")
             }
@@ -371,13 +405,18 @@ impl AppInner {
         if !self.components.contains_key(target) {
             return Err(wasmtime_wasi_http::Error::DestinationNotFound);
         }
-        let path_and_query = request.uri().path_and_query().map(ToString::to_string).unwrap_or_default();
+        let path_and_query = request
+            .uri()
+            .path_and_query()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         let full_url = request.uri().to_string();
         // Spin removes a service-chaining Host header.
         request.headers_mut().remove(http::header::HOST);
-        request
-            .headers_mut()
-            .insert(http::header::HOST, http::HeaderValue::from_static("localhost"));
+        request.headers_mut().insert(
+            http::header::HOST,
+            http::HeaderValue::from_static("localhost"),
+        );
         let client = SocketAddr::from(([127, 0, 0, 1], 0));
         let route = Router::synthetic(target, &path_and_query, &full_url, client);
         Ok(self.dispatch_http(route, request).await)
@@ -393,7 +432,11 @@ impl AppInner {
             let pre = RedisTriggerPre::new(component.pre.clone())
                 .map_err(anyhow::Error::from)
                 .context("the component does not export fermyon:spin/inbound-redis")?;
-            let instance = pre.instantiate_async(&mut store).await.map_err(anyhow::Error::from).context("instantiating")?;
+            let instance = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(anyhow::Error::from)
+                .context("instantiating")?;
             instance
                 .fermyon_spin_inbound_redis()
                 .call_handle_message(&mut store, &payload)
@@ -404,8 +447,12 @@ impl AppInner {
         self.collect_output(component_id, store.data());
         match result {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => self.shared.log(&format!("[host] {component_id}: Redis handler returned an error: {e:?}")),
-            Err(e) => self.shared.log(&format!("[host] {component_id} trapped: {e:?}")),
+            Ok(Err(e)) => self.shared.log(&format!(
+                "[host] {component_id}: Redis handler returned an error: {e:?}"
+            )),
+            Err(e) => self
+                .shared
+                .log(&format!("[host] {component_id} trapped: {e:?}")),
         }
     }
 }
@@ -481,7 +528,12 @@ impl RunningApp {
         runtime.spawn(serve(inner.clone(), listener));
 
         let mut subscribers = Vec::new();
-        let default_address = manifest.application.trigger.redis.as_ref().map(|r| r.address.as_str());
+        let default_address = manifest
+            .application
+            .trigger
+            .redis
+            .as_ref()
+            .map(|r| r.address.as_str());
         for t in &manifest.trigger.redis {
             let address = t
                 .address
@@ -515,7 +567,12 @@ impl RunningApp {
 
     /// Everything the guests printed and the host noted, so far.
     pub fn logs(&self) -> String {
-        self.inner.shared.logs.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.inner
+            .shared
+            .logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The app's key-value data.
@@ -578,7 +635,11 @@ async fn route_request(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost")
         .to_owned();
-    let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
     let full_url = format!("http://{host}{path_and_query}");
     let Some(route) = app.router.route(req.uri().path(), &full_url, client) else {
         return text_response(404, "");
@@ -589,7 +650,8 @@ async fn route_request(
         Err(_) => return text_response(400, ""),
     }
     let body = body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync();
-    app.dispatch_http(route, hyper::Request::from_parts(parts, body)).await
+    app.dispatch_http(route, hyper::Request::from_parts(parts, body))
+        .await
 }
 
 /// Subscribes to `channel` and hands each message, one at a time, to a fresh
@@ -602,7 +664,8 @@ fn subscribe(
     component: String,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let client = redis::Client::open(address).with_context(|| format!("redis trigger address {address:?}"))?;
+    let client = redis::Client::open(address)
+        .with_context(|| format!("redis trigger address {address:?}"))?;
     let mut conn = client
         .get_connection_with_timeout(Duration::from_secs(5))
         .with_context(|| format!("Redis trigger failed to connect to {address}"))?;
@@ -624,7 +687,9 @@ fn subscribe(
                 Err(e) if e.is_timeout() => {}
                 Err(e) => {
                     // Spin's trigger ends when the connection is lost; so does this one.
-                    app.shared.log(&format!("[host] Redis trigger disconnected from {channel:?}: {e}"));
+                    app.shared.log(&format!(
+                        "[host] Redis trigger disconnected from {channel:?}: {e}"
+                    ));
                     return;
                 }
             }

@@ -43,7 +43,7 @@ impl Host for HostState {}
 
 impl HostStore for HostState {
     async fn open(&mut self, label: String) -> Result<Resource<StoreHandle>, Error> {
-        if !self.component.key_value_stores.iter().any(|s| *s == label) {
+        if !self.component.key_value_stores.contains(&label) {
             return Err(Error::AccessDenied);
         }
         if label != DEFAULT_STORE {
@@ -53,15 +53,26 @@ impl HostStore for HostState {
             label,
             data: self.app.kv.clone(),
         };
-        self.table.push(handle).map_err(|e| Error::Other(e.to_string()))
+        self.table
+            .push(handle)
+            .map_err(|e| Error::Other(e.to_string()))
     }
 
-    async fn get(&mut self, store: Resource<StoreHandle>, key: String) -> Result<Option<Vec<u8>>, Error> {
+    async fn get(
+        &mut self,
+        store: Resource<StoreHandle>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, Error> {
         let s = self.kv_store(&store)?;
         Ok(s.data.with(&s.label, |m| m.get(&key).cloned()))
     }
 
-    async fn set(&mut self, store: Resource<StoreHandle>, key: String, value: Vec<u8>) -> Result<(), Error> {
+    async fn set(
+        &mut self,
+        store: Resource<StoreHandle>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), Error> {
         let s = self.kv_store(&store)?;
         s.data.with(&s.label, |m| m.insert(key, value));
         Ok(())
@@ -91,6 +102,8 @@ impl HostStore for HostState {
 
 impl HostState {
     fn kv_store(&self, store: &Resource<StoreHandle>) -> Result<&StoreHandle, Error> {
-        self.table.get(store).map_err(|e| Error::Other(e.to_string()))
+        self.table
+            .get(store)
+            .map_err(|e| Error::Other(e.to_string()))
     }
 }

@@ -18,7 +18,10 @@ fn main() -> anyhow::Result<()> {
         match arg.as_str() {
             "--from" | "-f" => config.manifest = value()?.into(),
             "--listen" => config.listen = value()?.parse().context("--listen")?,
-            "--max-instance-memory" => config.max_instance_memory = Some(value()?.parse().context("--max-instance-memory")?),
+            "--max-instance-memory" => {
+                config.max_instance_memory =
+                    Some(value()?.parse().context("--max-instance-memory")?);
+            }
             other => bail!("unknown argument {other:?}"),
         }
     }

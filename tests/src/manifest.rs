@@ -134,8 +134,10 @@ impl Manifest {
     /// # Errors
     /// When the file cannot be read or is not a manifest this host supports.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut manifest: Self = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut manifest: Self =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         if manifest.spin_manifest_version != 2 {
             bail!("only spin_manifest_version = 2 is supported");
         }
@@ -145,7 +147,10 @@ impl Manifest {
                 bail!("trigger.http routes to unknown component {:?}", t.component);
             }
             if let RouteDef::Private { private: false } = t.route {
-                bail!("component {:?}: route must be a pattern or {{ private = true }}", t.component);
+                bail!(
+                    "component {:?}: route must be a pattern or {{ private = true }}",
+                    t.component
+                );
             }
         }
         for t in &manifest.trigger.redis {

@@ -39,7 +39,9 @@ impl AllowedHost {
         // Credentials in a Redis URL are not part of the host.
         let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
         let (host, port) = match rest.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => (host, Some(port.to_owned())),
+            Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => {
+                (host, Some(port.to_owned()))
+            }
             _ => (rest, None),
         };
         Ok(Self {
@@ -80,7 +82,11 @@ impl AllowedHosts {
     /// # Errors
     /// When a pattern does not parse.
     pub fn parse<'a>(patterns: impl IntoIterator<Item = &'a str>) -> anyhow::Result<Self> {
-        patterns.into_iter().map(AllowedHost::parse).collect::<anyhow::Result<_>>().map(Self)
+        patterns
+            .into_iter()
+            .map(AllowedHost::parse)
+            .collect::<anyhow::Result<_>>()
+            .map(Self)
     }
 
     /// Whether any pattern allows the URL.
@@ -89,7 +95,9 @@ impl AllowedHosts {
             return false;
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        self.0.iter().any(|h| h.allows(url.scheme(), host, url.port()))
+        self.0
+            .iter()
+            .any(|h| h.allows(url.scheme(), host, url.port()))
     }
 }
 
@@ -109,25 +117,46 @@ mod tests {
 
     #[test]
     fn exact_hosts_need_the_same_scheme_and_port() {
-        assert!(allows(&["redis://127.0.0.1:6379"], "redis://127.0.0.1:6379"));
+        assert!(allows(
+            &["redis://127.0.0.1:6379"],
+            "redis://127.0.0.1:6379"
+        ));
         assert!(allows(&["redis://127.0.0.1:6379"], "redis://127.0.0.1"));
-        assert!(!allows(&["redis://127.0.0.1:6379"], "redis://127.0.0.1:6380"));
-        assert!(!allows(&["redis://127.0.0.1:6379"], "http://127.0.0.1:6379"));
+        assert!(!allows(
+            &["redis://127.0.0.1:6379"],
+            "redis://127.0.0.1:6380"
+        ));
+        assert!(!allows(
+            &["redis://127.0.0.1:6379"],
+            "http://127.0.0.1:6379"
+        ));
         assert!(allows(&["https://example.com"], "https://example.com/x"));
-        assert!(!allows(&["https://example.com"], "https://example.com:8443/x"));
+        assert!(!allows(
+            &["https://example.com"],
+            "https://example.com:8443/x"
+        ));
     }
 
     #[test]
     fn wildcards_cover_schemes_subdomains_and_ports() {
         assert!(allows(&["*://*:*"], "http://anything:1234/"));
         assert!(allows(&["https://*.example.com"], "https://a.example.com/"));
-        assert!(!allows(&["https://*.example.com"], "https://example.com.evil/"));
+        assert!(!allows(
+            &["https://*.example.com"],
+            "https://example.com.evil/"
+        ));
         assert!(allows(&["http://localhost:*"], "http://localhost:9000/"));
-        assert!(allows(&["http://*.spin.internal"], "http://processor.spin.internal/x"));
+        assert!(allows(
+            &["http://*.spin.internal"],
+            "http://processor.spin.internal/x"
+        ));
     }
 
     #[test]
     fn credentials_in_redis_urls_are_not_part_of_the_host() {
-        assert!(allows(&["redis://user:pw@cache:6379"], "redis://cache:6379"));
+        assert!(allows(
+            &["redis://user:pw@cache:6379"],
+            "redis://cache:6379"
+        ));
     }
 }

@@ -5,7 +5,9 @@
 use redis::aio::MultiplexedConnection;
 use wasmtime::component::Resource;
 
-use crate::bindings::imports::fermyon::spin2_0_0::redis::{Error, Host, HostConnection, RedisParameter, RedisResult};
+use crate::bindings::imports::fermyon::spin2_0_0::redis::{
+    Error, Host, HostConnection, RedisParameter, RedisResult,
+};
 use crate::host::HostState;
 
 /// An open connection.
@@ -33,7 +35,9 @@ fn flatten(value: redis::Value, out: &mut Vec<RedisResult>) {
         redis::Value::BulkString(b) => out.push(RedisResult::Binary(b)),
         redis::Value::SimpleString(s) => out.push(RedisResult::Status(s)),
         redis::Value::Okay => out.push(RedisResult::Status("OK".into())),
-        redis::Value::Array(items) | redis::Value::Set(items) => items.into_iter().for_each(|v| flatten(v, out)),
+        redis::Value::Array(items) | redis::Value::Set(items) => {
+            items.into_iter().for_each(|v| flatten(v, out));
+        }
         other => out.push(RedisResult::Binary(format!("{other:?}").into_bytes())),
     }
 }
@@ -49,11 +53,19 @@ impl HostConnection for HostState {
             return Err(Error::InvalidAddress);
         }
         let client = redis::Client::open(address.as_str()).map_err(|_| Error::InvalidAddress)?;
-        let conn = client.get_multiplexed_async_connection().await.map_err(other)?;
+        let conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(other)?;
         self.table.push(RedisConnection { conn }).map_err(other)
     }
 
-    async fn publish(&mut self, c: Resource<RedisConnection>, channel: String, payload: Vec<u8>) -> Result<(), Error> {
+    async fn publish(
+        &mut self,
+        c: Resource<RedisConnection>,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> Result<(), Error> {
         let mut conn = self.redis(&c)?;
         redis::cmd("PUBLISH")
             .arg(channel)
@@ -64,41 +76,99 @@ impl HostConnection for HostState {
             .map_err(other)
     }
 
-    async fn get(&mut self, c: Resource<RedisConnection>, key: String) -> Result<Option<Vec<u8>>, Error> {
+    async fn get(
+        &mut self,
+        c: Resource<RedisConnection>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, Error> {
         let mut conn = self.redis(&c)?;
-        redis::cmd("GET").arg(key).query_async(&mut conn).await.map_err(other)
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(other)
     }
 
-    async fn set(&mut self, c: Resource<RedisConnection>, key: String, value: Vec<u8>) -> Result<(), Error> {
+    async fn set(
+        &mut self,
+        c: Resource<RedisConnection>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), Error> {
         let mut conn = self.redis(&c)?;
-        redis::cmd("SET").arg(key).arg(value).query_async::<()>(&mut conn).await.map_err(other)
+        redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(other)
     }
 
     async fn incr(&mut self, c: Resource<RedisConnection>, key: String) -> Result<i64, Error> {
         let mut conn = self.redis(&c)?;
-        redis::cmd("INCR").arg(key).query_async(&mut conn).await.map_err(|e| {
-            if e.kind() == redis::ErrorKind::TypeError { Error::TypeError } else { other(e) }
-        })
+        redis::cmd("INCR")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| {
+                if e.kind() == redis::ErrorKind::TypeError {
+                    Error::TypeError
+                } else {
+                    other(e)
+                }
+            })
     }
 
     async fn del(&mut self, c: Resource<RedisConnection>, keys: Vec<String>) -> Result<u32, Error> {
         let mut conn = self.redis(&c)?;
-        redis::cmd("DEL").arg(keys).query_async(&mut conn).await.map_err(other)
+        redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(other)
     }
 
-    async fn sadd(&mut self, c: Resource<RedisConnection>, key: String, values: Vec<String>) -> Result<u32, Error> {
+    async fn sadd(
+        &mut self,
+        c: Resource<RedisConnection>,
+        key: String,
+        values: Vec<String>,
+    ) -> Result<u32, Error> {
         let mut conn = self.redis(&c)?;
-        redis::cmd("SADD").arg(key).arg(values).query_async(&mut conn).await.map_err(other)
+        redis::cmd("SADD")
+            .arg(key)
+            .arg(values)
+            .query_async(&mut conn)
+            .await
+            .map_err(other)
     }
 
-    async fn smembers(&mut self, c: Resource<RedisConnection>, key: String) -> Result<Vec<String>, Error> {
+    async fn smembers(
+        &mut self,
+        c: Resource<RedisConnection>,
+        key: String,
+    ) -> Result<Vec<String>, Error> {
         let mut conn = self.redis(&c)?;
-        redis::cmd("SMEMBERS").arg(key).query_async(&mut conn).await.map_err(other)
+        redis::cmd("SMEMBERS")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(other)
     }
 
-    async fn srem(&mut self, c: Resource<RedisConnection>, key: String, values: Vec<String>) -> Result<u32, Error> {
+    async fn srem(
+        &mut self,
+        c: Resource<RedisConnection>,
+        key: String,
+        values: Vec<String>,
+    ) -> Result<u32, Error> {
         let mut conn = self.redis(&c)?;
-        redis::cmd("SREM").arg(key).arg(values).query_async(&mut conn).await.map_err(other)
+        redis::cmd("SREM")
+            .arg(key)
+            .arg(values)
+            .query_async(&mut conn)
+            .await
+            .map_err(other)
     }
 
     async fn execute(

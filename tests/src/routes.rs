@@ -61,7 +61,9 @@ impl Router {
                 component: t.component.clone(),
                 raw_route: raw_route.clone(),
             };
-            inner.add(spec.as_str(), handler).map_err(|e| anyhow!("route {raw_route:?}: {e}"))?;
+            inner
+                .add(spec.as_str(), handler)
+                .map_err(|e| anyhow!("route {raw_route:?}: {e}"))?;
         }
         Ok(Self { inner })
     }
@@ -83,15 +85,25 @@ impl Router {
             ("spin-full-url".to_owned(), full_url.to_owned()),
             ("spin-matched-route".to_owned(), handler.raw_route.clone()),
             ("spin-base-path".to_owned(), "/".to_owned()),
-            ("spin-raw-component-route".to_owned(), handler.raw_route.clone()),
+            (
+                "spin-raw-component-route".to_owned(),
+                handler.raw_route.clone(),
+            ),
             (
                 "spin-component-route".to_owned(),
-                handler.raw_route.strip_suffix("/...").unwrap_or(&handler.raw_route).to_owned(),
+                handler
+                    .raw_route
+                    .strip_suffix("/...")
+                    .unwrap_or(&handler.raw_route)
+                    .to_owned(),
             ),
             ("spin-client-addr".to_owned(), client.to_string()),
         ];
         for (name, value) in captures.iter() {
-            let name = format!("spin-path-match-{}", name.to_ascii_lowercase().replace('_', "-"));
+            let name = format!(
+                "spin-path-match-{}",
+                name.to_ascii_lowercase().replace('_', "-")
+            );
             headers.push((name, value.to_owned()));
         }
         Some(RouteMatch {
@@ -102,7 +114,12 @@ impl Router {
 
     /// The headers Spin sets for a service-chained request to `component`:
     /// matched as if by the wildcard route `/...`.
-    pub fn synthetic(component: &str, path_and_query: &str, full_url: &str, client: SocketAddr) -> RouteMatch {
+    pub fn synthetic(
+        component: &str,
+        path_and_query: &str,
+        full_url: &str,
+        client: SocketAddr,
+    ) -> RouteMatch {
         let path = path_and_query.split('?').next().unwrap_or_default();
         RouteMatch {
             component: component.to_owned(),
@@ -120,7 +137,11 @@ impl Router {
 }
 
 fn absolutize(route: &str) -> String {
-    if route.starts_with('/') { route.to_owned() } else { format!("/{route}") }
+    if route.starts_with('/') {
+        route.to_owned()
+    } else {
+        format!("/{route}")
+    }
 }
 
 #[cfg(test)]
@@ -143,25 +164,51 @@ mod tests {
     }
 
     fn header<'a>(m: &'a RouteMatch, name: &str) -> &'a str {
-        m.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).expect(name)
+        m.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .expect(name)
     }
 
     #[test]
     fn exact_routes_beat_parameters_and_wildcards() {
-        let r = router(&[("/api/...", "wild"), ("/api/images", "exact"), ("/api/:thing", "param")]);
-        assert_eq!(r.route("/api/images", "", client()).expect("match").component, "exact");
-        assert_eq!(r.route("/api/other", "", client()).expect("match").component, "param");
-        assert_eq!(r.route("/api/a/b", "", client()).expect("match").component, "wild");
+        let r = router(&[
+            ("/api/...", "wild"),
+            ("/api/images", "exact"),
+            ("/api/:thing", "param"),
+        ]);
+        assert_eq!(
+            r.route("/api/images", "", client())
+                .expect("match")
+                .component,
+            "exact"
+        );
+        assert_eq!(
+            r.route("/api/other", "", client())
+                .expect("match")
+                .component,
+            "param"
+        );
+        assert_eq!(
+            r.route("/api/a/b", "", client()).expect("match").component,
+            "wild"
+        );
         assert_eq!(r.route("/elsewhere", "", client()), None);
     }
 
     #[test]
     fn parameters_become_spin_path_match_headers() {
         let r = router(&[("/api/images/:id/files/:name", "files")]);
-        let m = r.route("/api/images/abc/files/thumbnail", "http://h/x", client()).expect("match");
+        let m = r
+            .route("/api/images/abc/files/thumbnail", "http://h/x", client())
+            .expect("match");
         assert_eq!(header(&m, "spin-path-match-id"), "abc");
         assert_eq!(header(&m, "spin-path-match-name"), "thumbnail");
-        assert_eq!(header(&m, "spin-matched-route"), "/api/images/:id/files/:name");
+        assert_eq!(
+            header(&m, "spin-matched-route"),
+            "/api/images/:id/files/:name"
+        );
         assert_eq!(header(&m, "spin-full-url"), "http://h/x");
         assert_eq!(header(&m, "spin-client-addr"), "127.0.0.1:5000");
     }
@@ -169,7 +216,13 @@ mod tests {
     #[test]
     fn wildcard_tails_become_path_info_as_in_spin() {
         let r = router(&[("/foo/...", "foo")]);
-        let info = |path| header(&r.route(path, "", client()).expect("match"), "spin-path-info").to_owned();
+        let info = |path| {
+            header(
+                &r.route(path, "", client()).expect("match"),
+                "spin-path-info",
+            )
+            .to_owned()
+        };
         assert_eq!(info("/foo"), "");
         assert_eq!(info("/foo/"), "/");
         assert_eq!(info("/foo/bar"), "/bar");

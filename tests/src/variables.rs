@@ -22,7 +22,10 @@ impl Variables {
     ///
     /// # Errors
     /// When a required variable has no value or a name is not a valid Spin variable name.
-    pub fn resolve(defs: &BTreeMap<String, VariableDef>, overrides: &BTreeMap<String, String>) -> anyhow::Result<Self> {
+    pub fn resolve(
+        defs: &BTreeMap<String, VariableDef>,
+        overrides: &BTreeMap<String, String>,
+    ) -> anyhow::Result<Self> {
         let mut values = BTreeMap::new();
         for (name, def) in defs {
             check_name(name)?;
@@ -36,7 +39,9 @@ impl Variables {
                 Some(v) => {
                     values.insert(name.clone(), v);
                 }
-                None if def.required => bail!("required variable {name:?} has no value (set {env_name})"),
+                None if def.required => {
+                    bail!("required variable {name:?} has no value (set {env_name})")
+                }
                 None => {}
             }
         }
@@ -53,7 +58,9 @@ impl Variables {
         while let Some(start) = rest.find("{{") {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
-            let end = after.find("}}").ok_or_else(|| anyhow!("unclosed {{{{ in {template:?}"))?;
+            let end = after
+                .find("}}")
+                .ok_or_else(|| anyhow!("unclosed {{{{ in {template:?}"))?;
             let name = after[..end].trim();
             let value = self
                 .values
@@ -71,8 +78,14 @@ impl Variables {
 /// starting with a letter.
 fn check_name(name: &str) -> anyhow::Result<()> {
     let ok = name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if ok { Ok(()) } else { bail!("invalid variable name {name:?}") }
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        bail!("invalid variable name {name:?}")
+    }
 }
 
 #[cfg(test)]

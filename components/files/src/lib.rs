@@ -1,7 +1,10 @@
 //! `GET /api/images/:id/files/:name`: a job's original or one of its
 //! derivatives, with its content type, length, ETag and caching headers.
 
-#![expect(unsafe_code, reason = "spin-sdk's export macro generates the unsafe component export")]
+#![expect(
+    unsafe_code,
+    reason = "spin-sdk's export macro generates the unsafe component export"
+)]
 
 use darkroom_core::JobId;
 use darkroom_core::blob::KvBlobStore;
@@ -40,5 +43,10 @@ fn serve(req: &IncomingRequest) -> Result<Response, ApiError> {
         clock: &SystemClock,
     };
     let blob = service::open_file(ports, id, name)?;
-    Ok(views::file(blob, name, header(&headers, "if-none-match").as_deref(), head))
+    Ok(views::file(
+        blob,
+        name,
+        header(&headers, "if-none-match").as_deref(),
+        head,
+    ))
 }

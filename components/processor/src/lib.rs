@@ -2,7 +2,10 @@
 //! one job, which is taken, processed and recorded as completed or failed.
 //! It has no HTTP route; nothing in a message but the job id is trusted.
 
-#![expect(unsafe_code, reason = "spin-sdk's export macro generates the unsafe component export")]
+#![expect(
+    unsafe_code,
+    reason = "spin-sdk's export macro generates the unsafe component export"
+)]
 
 use anyhow::Context as _;
 use darkroom_core::blob::KvBlobStore;
@@ -24,9 +27,15 @@ fn process_job(message: bytes::Bytes) -> anyhow::Result<()> {
     };
     match service::process_message(ports, &message, limits)? {
         ProcessOutcome::Completed(job) => eprintln!("darkroom: job {} completed", job.id),
-        ProcessOutcome::Failed(job) => eprintln!("darkroom: job {} failed: {:?}", job.id, job.state),
-        ProcessOutcome::Skipped { id, state } => eprintln!("darkroom: job {id} is {state}; message ignored"),
-        ProcessOutcome::Unknown(id) => eprintln!("darkroom: job {id} does not exist; message ignored"),
+        ProcessOutcome::Failed(job) => {
+            eprintln!("darkroom: job {} failed: {:?}", job.id, job.state)
+        }
+        ProcessOutcome::Skipped { id, state } => {
+            eprintln!("darkroom: job {id} is {state}; message ignored")
+        }
+        ProcessOutcome::Unknown(id) => {
+            eprintln!("darkroom: job {id} does not exist; message ignored")
+        }
     }
     Ok(())
 }

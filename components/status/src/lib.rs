@@ -1,6 +1,9 @@
 //! `GET /api/images/:id/status`: the job's status document.
 
-#![expect(unsafe_code, reason = "spin-sdk's export macro generates the unsafe component export")]
+#![expect(
+    unsafe_code,
+    reason = "spin-sdk's export macro generates the unsafe component export"
+)]
 
 use darkroom_core::JobId;
 use darkroom_core::service;

@@ -1,7 +1,10 @@
 //! `POST /api/images`: validates an upload, stores the original, records the
 //! job as queued and announces it, then answers `202 Accepted`.
 
-#![expect(unsafe_code, reason = "spin-sdk's export macro generates the unsafe component export")]
+#![expect(
+    unsafe_code,
+    reason = "spin-sdk's export macro generates the unsafe component export"
+)]
 
 use darkroom_core::blob::KvBlobStore;
 use darkroom_core::service::{self, Ports};
@@ -27,8 +30,8 @@ async fn accept(req: IncomingRequest) -> Result<Response, ApiError> {
     let bytes = upload::read_upload(req, limits).await?;
     let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
     let blobs = KvBlobStore::new(&kv);
-    let queue =
-        RedisQueue::connect(&queue_config.redis_url, &queue_config.channel).map_err(ApiError::QueueUnavailable)?;
+    let queue = RedisQueue::connect(&queue_config.redis_url, &queue_config.channel)
+        .map_err(ApiError::QueueUnavailable)?;
     let ports = Ports {
         kv: &kv,
         blobs: &blobs,

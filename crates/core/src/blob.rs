@@ -66,7 +66,9 @@ impl<K: KeyValue + ?Sized> BlobStore for KvBlobStore<'_, K> {
             // Best effort: a failing store may refuse this too, and then the
             // orphaned chunks are unreachable without a manifest.
             if let Err(cleanup) = self.delete_chunks(key, chunks) {
-                return Err(PortError::new(format!("{e}; cleaning up also failed: {cleanup}")));
+                return Err(PortError::new(format!(
+                    "{e}; cleaning up also failed: {cleanup}"
+                )));
             }
             return Err(e);
         }
@@ -75,7 +77,10 @@ impl<K: KeyValue + ?Sized> BlobStore for KvBlobStore<'_, K> {
             content_type: content_type.to_owned(),
             etag: etag(bytes),
         };
-        let manifest = Manifest { meta: meta.clone(), chunks };
+        let manifest = Manifest {
+            meta: meta.clone(),
+            chunks,
+        };
         let raw = serde_json::to_vec(&manifest).map_err(PortError::new)?;
         self.kv.set(&keys::blob_manifest(key), &raw)?;
         if let Some(old) = old.filter(|old| old.chunks > chunks) {
@@ -91,10 +96,9 @@ impl<K: KeyValue + ?Sized> BlobStore for KvBlobStore<'_, K> {
         let size = usize::try_from(meta.size).map_err(PortError::new)?;
         let mut bytes = Vec::with_capacity(size);
         for n in 0..chunks {
-            let chunk = self
-                .kv
-                .get(&keys::blob_chunk(key, n))?
-                .ok_or_else(|| PortError::new(format!("blob {key}: chunk {n} of {chunks} is missing")))?;
+            let chunk = self.kv.get(&keys::blob_chunk(key, n))?.ok_or_else(|| {
+                PortError::new(format!("blob {key}: chunk {n} of {chunks} is missing"))
+            })?;
             bytes.extend_from_slice(&chunk);
         }
         if bytes.len() != size {
@@ -159,10 +163,15 @@ mod tests {
         let kv = MemoryKv::default();
         let store = KvBlobStore::new(&kv);
         let key = key();
-        store.put(&key, "a/b", &bytes(3 * CHUNK_BYTES)).expect("put big");
+        store
+            .put(&key, "a/b", &bytes(3 * CHUNK_BYTES))
+            .expect("put big");
         store.put(&key, "a/b", &bytes(10)).expect("put small");
         assert_eq!(kv.len(), 2);
-        assert_eq!(store.get(&key).expect("get").expect("exists").bytes, bytes(10));
+        assert_eq!(
+            store.get(&key).expect("get").expect("exists").bytes,
+            bytes(10)
+        );
     }
 
     #[test]
@@ -170,11 +179,15 @@ mod tests {
         let kv = MemoryKv::default();
         let store = KvBlobStore::new(&kv);
         let key = key();
-        store.put(&key, "a/b", &bytes(CHUNK_BYTES + 1)).expect("put");
+        store
+            .put(&key, "a/b", &bytes(CHUNK_BYTES + 1))
+            .expect("put");
         store.delete(&key).expect("delete");
         assert_eq!(kv.len(), 0);
         assert_eq!(store.get(&key).expect("get"), None);
-        store.delete(&key).expect("deleting a missing blob succeeds");
+        store
+            .delete(&key)
+            .expect("deleting a missing blob succeeds");
     }
 
     #[test]
@@ -182,7 +195,9 @@ mod tests {
         let kv = MemoryKv::default();
         let store = KvBlobStore::new(&kv);
         let key = key();
-        store.put(&key, "a/b", &bytes(CHUNK_BYTES + 1)).expect("put");
+        store
+            .put(&key, "a/b", &bytes(CHUNK_BYTES + 1))
+            .expect("put");
         kv.delete(&keys::blob_chunk(&key, 1)).expect("delete chunk");
         let err = store.get(&key).expect_err("damaged");
         assert!(err.to_string().contains("chunk 1 of 2 is missing"), "{err}");
@@ -194,7 +209,9 @@ mod tests {
         let store = KvBlobStore::new(&kv);
         let key = key();
         kv.fail_sets_after(1);
-        store.put(&key, "a/b", &bytes(2 * CHUNK_BYTES)).expect_err("store fails");
+        store
+            .put(&key, "a/b", &bytes(2 * CHUNK_BYTES))
+            .expect_err("store fails");
         kv.heal();
         assert_eq!(store.get(&key).expect("get"), None);
         assert_eq!(kv.len(), 0, "the chunk that was written is removed again");

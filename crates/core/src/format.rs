@@ -32,7 +32,21 @@ impl ImageFormat {
             [0xFF, 0xD8, 0xFF, ..] => Some(Self::Jpeg),
             [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => Some(Self::Png),
             [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => Some(Self::Gif),
-            [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some(Self::Webp),
+            [
+                b'R',
+                b'I',
+                b'F',
+                b'F',
+                _,
+                _,
+                _,
+                _,
+                b'W',
+                b'E',
+                b'B',
+                b'P',
+                ..,
+            ] => Some(Self::Webp),
             _ => None,
         }
     }
@@ -122,7 +136,10 @@ pub enum InvalidImage {
         limit: u64,
     },
     /// The magic bytes match no accepted format.
-    #[error("the file is not a supported image; supported formats are {}", ImageFormat::supported_list())]
+    #[error(
+        "the file is not a supported image; supported formats are {}",
+        ImageFormat::supported_list()
+    )]
     UnsupportedFormat,
     /// The format is known but the header cannot be read.
     #[error("the {format} header cannot be read: {reason}")]
@@ -133,7 +150,9 @@ pub enum InvalidImage {
         reason: String,
     },
     /// The header declares more pixels than [`Limits::max_pixels`].
-    #[error("the image is {width}x{height} ({pixels} pixels), more than the limit of {limit} pixels")]
+    #[error(
+        "the image is {width}x{height} ({pixels} pixels), more than the limit of {limit} pixels"
+    )]
     TooManyPixels {
         /// Declared width.
         width: u32,
@@ -230,7 +249,10 @@ mod tests {
     fn text_is_unsupported_whatever_it_claims_to_be() {
         let err = inspect(b"hello, I am a jpeg", Limits::default()).expect_err("text");
         assert_eq!(err, InvalidImage::UnsupportedFormat);
-        assert!(err.to_string().contains("image/jpeg, image/png, image/webp, image/gif"));
+        assert!(
+            err.to_string()
+                .contains("image/jpeg, image/png, image/webp, image/gif")
+        );
     }
 
     #[test]
@@ -239,14 +261,20 @@ mod tests {
             max_upload_bytes: 4,
             ..Limits::default()
         };
-        assert_eq!(inspect(b"12345", limits), Err(InvalidImage::TooLarge { limit: 4 }));
+        assert_eq!(
+            inspect(b"12345", limits),
+            Err(InvalidImage::TooLarge { limit: 4 })
+        );
     }
 
     #[test]
     fn a_png_reports_its_header_dimensions() {
         let png = encode_png(&gradient(30, 20, false));
         let info = inspect(&png, Limits::default()).expect("valid png");
-        assert_eq!((info.format, info.width, info.height), (ImageFormat::Png, 30, 20));
+        assert_eq!(
+            (info.format, info.width, info.height),
+            (ImageFormat::Png, 30, 20)
+        );
         assert_eq!(info.bytes, png.len() as u64);
     }
 
@@ -272,6 +300,15 @@ mod tests {
     fn a_truncated_header_is_unreadable_not_a_panic() {
         let png = encode_png(&gradient(30, 20, false));
         let err = inspect(&png[..12], Limits::default()).expect_err("truncated");
-        assert!(matches!(err, InvalidImage::UnreadableHeader { format: ImageFormat::Png, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                InvalidImage::UnreadableHeader {
+                    format: ImageFormat::Png,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 }

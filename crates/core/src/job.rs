@@ -258,7 +258,12 @@ mod tests {
     fn a_job_goes_from_queued_through_processing_to_completed() {
         let mut job = job();
         job.start(t(2_000)).expect("start");
-        assert_eq!(job.state, JobState::Processing { started_at: t(2_000) });
+        assert_eq!(
+            job.state,
+            JobState::Processing {
+                started_at: t(2_000)
+            }
+        );
         assert_eq!(job.attempts, 1);
         job.complete(outputs(job.id), t(3_000)).expect("complete");
         assert_eq!(job.state.name(), "completed");
@@ -272,17 +277,27 @@ mod tests {
 
         let mut processing = job();
         processing.start(t(2_000)).expect("start");
-        processing.fail(failure(), t(3_000)).expect("processing → failed");
+        processing
+            .fail(failure(), t(3_000))
+            .expect("processing → failed");
 
-        let err = processing.fail(failure(), t(4_000)).expect_err("failed twice");
+        let err = processing
+            .fail(failure(), t(4_000))
+            .expect_err("failed twice");
         assert_eq!((err.from, err.to), ("failed", "failed"));
-        assert_eq!(processing.updated_at, t(3_000), "a refused transition changes nothing");
+        assert_eq!(
+            processing.updated_at,
+            t(3_000),
+            "a refused transition changes nothing"
+        );
     }
 
     #[test]
     fn only_a_queued_job_can_start_and_only_a_processing_one_can_complete() {
         let mut job = job();
-        let err = job.complete(outputs(job.id), t(2_000)).expect_err("not started");
+        let err = job
+            .complete(outputs(job.id), t(2_000))
+            .expect_err("not started");
         assert_eq!((err.from, err.to), ("queued", "completed"));
         job.start(t(2_000)).expect("start");
         let err = job.start(t(3_000)).expect_err("started twice");

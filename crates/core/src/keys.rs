@@ -38,7 +38,11 @@ impl BlobKey {
     /// A derivative. The same job and variant always give the same key, so a
     /// re-run overwrites rather than adds.
     pub fn derivative(id: JobId, variant: Variant, format: ImageFormat) -> Self {
-        Self(format!("derived/{id}/{}.{}", variant.name(), format.extension()))
+        Self(format!(
+            "derived/{id}/{}.{}",
+            variant.name(),
+            format.extension()
+        ))
     }
 
     /// The key as a string.
@@ -72,11 +76,23 @@ mod tests {
         let id = JobId::parse("0b7c7c52-3a7e-4a55-9b7e-2f0d6c1d9f10").expect("id");
         assert_eq!(job(id), "job/0b7c7c52-3a7e-4a55-9b7e-2f0d6c1d9f10");
         let original = BlobKey::original(id);
-        assert_eq!(original.as_str(), "original/0b7c7c52-3a7e-4a55-9b7e-2f0d6c1d9f10");
+        assert_eq!(
+            original.as_str(),
+            "original/0b7c7c52-3a7e-4a55-9b7e-2f0d6c1d9f10"
+        );
         let thumb = BlobKey::derivative(id, Variant::Thumbnail, ImageFormat::Jpeg);
-        assert_eq!(thumb.as_str(), "derived/0b7c7c52-3a7e-4a55-9b7e-2f0d6c1d9f10/thumbnail.jpg");
-        assert_eq!(blob_manifest(&thumb), "blob/derived/0b7c7c52-3a7e-4a55-9b7e-2f0d6c1d9f10/thumbnail.jpg");
-        assert_eq!(blob_chunk(&original, 3), "blob/original/0b7c7c52-3a7e-4a55-9b7e-2f0d6c1d9f10#3");
+        assert_eq!(
+            thumb.as_str(),
+            "derived/0b7c7c52-3a7e-4a55-9b7e-2f0d6c1d9f10/thumbnail.jpg"
+        );
+        assert_eq!(
+            blob_manifest(&thumb),
+            "blob/derived/0b7c7c52-3a7e-4a55-9b7e-2f0d6c1d9f10/thumbnail.jpg"
+        );
+        assert_eq!(
+            blob_chunk(&original, 3),
+            "blob/original/0b7c7c52-3a7e-4a55-9b7e-2f0d6c1d9f10#3"
+        );
     }
 
     #[test]

@@ -117,12 +117,17 @@ fn decode(bytes: &[u8], limits: Limits) -> Result<DynamicImage, PipelineError> {
     // RGBA16 is the widest decoded form: 8 bytes a pixel.
     codec_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(1 << 20));
     reader.limits(codec_limits);
-    let mut decoder = reader.into_decoder().map_err(|e| PipelineError::Decode(e.to_string()))?;
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| PipelineError::Decode(e.to_string()))?;
     let (width, height) = decoder.dimensions();
     check_pixels(width, height, limits)?;
     // A broken EXIF block must not sink an otherwise good image.
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| PipelineError::Decode(e.to_string()))?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image =
+        DynamicImage::from_decoder(decoder).map_err(|e| PipelineError::Decode(e.to_string()))?;
     image.apply_orientation(orientation);
     Ok(image)
 }
@@ -159,7 +164,8 @@ impl Pixels {
                 image: self.image.copy(),
             });
         };
-        let target_height = (u64::from(height) * u64::from(target) + u64::from(width) / 2) / u64::from(width);
+        let target_height =
+            (u64::from(height) * u64::from(target) + u64::from(width) / 2) / u64::from(width);
         let target_height = u32::try_from(target_height.max(1)).unwrap_or(u32::MAX);
         let mut out = Image::new(target, target_height, self.image.pixel_type());
         let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
@@ -194,7 +200,12 @@ impl Pixels {
         encoder.set_progressive(true);
         encoder.set_optimized_huffman_tables(true);
         encoder
-            .encode(self.image.buffer(), width, height, jpeg_encoder::ColorType::Rgb)
+            .encode(
+                self.image.buffer(),
+                width,
+                height,
+                jpeg_encoder::ColorType::Rgb,
+            )
             .map_err(|e| PipelineError::Encode(e.to_string()))?;
         Ok(out)
     }
@@ -225,7 +236,10 @@ mod tests {
     }
 
     fn by_variant(renditions: &[Rendition], v: Variant) -> &Rendition {
-        renditions.iter().find(|r| r.variant == v).expect("variant present")
+        renditions
+            .iter()
+            .find(|r| r.variant == v)
+            .expect("variant present")
     }
 
     #[test]
@@ -239,9 +253,17 @@ mod tests {
         ];
         for (variant, w, h) in expected {
             let r = by_variant(&out, variant);
-            assert_eq!((r.format, r.width, r.height), (ImageFormat::Jpeg, w, h), "{variant:?}");
+            assert_eq!(
+                (r.format, r.width, r.height),
+                (ImageFormat::Jpeg, w, h),
+                "{variant:?}"
+            );
             let decoded = decode_output(r);
-            assert_eq!((decoded.width(), decoded.height()), (w, h), "{variant:?} as decoded");
+            assert_eq!(
+                (decoded.width(), decoded.height()),
+                (w, h),
+                "{variant:?} as decoded"
+            );
         }
     }
 
@@ -259,7 +281,10 @@ mod tests {
         let png = encode_png(&gradient(400, 300, true));
         let out = render(&png, Limits::default()).expect("render");
         let thumb = by_variant(&out, Variant::Thumbnail);
-        assert_eq!((thumb.format, thumb.width, thumb.height), (ImageFormat::Png, 200, 150));
+        assert_eq!(
+            (thumb.format, thumb.width, thumb.height),
+            (ImageFormat::Png, 200, 150)
+        );
         let decoded = decode_output(thumb).to_rgba8();
         assert!(decoded.pixels().any(|p| p.0[3] < 255), "alpha kept");
     }
@@ -291,7 +316,11 @@ mod tests {
         for format in [image::ImageFormat::WebP, image::ImageFormat::Gif] {
             let bytes = encode_with(&gradient(300, 200, false), format);
             let out = render(&bytes, Limits::default()).expect("render");
-            assert_eq!(by_variant(&out, Variant::Thumbnail).width, 200, "{format:?}");
+            assert_eq!(
+                by_variant(&out, Variant::Thumbnail).width,
+                200,
+                "{format:?}"
+            );
         }
     }
 
@@ -311,7 +340,8 @@ mod tests {
 
     #[test]
     fn bytes_that_are_not_an_image_are_refused() {
-        let err = render(b"GIF89a\x02\x00\x02\x00\x00\x00\x00", Limits::default()).expect_err("garbage");
+        let err =
+            render(b"GIF89a\x02\x00\x02\x00\x00\x00\x00", Limits::default()).expect_err("garbage");
         assert!(matches!(err, PipelineError::Decode(_)), "{err}");
     }
 
@@ -323,7 +353,13 @@ mod tests {
             ..Limits::default()
         };
         let err = render(&png, limits).expect_err("over the limit");
-        assert!(matches!(err, PipelineError::Invalid(InvalidImage::TooManyPixels { .. })), "{err}");
+        assert!(
+            matches!(
+                err,
+                PipelineError::Invalid(InvalidImage::TooManyPixels { .. })
+            ),
+            "{err}"
+        );
     }
 
     #[test]

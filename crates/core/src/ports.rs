@@ -70,7 +70,12 @@ pub trait BlobStore {
     ///
     /// # Errors
     /// [`PortError`]; a failed put leaves no readable blob behind.
-    fn put(&self, key: &crate::keys::BlobKey, content_type: &str, bytes: &[u8]) -> Result<BlobMeta, PortError>;
+    fn put(
+        &self,
+        key: &crate::keys::BlobKey,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Result<BlobMeta, PortError>;
 
     /// The blob under `key`, if it exists.
     ///

@@ -42,7 +42,12 @@ pub enum AcceptError {
 /// # Errors
 /// [`AcceptError`]; after an error no job record and no original remain
 /// (unless the store also refused the clean-up, which the error then says).
-pub fn accept_upload(ports: Ports<'_>, queue: &dyn Queue, bytes: &[u8], limits: Limits) -> Result<Job, AcceptError> {
+pub fn accept_upload(
+    ports: Ports<'_>,
+    queue: &dyn Queue,
+    bytes: &[u8],
+    limits: Limits,
+) -> Result<Job, AcceptError> {
     let info = inspect(bytes, limits)?;
     let job = Job::queued(JobId::new_random(), info, ports.clock.now());
     let original = BlobKey::original(job.id);
@@ -51,10 +56,16 @@ pub fn accept_upload(ports: Ports<'_>, queue: &dyn Queue, bytes: &[u8], limits: 
         .put(&original, info.format.mime(), bytes)
         .map_err(AcceptError::Storage)?;
     if let Err(e) = save_job(ports.kv, &job) {
-        return Err(AcceptError::Storage(undo(e, [ports.blobs.delete(&original)])));
+        return Err(AcceptError::Storage(undo(
+            e,
+            [ports.blobs.delete(&original)],
+        )));
     }
     if let Err(e) = queue.enqueue(job.id) {
-        let undone = [ports.kv.delete(&keys::job(job.id)), ports.blobs.delete(&original)];
+        let undone = [
+            ports.kv.delete(&keys::job(job.id)),
+            ports.blobs.delete(&original),
+        ];
         return Err(AcceptError::Queue(undo(e, undone)));
     }
     Ok(job)
@@ -62,11 +73,18 @@ pub fn accept_upload(ports: Ports<'_>, queue: &dyn Queue, bytes: &[u8], limits: 
 
 /// Folds the results of clean-up steps into the error that caused them.
 fn undo<const N: usize>(cause: PortError, cleanup: [Result<(), PortError>; N]) -> PortError {
-    let failures: Vec<String> = cleanup.into_iter().filter_map(Result::err).map(|e| e.to_string()).collect();
+    let failures: Vec<String> = cleanup
+        .into_iter()
+        .filter_map(Result::err)
+        .map(|e| e.to_string())
+        .collect();
     if failures.is_empty() {
         cause
     } else {
-        PortError::new(format!("{cause}; clean-up also failed: {}", failures.join("; ")))
+        PortError::new(format!(
+            "{cause}; clean-up also failed: {}",
+            failures.join("; ")
+        ))
     }
 }
 
@@ -137,7 +155,11 @@ pub enum ProcessError {
 /// [`ProcessError`] when the message is malformed or the job record cannot
 /// be read or written. Problems with the image itself are not errors: they
 /// end the job as failed ([`ProcessOutcome::Failed`]).
-pub fn process_message(ports: Ports<'_>, message: &[u8], limits: Limits) -> Result<ProcessOutcome, ProcessError> {
+pub fn process_message(
+    ports: Ports<'_>,
+    message: &[u8],
+    limits: Limits,
+) -> Result<ProcessOutcome, ProcessError> {
     let text = std::str::from_utf8(message).map_err(|_| InvalidJobId)?;
     let id = JobId::parse(text.trim())?;
     let Some(mut job) = load_job(ports.kv, id)? else {
@@ -181,7 +203,9 @@ fn make_outputs(ports: Ports<'_>, id: JobId, limits: Limits) -> Result<Outputs, 
         })?;
     let renditions = pipeline::render(&original.bytes, limits).map_err(|e| Failure {
         code: match e {
-            PipelineError::Invalid(InvalidImage::TooManyPixels { .. }) => FailureCode::LimitsExceeded,
+            PipelineError::Invalid(InvalidImage::TooManyPixels { .. }) => {
+                FailureCode::LimitsExceeded
+            }
             PipelineError::Invalid(_) | PipelineError::Decode(_) | PipelineError::Encode(_) => {
                 FailureCode::UndecodableImage
             }
@@ -190,7 +214,10 @@ fn make_outputs(ports: Ports<'_>, id: JobId, limits: Limits) -> Result<Outputs, 
     })?;
     let store = |r: &Rendition| -> Result<Output, Failure> {
         let key = BlobKey::derivative(id, r.variant, r.format);
-        ports.blobs.put(&key, r.format.mime(), &r.bytes).map_err(storage)?;
+        ports
+            .blobs
+            .put(&key, r.format.mime(), &r.bytes)
+            .map_err(storage)?;
         Ok(Output {
             key,
             format: r.format,
@@ -200,10 +227,13 @@ fn make_outputs(ports: Ports<'_>, id: JobId, limits: Limits) -> Result<Outputs, 
         })
     };
     let find = |v: Variant| {
-        renditions.iter().find(|r| r.variant == v).ok_or_else(|| Failure {
-            code: FailureCode::UndecodableImage,
-            message: format!("the pipeline made no {}", v.name()),
-        })
+        renditions
+            .iter()
+            .find(|r| r.variant == v)
+            .ok_or_else(|| Failure {
+                code: FailureCode::UndecodableImage,
+                message: format!("the pipeline made no {}", v.name()),
+            })
     };
     Ok(Outputs {
         thumbnail: store(find(Variant::Thumbnail)?)?,
@@ -365,7 +395,10 @@ mod tests {
     fn an_invalid_upload_touches_nothing() {
         let world = World::new();
         let err = world.accept(b"not an image").expect_err("invalid");
-        assert!(matches!(err, AcceptError::Invalid(InvalidImage::UnsupportedFormat)), "{err}");
+        assert!(
+            matches!(err, AcceptError::Invalid(InvalidImage::UnsupportedFormat)),
+            "{err}"
+        );
         assert!(world.kv.is_empty());
     }
 
@@ -379,14 +412,23 @@ mod tests {
             panic!("expected completion, got {outcome:?}");
         };
         assert_eq!(done.attempts, 1);
-        assert_eq!(done.updated_at.unix_millis() - done.created_at.unix_millis(), 1_500);
+        assert_eq!(
+            done.updated_at.unix_millis() - done.created_at.unix_millis(),
+            1_500
+        );
         assert_eq!(world.job(job.id), done);
         let JobState::Completed { outputs } = &done.state else {
             panic!("not completed: {:?}", done.state);
         };
-        assert_eq!((outputs.thumbnail.width, outputs.thumbnail.height), (200, 100));
+        assert_eq!(
+            (outputs.thumbnail.width, outputs.thumbnail.height),
+            (200, 100)
+        );
         assert_eq!((outputs.preview.width, outputs.preview.height), (800, 400));
-        assert_eq!((outputs.optimized.width, outputs.optimized.height), (1000, 500));
+        assert_eq!(
+            (outputs.optimized.width, outputs.optimized.height),
+            (1000, 500)
+        );
         for v in Variant::ALL {
             let blob = world
                 .with_ports(|p| open_file(p, job.id, FileName::Derivative(v)))
@@ -402,7 +444,8 @@ mod tests {
         let job = world.accept(&png(300, 200)).expect("accepted");
         world.process_next().expect("first");
         let before = world.kv.len();
-        let again = world.with_ports(|p| process_message(p, job.id.to_string().as_bytes(), Limits::default()));
+        let again = world
+            .with_ports(|p| process_message(p, job.id.to_string().as_bytes(), Limits::default()));
         assert_eq!(
             again.expect("handled"),
             ProcessOutcome::Skipped {
@@ -417,7 +460,10 @@ mod tests {
     fn an_image_that_cannot_be_decoded_ends_failed_with_a_reason() {
         let world = World::new();
         let mut bytes = png(300, 200);
-        let idat = bytes.windows(4).position(|w| w == b"IDAT").expect("an IDAT chunk");
+        let idat = bytes
+            .windows(4)
+            .position(|w| w == b"IDAT")
+            .expect("an IDAT chunk");
         let end = bytes.len();
         bytes[idat + 8..end - 20].fill(0x5A); // a valid header over garbage pixel data
         let job = world.accept(&bytes).expect("the header is fine");
@@ -427,13 +473,22 @@ mod tests {
             panic!("not failed");
         };
         assert_eq!(error.code, FailureCode::UndecodableImage);
-        assert!(error.message.contains("cannot be decoded"), "{}", error.message);
+        assert!(
+            error.message.contains("cannot be decoded"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]
     fn a_message_that_is_not_a_job_id_is_refused_and_touches_nothing() {
         let world = World::new();
-        for message in [&b"{\"id\":\"x\"}"[..], b"", b"\xFF\xFE", b"../../etc/passwd"] {
+        for message in [
+            &b"{\"id\":\"x\"}"[..],
+            b"",
+            b"\xFF\xFE",
+            b"../../etc/passwd",
+        ] {
             let err = world
                 .with_ports(|p| process_message(p, message, Limits::default()))
                 .expect_err("bad message");
@@ -446,7 +501,8 @@ mod tests {
     fn a_message_for_an_unknown_job_does_nothing() {
         let world = World::new();
         let id = JobId::new_random();
-        let outcome = world.with_ports(|p| process_message(p, id.to_string().as_bytes(), Limits::default()));
+        let outcome =
+            world.with_ports(|p| process_message(p, id.to_string().as_bytes(), Limits::default()));
         assert_eq!(outcome.expect("handled"), ProcessOutcome::Unknown(id));
         assert!(world.kv.is_empty());
     }
@@ -458,7 +514,16 @@ mod tests {
         let err = world
             .with_ports(|p| open_file(p, job.id, FileName::Derivative(Variant::Thumbnail)))
             .expect_err("not ready");
-        assert!(matches!(err, FileError::NotReady { state: "queued", name: "thumbnail" }), "{err}");
+        assert!(
+            matches!(
+                err,
+                FileError::NotReady {
+                    state: "queued",
+                    name: "thumbnail"
+                }
+            ),
+            "{err}"
+        );
         let missing = world.with_ports(|p| open_file(p, JobId::new_random(), FileName::Original));
         assert!(matches!(missing, Err(FileError::NoSuchJob)));
     }

@@ -47,7 +47,12 @@ impl MemoryKv {
 
     /// Every stored value.
     pub fn values(&self) -> impl Iterator<Item = Vec<u8>> {
-        self.map.borrow().values().cloned().collect::<Vec<_>>().into_iter()
+        self.map
+            .borrow()
+            .values()
+            .cloned()
+            .collect::<Vec<_>>()
+            .into_iter()
     }
 }
 
@@ -118,11 +123,20 @@ pub fn gradient(width: u32, height: u32, alpha: bool) -> DynamicImage {
     let channel = |v: u32, max: u32| u8::try_from(v * 255 / max.max(1)).unwrap_or(u8::MAX);
     if alpha {
         DynamicImage::ImageRgba8(RgbaImage::from_fn(width, height, |x, y| {
-            Rgba([channel(x, width), channel(y, height), 128, channel(x + y, width + height)])
+            Rgba([
+                channel(x, width),
+                channel(y, height),
+                128,
+                channel(x + y, width + height),
+            ])
         }))
     } else {
         DynamicImage::ImageRgb8(RgbImage::from_fn(width, height, |x, y| {
-            Rgb([channel(x, width), channel(y, height), channel(x ^ y, width.max(height))])
+            Rgb([
+                channel(x, width),
+                channel(y, height),
+                channel(x ^ y, width.max(height)),
+            ])
         }))
     }
 }
@@ -134,7 +148,9 @@ pub fn gradient(width: u32, height: u32, alpha: bool) -> DynamicImage {
 pub fn encode_with(image: &DynamicImage, format: image::ImageFormat) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     let image = match format {
-        image::ImageFormat::Jpeg | image::ImageFormat::Gif => DynamicImage::ImageRgb8(image.to_rgb8()),
+        image::ImageFormat::Jpeg | image::ImageFormat::Gif => {
+            DynamicImage::ImageRgb8(image.to_rgb8())
+        }
         _ => image.clone(),
     };
     #[expect(clippy::unwrap_used, reason = "test helper; see # Panics")]

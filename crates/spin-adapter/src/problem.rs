@@ -67,7 +67,9 @@ impl From<FileError> for ApiError {
         match e {
             FileError::NoSuchJob => Self::NotFound,
             e @ FileError::NotReady { .. } => Self::NotReady(e.to_string()),
-            FileError::Missing => Self::StorageUnavailable(PortError::new("a recorded file is missing")),
+            FileError::Missing => {
+                Self::StorageUnavailable(PortError::new("a recorded file is missing"))
+            }
             FileError::Storage(e) => Self::StorageUnavailable(e),
         }
     }

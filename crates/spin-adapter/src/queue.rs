@@ -17,8 +17,8 @@ impl RedisQueue {
     /// # Errors
     /// [`PortError`] when the address is refused or Redis cannot be reached.
     pub fn connect(address: &str, channel: &str) -> Result<Self, PortError> {
-        let connection =
-            Connection::open(address).map_err(|e| PortError::new(format!("redis {address}: {e}")))?;
+        let connection = Connection::open(address)
+            .map_err(|e| PortError::new(format!("redis {address}: {e}")))?;
         Ok(Self {
             connection,
             channel: channel.to_owned(),

@@ -25,5 +25,8 @@ pub fn file(id: JobId, name: FileName) -> String {
 /// `spin-path-match-<name>` request header.
 pub fn path_param(headers: &spin_sdk::http::Headers, name: &str) -> Option<String> {
     let values = headers.get(&format!("spin-path-match-{name}"));
-    values.into_iter().next().and_then(|v| String::from_utf8(v).ok())
+    values
+        .into_iter()
+        .next()
+        .and_then(|v| String::from_utf8(v).ok())
 }

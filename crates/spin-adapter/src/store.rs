@@ -32,10 +32,14 @@ impl KeyValue for SpinKv {
     }
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), PortError> {
-        self.0.set(key, value).map_err(|e| port_error("set", key, &e))
+        self.0
+            .set(key, value)
+            .map_err(|e| port_error("set", key, &e))
     }
 
     fn delete(&self, key: &str) -> Result<(), PortError> {
-        self.0.delete(key).map_err(|e| port_error("delete", key, &e))
+        self.0
+            .delete(key)
+            .map_err(|e| port_error("delete", key, &e))
     }
 }

@@ -18,7 +18,7 @@ const MULTIPART_OVERHEAD_BYTES: u64 = 64 * 1024;
 /// The first value of header `name`, as text.
 pub fn header(headers: &Headers, name: &str) -> Option<String> {
     headers
-        .get(&name.to_owned())
+        .get(name)
         .into_iter()
         .next()
         .and_then(|v| String::from_utf8(v).ok())
@@ -33,7 +33,12 @@ fn body_kind(content_type: Option<&str>) -> Result<BodyKind, ApiError> {
     let Some(ct) = content_type else {
         return Ok(BodyKind::Raw);
     };
-    let essence = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
         "multipart/form-data" => multer::parse_boundary(ct)
             .map(BodyKind::Multipart)
@@ -55,11 +60,15 @@ fn body_kind(content_type: Option<&str>) -> Result<BodyKind, ApiError> {
 pub async fn read_upload(req: IncomingRequest, limits: Limits) -> Result<Vec<u8>, ApiError> {
     let headers = req.headers();
     let kind = body_kind(header(&headers, "content-type").as_deref())?;
-    let too_large = || ApiError::InvalidImage(InvalidImage::TooLarge {
-        limit: limits.max_upload_bytes,
-    });
+    let too_large = || {
+        ApiError::InvalidImage(InvalidImage::TooLarge {
+            limit: limits.max_upload_bytes,
+        })
+    };
     let body_limit = match kind {
-        BodyKind::Multipart(_) => limits.max_upload_bytes.saturating_add(MULTIPART_OVERHEAD_BYTES),
+        BodyKind::Multipart(_) => limits
+            .max_upload_bytes
+            .saturating_add(MULTIPART_OVERHEAD_BYTES),
         BodyKind::Raw => limits.max_upload_bytes,
     };
     let declared = header(&headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
@@ -71,7 +80,8 @@ pub async fn read_upload(req: IncomingRequest, limits: Limits) -> Result<Vec<u8>
     let mut body = Vec::with_capacity(declared.map_or(0, |l| usize::try_from(l).unwrap_or(0)));
     let mut stream = req.into_body_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadMultipart(format!("the request body broke off: {e:?}")))?;
+        let chunk = chunk
+            .map_err(|e| ApiError::BadMultipart(format!("the request body broke off: {e:?}")))?;
         if (body.len() + chunk.len()) as u64 > body_limit {
             return Err(too_large());
         }
@@ -92,7 +102,9 @@ pub async fn read_upload(req: IncomingRequest, limits: Limits) -> Result<Vec<u8>
 }
 
 async fn file_field(body: Vec<u8>, boundary: String) -> Result<Vec<u8>, ApiError> {
-    let once = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(bytes::Bytes::from(body)) });
+    let once = futures::stream::once(async move {
+        Ok::<_, std::convert::Infallible>(bytes::Bytes::from(body))
+    });
     let mut multipart = multer::Multipart::new(once, boundary);
     let bad = |e: multer::Error| ApiError::BadMultipart(e.to_string());
     while let Some(field) = multipart.next_field().await.map_err(bad)? {
@@ -111,14 +123,26 @@ mod tests {
     fn body_kinds_follow_the_content_type_essence() {
         assert!(matches!(body_kind(None), Ok(BodyKind::Raw)));
         assert!(matches!(body_kind(Some("image/jpeg")), Ok(BodyKind::Raw)));
-        assert!(matches!(body_kind(Some("Image/PNG; q=1")), Ok(BodyKind::Raw)));
-        assert!(matches!(body_kind(Some("application/octet-stream")), Ok(BodyKind::Raw)));
+        assert!(matches!(
+            body_kind(Some("Image/PNG; q=1")),
+            Ok(BodyKind::Raw)
+        ));
+        assert!(matches!(
+            body_kind(Some("application/octet-stream")),
+            Ok(BodyKind::Raw)
+        ));
         assert!(matches!(
             body_kind(Some("multipart/form-data; boundary=abc")),
             Ok(BodyKind::Multipart(b)) if b == "abc"
         ));
-        assert!(matches!(body_kind(Some("multipart/form-data")), Err(ApiError::BadMultipart(_))));
-        assert!(matches!(body_kind(Some("application/json")), Err(ApiError::UnsupportedBody(_))));
+        assert!(matches!(
+            body_kind(Some("multipart/form-data")),
+            Err(ApiError::BadMultipart(_))
+        ));
+        assert!(matches!(
+            body_kind(Some("application/json")),
+            Err(ApiError::UnsupportedBody(_))
+        ));
     }
 
     #[test]
@@ -130,7 +154,9 @@ mod tests {
 
     #[test]
     fn a_multipart_body_without_a_file_field_is_a_missing_file() {
-        let body = b"--b\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello\r\n--b--\r\n".to_vec();
+        let body =
+            b"--b\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello\r\n--b--\r\n"
+                .to_vec();
         let err = futures::executor::block_on(file_field(body, "b".into())).expect_err("no file");
         assert!(matches!(err, ApiError::MissingFile), "{err}");
     }

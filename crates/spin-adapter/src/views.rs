@@ -1,12 +1,12 @@
 //! The JSON representations and headers of Darkroom's resources: the 202
 //! answer to an upload, the status document, and a served file.
 
+use darkroom_core::format::ImageInfo;
 use darkroom_core::job::{Failure, Output};
+use darkroom_core::pipeline::Variant;
 use darkroom_core::ports::Blob;
 use darkroom_core::service::{FileName, retry_after_secs};
 use darkroom_core::{Job, JobState};
-use darkroom_core::format::ImageInfo;
-use darkroom_core::pipeline::Variant;
 use serde::Serialize;
 use spin_sdk::http::Response;
 use std::collections::BTreeMap;
@@ -136,12 +136,16 @@ pub fn file(blob: Blob, name: FileName, if_none_match: Option<&str>, head: bool)
         .header("cache-control", cache_control)
         .header("x-content-type-options", "nosniff");
     let current = if_none_match.is_some_and(|tags| {
-        tags.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == blob.meta.etag)
+        tags.split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t.trim_start_matches("W/") == blob.meta.etag)
     });
     if current {
         return builder.status(304).build();
     }
-    builder.status(200).header("content-type", blob.meta.content_type.as_str());
+    builder
+        .status(200)
+        .header("content-type", blob.meta.content_type.as_str());
     if head {
         // Content-Length is left out: wasi-http would hold the empty body to it.
         return builder.build();

@@ -1,0 +1,49 @@
+# Shared by scripts/up.sh and scripts/test.sh: installing prerequisites and
+# running a local redis-server. Sourced, not executed.
+
+# The components, as cargo packages.
+COMPONENTS=(darkroom-upload darkroom-status darkroom-files darkroom-processor)
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+ensure_wasm_target() {
+  if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    echo "==> installing the wasm32-wasip2 Rust target" >&2
+    rustup target add wasm32-wasip2
+  fi
+}
+
+ensure_redis_server() {
+  if ! command -v redis-server >/dev/null; then
+    echo "==> installing redis-server (Debian/Ubuntu package)" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
+}
+
+build_components() {
+  echo "==> building the components for wasm32-wasip2" >&2
+  local args=()
+  for c in "${COMPONENTS[@]}"; do args+=(-p "$c"); done
+  cargo build --release --target wasm32-wasip2 "${args[@]}"
+}
+
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# start_redis PORT [extra redis-server args...]: starts a redis-server in the
+# background and waits until it answers; sets REDIS_PID.
+start_redis() {
+  local port=$1; shift
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no "$@" >/dev/null &
+  REDIS_PID=$!
+  for _ in $(seq 100); do
+    if redis-cli -p "$port" ping >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "redis-server did not start on port $port" >&2
+  return 1
+}
