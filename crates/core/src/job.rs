@@ -1,4 +1,11 @@
-//! A job and its lifecycle: `queued → processing → completed | failed`.
+//! A job and its lifecycle:
+//!
+//! ```text
+//! queued ──start──▶ processing ──complete──▶ completed
+//!   ▲                 │  │
+//!   └──retry_later────┘  └──fail──▶ failed   (also queued ──fail──▶ failed)
+//! processing ──start (lease expired: the worker died)──▶ processing
+//! ```
 //!
 //! Each state carries only the data that exists in it, and every transition
 //! is a method that refuses to start from the wrong state, so a record read
@@ -26,6 +33,9 @@ pub struct Job {
     pub original: ImageInfo,
     /// How many times processing has started.
     pub attempts: u32,
+    /// Every attempt that has ended, oldest first.
+    #[serde(default)]
+    pub history: Vec<Attempt>,
     /// Where in its lifecycle the job is.
     #[serde(flatten)]
     pub state: JobState,
@@ -36,11 +46,17 @@ pub struct Job {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum JobState {
     /// Accepted and waiting for a processor.
-    Queued,
+    Queued {
+        /// When a retry is pending: when it becomes due.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_at: Option<Timestamp>,
+    },
     /// A processor has taken it.
     Processing {
         /// When the current attempt started.
         started_at: Timestamp,
+        /// When the processor's claim lapses if it does not finish.
+        lease_until: Timestamp,
     },
     /// Every output exists.
     Completed {
@@ -58,7 +74,7 @@ impl JobState {
     /// The state's wire name.
     pub const fn name(&self) -> &'static str {
         match self {
-            Self::Queued => "queued",
+            Self::Queued { .. } => "queued",
             Self::Processing { .. } => "processing",
             Self::Completed { .. } => "completed",
             Self::Failed { .. } => "failed",
@@ -129,6 +145,30 @@ pub enum FailureCode {
     OriginalMissing,
     /// Storage failed while processing.
     StorageUnavailable,
+    /// The processor stopped mid-job (trap, out of memory, killed) and its lease lapsed.
+    ProcessorLost,
+}
+
+impl FailureCode {
+    /// Whether another attempt may succeed. Image problems are permanent;
+    /// infrastructure problems are not.
+    pub const fn is_transient(self) -> bool {
+        matches!(self, Self::StorageUnavailable | Self::ProcessorLost)
+    }
+}
+
+/// One ended attempt, kept in the job's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1 for the first attempt.
+    pub number: u32,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it ended (or, for a lost attempt, when its loss was noticed).
+    pub ended_at: Timestamp,
+    /// Why it did not complete; `None` if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Failure>,
 }
 
 /// A transition was asked of a state it cannot start from.
@@ -152,22 +192,55 @@ impl Job {
             updated_at: now,
             original,
             attempts: 0,
-            state: JobState::Queued,
+            history: Vec::new(),
+            state: JobState::Queued { retry_at: None },
         }
     }
 
-    /// `queued → processing`; counts an attempt.
+    /// Whether the job's current attempt belongs to a processor that is gone:
+    /// it is processing and its lease lapsed before `now`.
+    pub fn lease_lapsed(&self, now: Timestamp) -> bool {
+        matches!(self.state, JobState::Processing { lease_until, .. } if lease_until <= now)
+    }
+
+    /// `queued → processing`, or `processing → processing` when the previous
+    /// attempt's lease lapsed (that attempt is recorded as lost). Counts an attempt.
     ///
     /// # Errors
-    /// [`TransitionError`] unless the job is queued.
-    pub fn start(&mut self, now: Timestamp) -> Result<(), TransitionError> {
+    /// [`TransitionError`] if the job is finished, or processing under a live lease.
+    pub fn start(&mut self, now: Timestamp, lease_until: Timestamp) -> Result<(), TransitionError> {
         match self.state {
-            JobState::Queued => {
-                self.attempts += 1;
-                self.enter(JobState::Processing { started_at: now }, now);
-                Ok(())
-            }
-            _ => Err(self.refuse("processing")),
+            JobState::Queued { .. } => {}
+            JobState::Processing { .. } if self.lease_lapsed(now) => self.record_lost_attempt(now),
+            _ => return Err(self.refuse("processing")),
+        }
+        self.attempts += 1;
+        self.enter(JobState::Processing { started_at: now, lease_until }, now);
+        Ok(())
+    }
+
+    fn record_lost_attempt(&mut self, now: Timestamp) {
+        if let JobState::Processing { started_at, .. } = self.state {
+            self.history.push(Attempt {
+                number: self.attempts,
+                started_at,
+                ended_at: now,
+                error: Some(Failure {
+                    code: FailureCode::ProcessorLost,
+                    message: "the processor stopped before finishing (trap, out of memory or killed)".into(),
+                }),
+            });
+        }
+    }
+
+    fn end_attempt(&mut self, now: Timestamp, error: Option<Failure>) {
+        if let JobState::Processing { started_at, .. } = self.state {
+            self.history.push(Attempt {
+                number: self.attempts,
+                started_at,
+                ended_at: now,
+                error,
+            });
         }
     }
 
@@ -178,6 +251,7 @@ impl Job {
     pub fn complete(&mut self, outputs: Outputs, now: Timestamp) -> Result<(), TransitionError> {
         match self.state {
             JobState::Processing { .. } => {
+                self.end_attempt(now, None);
                 self.enter(JobState::Completed { outputs }, now);
                 Ok(())
             }
@@ -185,7 +259,22 @@ impl Job {
         }
     }
 
-    /// `queued | processing → failed`.
+    /// `processing → queued`, due again at `retry_at`, after a transient failure.
+    ///
+    /// # Errors
+    /// [`TransitionError`] unless the job is processing.
+    pub fn retry_later(&mut self, error: Failure, retry_at: Timestamp, now: Timestamp) -> Result<(), TransitionError> {
+        match self.state {
+            JobState::Processing { .. } => {
+                self.end_attempt(now, Some(error));
+                self.enter(JobState::Queued { retry_at: Some(retry_at) }, now);
+                Ok(())
+            }
+            _ => Err(self.refuse("queued")),
+        }
+    }
+
+    /// `queued | processing → failed`. A lapsed attempt is recorded as lost first.
     ///
     /// # Errors
     /// [`TransitionError`] if the job has already finished.
@@ -193,8 +282,25 @@ impl Job {
         if self.state.is_finished() {
             return Err(self.refuse("failed"));
         }
+        self.end_attempt(now, Some(error.clone()));
         self.enter(JobState::Failed { error }, now);
         Ok(())
+    }
+
+    /// `failed → queued` with a fresh attempt budget (a re-driven dead
+    /// letter); the history keeps the earlier attempts.
+    ///
+    /// # Errors
+    /// [`TransitionError`] unless the job failed.
+    pub fn requeue(&mut self, now: Timestamp) -> Result<(), TransitionError> {
+        match self.state {
+            JobState::Failed { .. } => {
+                self.attempts = 0;
+                self.enter(JobState::Queued { retry_at: None }, now);
+                Ok(())
+            }
+            _ => Err(self.refuse("queued")),
+        }
     }
 
     fn enter(&mut self, state: JobState, now: Timestamp) {
@@ -257,17 +363,20 @@ mod tests {
     #[test]
     fn a_job_goes_from_queued_through_processing_to_completed() {
         let mut job = job();
-        job.start(t(2_000)).expect("start");
+        job.start(t(2_000), t(9_000)).expect("start");
         assert_eq!(
             job.state,
             JobState::Processing {
-                started_at: t(2_000)
+                started_at: t(2_000),
+                lease_until: t(9_000)
             }
         );
         assert_eq!(job.attempts, 1);
         job.complete(outputs(job.id), t(3_000)).expect("complete");
         assert_eq!(job.state.name(), "completed");
         assert_eq!((job.created_at, job.updated_at), (t(1_000), t(3_000)));
+        assert_eq!(job.history.len(), 1);
+        assert_eq!(job.history[0].error, None);
     }
 
     #[test]
@@ -276,7 +385,7 @@ mod tests {
         queued.fail(failure(), t(2_000)).expect("queued → failed");
 
         let mut processing = job();
-        processing.start(t(2_000)).expect("start");
+        processing.start(t(2_000), t(9_000)).expect("start");
         processing
             .fail(failure(), t(3_000))
             .expect("processing → failed");
@@ -299,16 +408,56 @@ mod tests {
             .complete(outputs(job.id), t(2_000))
             .expect_err("not started");
         assert_eq!((err.from, err.to), ("queued", "completed"));
-        job.start(t(2_000)).expect("start");
-        let err = job.start(t(3_000)).expect_err("started twice");
+        job.start(t(2_000), t(9_000)).expect("start");
+        let err = job.start(t(3_000), t(10_000)).expect_err("started twice under a live lease");
         assert_eq!((err.from, err.to), ("processing", "processing"));
         assert_eq!(job.attempts, 1);
     }
 
     #[test]
+    fn a_job_whose_lease_lapsed_can_be_started_again_and_the_lost_attempt_is_kept() {
+        let mut job = job();
+        job.start(t(2_000), t(5_000)).expect("start");
+        assert!(!job.lease_lapsed(t(4_999)));
+        assert!(job.lease_lapsed(t(5_000)));
+        job.start(t(6_000), t(9_000)).expect("restart after the lease lapsed");
+        assert_eq!(job.attempts, 2);
+        assert_eq!(job.history.len(), 1);
+        let lost = &job.history[0];
+        assert_eq!((lost.number, lost.started_at, lost.ended_at), (1, t(2_000), t(6_000)));
+        assert_eq!(lost.error.as_ref().map(|e| e.code), Some(FailureCode::ProcessorLost));
+    }
+
+    #[test]
+    fn a_transient_failure_sends_the_job_back_to_the_queue_with_a_due_time() {
+        let mut job = job();
+        job.start(t(2_000), t(9_000)).expect("start");
+        let storage = Failure {
+            code: FailureCode::StorageUnavailable,
+            message: "down".into(),
+        };
+        job.retry_later(storage, t(4_000), t(3_000)).expect("retry later");
+        assert_eq!(job.state, JobState::Queued { retry_at: Some(t(4_000)) });
+        assert_eq!(job.history[0].error.as_ref().map(|e| e.code), Some(FailureCode::StorageUnavailable));
+        job.start(t(4_000), t(9_000)).expect("second attempt");
+        assert_eq!(job.attempts, 2);
+        let mut queued = self::job();
+        assert!(queued.retry_later(failure(), t(5_000), t(5_000)).is_err(), "only a processing job can be retried");
+    }
+
+    #[test]
+    fn only_infrastructure_failures_are_transient() {
+        assert!(FailureCode::StorageUnavailable.is_transient());
+        assert!(FailureCode::ProcessorLost.is_transient());
+        assert!(!FailureCode::UndecodableImage.is_transient());
+        assert!(!FailureCode::LimitsExceeded.is_transient());
+        assert!(!FailureCode::OriginalMissing.is_transient());
+    }
+
+    #[test]
     fn the_stored_form_names_the_status_and_round_trips() {
         let mut job = job();
-        job.start(t(2_000)).expect("start");
+        job.start(t(2_000), t(9_000)).expect("start");
         job.fail(failure(), t(3_000)).expect("fail");
         let json = serde_json::to_value(&job).expect("serialize");
         assert_eq!(json["status"], "failed");

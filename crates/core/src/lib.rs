@@ -13,6 +13,7 @@ pub mod job;
 pub mod keys;
 pub mod pipeline;
 pub mod ports;
+pub mod queue;
 pub mod service;
 pub mod testing;
 pub mod time;

@@ -7,7 +7,6 @@
 
 use thiserror::Error;
 
-use crate::id::JobId;
 use crate::time::Timestamp;
 
 /// A backend did not do what was asked (unreachable, refused, I/O error).
@@ -90,17 +89,17 @@ pub trait BlobStore {
     fn delete(&self, key: &crate::keys::BlobKey) -> Result<(), PortError>;
 }
 
-/// The work queue: tells processors that a job is waiting.
-pub trait Queue {
-    /// Announces `id` to the processors.
-    ///
-    /// # Errors
-    /// [`PortError`] when the announcement may not have reached the queue.
-    fn enqueue(&self, id: JobId) -> Result<(), PortError>;
-}
-
 /// The current time.
 pub trait Clock {
     /// Now.
     fn now(&self) -> Timestamp;
+
+    /// Waits for `d` (a processor waiting for a retry that is nearly due).
+    fn sleep(&self, d: std::time::Duration);
+}
+
+/// Randomness, for retry jitter.
+pub trait Random {
+    /// A number in `[0, 1)`.
+    fn unit(&self) -> f64;
 }

@@ -1,15 +1,23 @@
-//! The use cases, written against the ports: accept an upload, look a job
-//! up, process a queue message, open a job's file. Components call exactly
-//! one of these and map the outcome to their trigger's answer.
+//! The use cases, written against the ports: accept an upload, report a
+//! job's status, work the queue, open a job's file, re-drive a dead letter.
+//! Components call exactly one of these and map the outcome to their
+//! trigger's answer.
+
+use std::time::Duration;
 
 use thiserror::Error;
 
 use crate::format::{InvalidImage, Limits, inspect};
-use crate::id::{InvalidJobId, JobId};
+use crate::id::JobId;
 use crate::job::{Failure, FailureCode, Job, JobState, Output, Outputs, TransitionError};
 use crate::keys::{self, BlobKey};
 use crate::pipeline::{self, PipelineError, Rendition, Variant};
-use crate::ports::{Blob, BlobStore, Clock, KeyValue, PortError, Queue};
+use crate::ports::{Blob, BlobStore, Clock, KeyValue, PortError, Random};
+use crate::queue::{Queue, RetryPolicy, estimate_wait_secs};
+
+/// How long past its due time a queued job may wait before a status read
+/// rings the doorbell again (the doorbell may have been missed).
+pub const OVERDUE_GRACE: Duration = Duration::from_secs(5);
 
 /// Everything the use cases reach outside the domain through.
 #[derive(Clone, Copy)]
@@ -31,60 +39,51 @@ pub enum AcceptError {
     /// The original or the job record could not be stored.
     #[error("storage is unavailable: {0}")]
     Storage(PortError),
-    /// The job could not be announced to the processors.
+    /// The job could not be put in the queue.
     #[error("the queue is unavailable: {0}")]
     Queue(PortError),
 }
 
+/// An accepted upload.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The queued job.
+    pub job: Job,
+    /// Seconds until the client should first ask.
+    pub retry_after_secs: u32,
+}
+
 /// Validates `bytes`, stores the original, records the job as queued and
-/// announces it. Either all of that happens or none of it does.
+/// puts it in the queue. Either all of that happens or none of it does.
 ///
 /// # Errors
 /// [`AcceptError`]; after an error no job record and no original remain
 /// (unless the store also refused the clean-up, which the error then says).
-pub fn accept_upload(
-    ports: Ports<'_>,
-    queue: &dyn Queue,
-    bytes: &[u8],
-    limits: Limits,
-) -> Result<Job, AcceptError> {
+pub fn accept_upload(ports: Ports<'_>, queue: &dyn Queue, bytes: &[u8], limits: Limits) -> Result<Accepted, AcceptError> {
     let info = inspect(bytes, limits)?;
-    let job = Job::queued(JobId::new_random(), info, ports.clock.now());
+    let now = ports.clock.now();
+    let job = Job::queued(JobId::new_random(), info, now);
     let original = BlobKey::original(job.id);
-    ports
-        .blobs
-        .put(&original, info.format.mime(), bytes)
-        .map_err(AcceptError::Storage)?;
+    ports.blobs.put(&original, info.format.mime(), bytes).map_err(AcceptError::Storage)?;
     if let Err(e) = save_job(ports.kv, &job) {
-        return Err(AcceptError::Storage(undo(
-            e,
-            [ports.blobs.delete(&original)],
-        )));
+        return Err(AcceptError::Storage(undo(e, [ports.blobs.delete(&original)])));
     }
-    if let Err(e) = queue.enqueue(job.id) {
-        let undone = [
-            ports.kv.delete(&keys::job(job.id)),
-            ports.blobs.delete(&original),
-        ];
+    if let Err(e) = queue.enqueue(job.id, now) {
+        let undone = [ports.kv.delete(&keys::job(job.id)), ports.blobs.delete(&original)];
         return Err(AcceptError::Queue(undo(e, undone)));
     }
-    Ok(job)
+    // The job is safely queued; a failed estimate only costs the client a default.
+    let retry_after_secs = queue.stats().map_or(1, estimate_wait_secs);
+    Ok(Accepted { job, retry_after_secs })
 }
 
 /// Folds the results of clean-up steps into the error that caused them.
 fn undo<const N: usize>(cause: PortError, cleanup: [Result<(), PortError>; N]) -> PortError {
-    let failures: Vec<String> = cleanup
-        .into_iter()
-        .filter_map(Result::err)
-        .map(|e| e.to_string())
-        .collect();
+    let failures: Vec<String> = cleanup.into_iter().filter_map(Result::err).map(|e| e.to_string()).collect();
     if failures.is_empty() {
         cause
     } else {
-        PortError::new(format!(
-            "{cause}; clean-up also failed: {}",
-            failures.join("; ")
-        ))
+        PortError::new(format!("{cause}; clean-up also failed: {}", failures.join("; ")))
     }
 }
 
@@ -106,84 +105,215 @@ fn save_job(kv: &dyn KeyValue, job: &Job) -> Result<(), PortError> {
     kv.set(&keys::job(job.id), &raw)
 }
 
-/// How long a client should wait before asking again about `job`, in
-/// seconds; `None` once it has finished.
-pub const fn retry_after_secs(job: &Job) -> Option<u32> {
-    match job.state {
-        JobState::Queued | JobState::Processing { .. } => Some(1),
-        JobState::Completed { .. } | JobState::Failed { .. } => None,
-    }
+/// A job as a status read sees it.
+#[derive(Debug)]
+pub struct StatusReport {
+    /// The job.
+    pub job: Job,
+    /// Seconds until the client should ask again; `None` once finished.
+    pub retry_after_secs: Option<u32>,
+    /// A queue problem met on the way, which did not stop the read.
+    pub warning: Option<PortError>,
 }
 
-/// What handling one queue message did.
+/// Reads job `id`. For an unfinished job it also estimates the wait and,
+/// if the job is overdue (a missed doorbell, a dead processor), rings the
+/// doorbell again, so the system recovers without a scheduler.
+///
+/// # Errors
+/// [`PortError`] when the job record cannot be read.
+pub fn job_status(ports: Ports<'_>, queue: &dyn Queue, id: JobId) -> Result<Option<StatusReport>, PortError> {
+    let Some(job) = load_job(ports.kv, id)? else {
+        return Ok(None);
+    };
+    let now = ports.clock.now();
+    let (overdue, due) = match job.state {
+        JobState::Queued { retry_at } => {
+            let due = retry_at.unwrap_or(job.updated_at);
+            (now >= due.plus(OVERDUE_GRACE), Some(due))
+        }
+        JobState::Processing { .. } => (job.lease_lapsed(now), None),
+        JobState::Completed { .. } | JobState::Failed { .. } => {
+            return Ok(Some(StatusReport {
+                job,
+                retry_after_secs: None,
+                warning: None,
+            }));
+        }
+    };
+    let mut warning = None;
+    if overdue && let Err(e) = queue.ring() {
+        warning = Some(e);
+    }
+    let estimate = match queue.stats() {
+        Ok(stats) => estimate_wait_secs(stats),
+        Err(e) => {
+            warning = Some(e);
+            1
+        }
+    };
+    let until_due = due.map_or(0, |d| u32::try_from(d.since(now).as_secs()).unwrap_or(u32::MAX));
+    Ok(Some(StatusReport {
+        job,
+        retry_after_secs: Some(estimate.max(until_due)),
+        warning,
+    }))
+}
+
+/// What a processor works with.
+#[derive(Clone, Copy)]
+pub struct Worker<'a> {
+    /// Storage and time.
+    pub ports: Ports<'a>,
+    /// The durable queue.
+    pub queue: &'a dyn Queue,
+    /// Jitter for backoff.
+    pub random: &'a dyn Random,
+    /// Retries and leases.
+    pub policy: RetryPolicy,
+    /// Image limits.
+    pub limits: Limits,
+}
+
+/// What working one claimed job did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ProcessOutcome {
     /// The job is now completed.
     Completed(Job),
-    /// The job is now failed, for the reason in its state.
+    /// The job failed for good (and, if its retries ran out, is a dead letter).
     Failed(Job),
-    /// The job was not waiting (already taken or finished): nothing done.
+    /// A transient failure; the job is queued again for `retry_at`.
+    Retrying(Job),
+    /// The job was already finished: removed from the queue, nothing else done.
     Skipped {
         /// The job.
         id: JobId,
-        /// Its state, which was left alone.
+        /// Its state, left alone.
         state: &'static str,
     },
-    /// No such job (its upload was rolled back): nothing done.
+    /// No such job (its upload was rolled back): removed from the queue.
     Unknown(JobId),
 }
 
-/// Why a message could not be handled at all.
+/// Why a claimed job could not be worked. The job stays leased, so it is
+/// claimed again when the lease lapses: nothing is lost.
 #[derive(Debug, Error)]
 pub enum ProcessError {
-    /// The message is not a job id. Only the id is read from a message.
-    #[error("the message is not a job id: {0}")]
-    BadMessage(#[from] InvalidJobId),
-    /// The job record could not be read or written.
-    #[error("storage is unavailable: {0}")]
+    /// The job record or the queue could not be read or written.
+    #[error("storage or queue unavailable: {0}")]
     Storage(#[from] PortError),
-    /// Two processors raced for one job.
+    /// The record changed under the processor.
     #[error(transparent)]
     Transition(#[from] TransitionError),
 }
 
-/// Handles one queue message: takes the job it names, makes every
-/// derivative, and records the result. Trusts nothing in the message but
-/// the job id; everything else is read from storage.
+/// Claims the next due job and works it: makes every derivative and records
+/// the result, retrying transient failures with backoff and dead-lettering
+/// jobs whose attempts ran out. `Ok(None)` when nothing is due.
 ///
 /// # Errors
-/// [`ProcessError`] when the message is malformed or the job record cannot
-/// be read or written. Problems with the image itself are not errors: they
-/// end the job as failed ([`ProcessOutcome::Failed`]).
-pub fn process_message(
-    ports: Ports<'_>,
-    message: &[u8],
-    limits: Limits,
-) -> Result<ProcessOutcome, ProcessError> {
-    let text = std::str::from_utf8(message).map_err(|_| InvalidJobId)?;
-    let id = JobId::parse(text.trim())?;
-    let Some(mut job) = load_job(ports.kv, id)? else {
-        return Ok(ProcessOutcome::Unknown(id));
+/// [`ProcessError`]: a storage failure while recording; the lease recovers it.
+pub fn process_next(w: Worker<'_>) -> Result<Option<ProcessOutcome>, ProcessError> {
+    let now = w.ports.clock.now();
+    let Some(id) = w.queue.claim(now, now.plus(w.policy.lease))? else {
+        return Ok(None);
     };
-    if !matches!(job.state, JobState::Queued) {
-        return Ok(ProcessOutcome::Skipped {
-            id,
-            state: job.state.name(),
-        });
+    let Some(mut job) = load_job(w.ports.kv, id)? else {
+        w.queue.ack(id)?;
+        return Ok(Some(ProcessOutcome::Unknown(id)));
+    };
+    match job.state {
+        JobState::Completed { .. } | JobState::Failed { .. } => {
+            w.queue.ack(id)?;
+            return Ok(Some(ProcessOutcome::Skipped {
+                id,
+                state: job.state.name(),
+            }));
+        }
+        JobState::Processing { lease_until, .. } if !job.lease_lapsed(now) => {
+            // The queue lost our lease but the record says someone holds it:
+            // leave the job to them, and look again when their lease lapses.
+            w.queue.defer(id, lease_until)?;
+            return Ok(Some(ProcessOutcome::Skipped { id, state: "processing" }));
+        }
+        JobState::Processing { .. } if !w.policy.may_retry(job.attempts) => {
+            let message = format!(
+                "the processor stopped before finishing (trap, out of memory or killed) on all {} attempts",
+                job.attempts
+            );
+            job.fail(Failure { code: FailureCode::ProcessorLost, message }, now)?;
+            save_job(w.ports.kv, &job)?;
+            w.queue.dead_letter(id, now)?;
+            return Ok(Some(ProcessOutcome::Failed(job)));
+        }
+        JobState::Queued { .. } | JobState::Processing { .. } => {}
     }
-    job.start(ports.clock.now())?;
-    save_job(ports.kv, &job)?;
+    job.start(now, now.plus(w.policy.lease))?;
+    save_job(w.ports.kv, &job)?;
 
-    match make_outputs(ports, id, limits) {
+    match make_outputs(w.ports, id, w.limits) {
         Ok(outputs) => {
-            job.complete(outputs, ports.clock.now())?;
-            save_job(ports.kv, &job)?;
-            Ok(ProcessOutcome::Completed(job))
+            let done = w.ports.clock.now();
+            job.complete(outputs, done)?;
+            save_job(w.ports.kv, &job)?;
+            w.queue.ack(id)?;
+            w.queue.record_duration(done.since(now))?;
+            Ok(Some(ProcessOutcome::Completed(job)))
+        }
+        Err(failure) if failure.code.is_transient() && w.policy.may_retry(job.attempts) => {
+            let now = w.ports.clock.now();
+            let retry_at = now.plus(w.policy.backoff(job.attempts, w.random.unit()));
+            job.retry_later(failure, retry_at, now)?;
+            save_job(w.ports.kv, &job)?;
+            w.queue.defer(id, retry_at)?;
+            Ok(Some(ProcessOutcome::Retrying(job)))
         }
         Err(failure) => {
-            job.fail(failure, ports.clock.now())?;
-            save_job(ports.kv, &job)?;
-            Ok(ProcessOutcome::Failed(job))
+            let transient = failure.code.is_transient();
+            let now = w.ports.clock.now();
+            job.fail(failure, now)?;
+            save_job(w.ports.kv, &job)?;
+            if transient {
+                w.queue.dead_letter(id, now)?;
+            } else {
+                w.queue.ack(id)?;
+            }
+            Ok(Some(ProcessOutcome::Failed(job)))
+        }
+    }
+}
+
+/// Works the queue until nothing is due or `budget` is spent. A retry that
+/// falls due within the budget is waited for. Each job's outcome (or error)
+/// is handed to `report`.
+///
+/// # Errors
+/// [`PortError`] when the queue itself cannot be reached.
+pub fn drain(
+    w: Worker<'_>,
+    budget: Duration,
+    mut report: impl FnMut(Result<ProcessOutcome, ProcessError>),
+) -> Result<usize, PortError> {
+    let deadline = w.ports.clock.now().plus(budget);
+    let mut handled = 0;
+    loop {
+        let now = w.ports.clock.now();
+        if now >= deadline {
+            return Ok(handled);
+        }
+        match process_next(w) {
+            Ok(Some(outcome)) => {
+                handled += 1;
+                report(Ok(outcome));
+            }
+            Ok(None) => match w.queue.next_due()? {
+                Some(at) if at < deadline => w.ports.clock.sleep(at.since(now).max(Duration::from_millis(10))),
+                _ => return Ok(handled),
+            },
+            Err(e) => {
+                handled += 1;
+                report(Err(e));
+            }
         }
     }
 }
@@ -203,9 +333,7 @@ fn make_outputs(ports: Ports<'_>, id: JobId, limits: Limits) -> Result<Outputs, 
         })?;
     let renditions = pipeline::render(&original.bytes, limits).map_err(|e| Failure {
         code: match e {
-            PipelineError::Invalid(InvalidImage::TooManyPixels { .. }) => {
-                FailureCode::LimitsExceeded
-            }
+            PipelineError::Invalid(InvalidImage::TooManyPixels { .. }) => FailureCode::LimitsExceeded,
             PipelineError::Invalid(_) | PipelineError::Decode(_) | PipelineError::Encode(_) => {
                 FailureCode::UndecodableImage
             }
@@ -214,10 +342,7 @@ fn make_outputs(ports: Ports<'_>, id: JobId, limits: Limits) -> Result<Outputs, 
     })?;
     let store = |r: &Rendition| -> Result<Output, Failure> {
         let key = BlobKey::derivative(id, r.variant, r.format);
-        ports
-            .blobs
-            .put(&key, r.format.mime(), &r.bytes)
-            .map_err(storage)?;
+        ports.blobs.put(&key, r.format.mime(), &r.bytes).map_err(storage)?;
         Ok(Output {
             key,
             format: r.format,
@@ -227,19 +352,43 @@ fn make_outputs(ports: Ports<'_>, id: JobId, limits: Limits) -> Result<Outputs, 
         })
     };
     let find = |v: Variant| {
-        renditions
-            .iter()
-            .find(|r| r.variant == v)
-            .ok_or_else(|| Failure {
-                code: FailureCode::UndecodableImage,
-                message: format!("the pipeline made no {}", v.name()),
-            })
+        renditions.iter().find(|r| r.variant == v).ok_or_else(|| Failure {
+            code: FailureCode::UndecodableImage,
+            message: format!("the pipeline made no {}", v.name()),
+        })
     };
     Ok(Outputs {
         thumbnail: store(find(Variant::Thumbnail)?)?,
         preview: store(find(Variant::Preview)?)?,
         optimized: store(find(Variant::Optimized)?)?,
     })
+}
+
+/// Why a dead letter cannot be re-driven.
+#[derive(Debug, Error)]
+pub enum RedriveError {
+    /// No such job.
+    #[error("no image with this id")]
+    NoSuchJob,
+    /// Only failed jobs can be re-driven.
+    #[error(transparent)]
+    NotFailed(#[from] TransitionError),
+    /// Storage or the queue failed.
+    #[error("storage or queue unavailable: {0}")]
+    Storage(#[from] PortError),
+}
+
+/// Gives a failed job a fresh set of attempts: queued again, its history kept.
+///
+/// # Errors
+/// [`RedriveError`].
+pub fn redrive(ports: Ports<'_>, queue: &dyn Queue, id: JobId) -> Result<Job, RedriveError> {
+    let mut job = load_job(ports.kv, id)?.ok_or(RedriveError::NoSuchJob)?;
+    let now = ports.clock.now();
+    job.requeue(now)?;
+    save_job(ports.kv, &job)?;
+    queue.enqueue(id, now)?;
+    Ok(job)
 }
 
 /// A file a job exposes through its links.
@@ -313,25 +462,38 @@ mod tests {
     use super::*;
     use crate::blob::KvBlobStore;
     use crate::format::ImageFormat;
-    use crate::testing::{ManualClock, MemoryKv, MemoryQueue, encode_png, gradient};
+    use crate::job::FailureCode;
+    use crate::testing::{FixedRandom, ManualClock, MemoryKv, MemoryQueue, encode_png, gradient};
 
+    /// Records and blobs in separate stores, so that tests can break one.
     struct World {
         kv: MemoryKv,
+        blob_kv: MemoryKv,
         queue: MemoryQueue,
         clock: ManualClock,
+        policy: RetryPolicy,
     }
+
+    const LEASE_MS: u64 = 10_000;
 
     impl World {
         fn new() -> Self {
             Self {
                 kv: MemoryKv::default(),
+                blob_kv: MemoryKv::default(),
                 queue: MemoryQueue::default(),
                 clock: ManualClock::at(1_700_000_000_000),
+                policy: RetryPolicy {
+                    max_attempts: 3,
+                    base_delay: Duration::from_secs(2),
+                    max_delay: Duration::from_secs(60),
+                    lease: Duration::from_millis(LEASE_MS),
+                },
             }
         }
 
         fn with_ports<T>(&self, f: impl FnOnce(Ports<'_>) -> T) -> T {
-            let blobs = KvBlobStore::new(&self.kv);
+            let blobs = KvBlobStore::new(&self.blob_kv);
             f(Ports {
                 kv: &self.kv,
                 blobs: &blobs,
@@ -339,17 +501,46 @@ mod tests {
             })
         }
 
-        fn accept(&self, bytes: &[u8]) -> Result<Job, AcceptError> {
-            self.with_ports(|p| accept_upload(p, &self.queue, bytes, Limits::default()))
+        fn worker<T>(&self, f: impl FnOnce(Worker<'_>) -> T) -> T {
+            self.with_ports(|ports| {
+                f(Worker {
+                    ports,
+                    queue: &self.queue,
+                    random: &FixedRandom(0.5),
+                    policy: self.policy,
+                    limits: Limits::default(),
+                })
+            })
         }
 
-        fn process_next(&self) -> Result<ProcessOutcome, ProcessError> {
-            let id = self.queue.enqueued.borrow_mut().remove(0);
-            self.with_ports(|p| process_message(p, id.to_string().as_bytes(), Limits::default()))
+        fn accept(&self, bytes: &[u8]) -> Result<Job, AcceptError> {
+            self.with_ports(|p| accept_upload(p, &self.queue, bytes, Limits::default())).map(|a| a.job)
+        }
+
+        fn process_next(&self) -> Option<ProcessOutcome> {
+            self.worker(process_next).expect("processing does not error")
+        }
+
+        /// A processor that claims the next job, starts it, and dies.
+        fn crash_mid_job(&self) -> JobId {
+            let now = self.clock.now();
+            let id = self
+                .queue
+                .claim(now, now.plus(self.policy.lease))
+                .expect("claim")
+                .expect("a job is due");
+            let mut job = self.job(id);
+            job.start(now, now.plus(self.policy.lease)).expect("start");
+            save_job(&self.kv, &job).expect("save");
+            id
         }
 
         fn job(&self, id: JobId) -> Job {
             load_job(&self.kv, id).expect("readable").expect("exists")
+        }
+
+        fn status(&self, id: JobId) -> StatusReport {
+            self.with_ports(|p| job_status(p, &self.queue, id)).expect("readable").expect("exists")
         }
     }
 
@@ -357,78 +548,73 @@ mod tests {
         encode_png(&gradient(w, h, false))
     }
 
+    fn outcome_job(outcome: Option<ProcessOutcome>) -> Job {
+        match outcome {
+            Some(ProcessOutcome::Completed(j) | ProcessOutcome::Failed(j) | ProcessOutcome::Retrying(j)) => j,
+            other => panic!("expected a processed job, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn an_accepted_upload_is_stored_recorded_as_queued_and_announced() {
+    fn an_accepted_upload_is_stored_recorded_as_queued_and_queued() {
         let world = World::new();
         let bytes = png(40, 30);
         let job = world.accept(&bytes).expect("accepted");
-        assert_eq!(job.state, JobState::Queued);
+        assert_eq!(job.state, JobState::Queued { retry_at: None });
         assert_eq!(job.original.format, ImageFormat::Png);
-        assert_eq!(*world.queue.enqueued.borrow(), vec![job.id]);
+        assert_eq!(world.queue.waiting(), vec![job.id]);
+        assert_eq!(world.queue.rings.get(), 1, "processors are woken");
         assert_eq!(world.job(job.id), job);
-        let original = world
-            .with_ports(|p| open_file(p, job.id, FileName::Original))
-            .expect("original");
+        let original = world.with_ports(|p| open_file(p, job.id, FileName::Original)).expect("original");
         assert_eq!(original.bytes, bytes);
     }
 
     #[test]
-    fn an_upload_that_cannot_be_announced_leaves_nothing_behind() {
+    fn an_upload_that_cannot_be_queued_leaves_nothing_behind() {
         let world = World::new();
         world.queue.down.set(true);
         let err = world.accept(&png(40, 30)).expect_err("queue down");
         assert!(matches!(err, AcceptError::Queue(_)), "{err}");
         assert!(world.kv.is_empty(), "left behind: {:?}", world.kv.keys());
+        assert!(world.blob_kv.is_empty(), "left behind: {:?}", world.blob_kv.keys());
     }
 
     #[test]
     fn an_upload_whose_record_cannot_be_written_leaves_nothing_behind() {
         let world = World::new();
-        world.kv.fail_sets_after(2); // the original's chunk and manifest, not the record
+        world.kv.fail_sets_after(0);
         let err = world.accept(&png(40, 30)).expect_err("store full");
         assert!(matches!(err, AcceptError::Storage(_)), "{err}");
-        assert!(world.kv.is_empty(), "left behind: {:?}", world.kv.keys());
-        assert!(world.queue.enqueued.borrow().is_empty());
+        assert!(world.kv.is_empty() && world.blob_kv.is_empty());
+        assert!(world.queue.waiting().is_empty());
     }
 
     #[test]
     fn an_invalid_upload_touches_nothing() {
         let world = World::new();
         let err = world.accept(b"not an image").expect_err("invalid");
-        assert!(
-            matches!(err, AcceptError::Invalid(InvalidImage::UnsupportedFormat)),
-            "{err}"
-        );
-        assert!(world.kv.is_empty());
+        assert!(matches!(err, AcceptError::Invalid(InvalidImage::UnsupportedFormat)), "{err}");
+        assert!(world.kv.is_empty() && world.blob_kv.is_empty());
     }
 
     #[test]
-    fn processing_a_queued_job_completes_it_with_every_derivative() {
+    fn processing_a_queued_job_completes_it_with_every_derivative_and_empties_the_queue() {
         let world = World::new();
         let job = world.accept(&png(1000, 500)).expect("accepted");
         world.clock.advance(1_500);
-        let outcome = world.process_next().expect("processed");
-        let ProcessOutcome::Completed(done) = outcome else {
-            panic!("expected completion, got {outcome:?}");
+        let done = match world.process_next() {
+            Some(ProcessOutcome::Completed(done)) => done,
+            other => panic!("expected completion, got {other:?}"),
         };
         assert_eq!(done.attempts, 1);
-        assert_eq!(
-            done.updated_at.unix_millis() - done.created_at.unix_millis(),
-            1_500
-        );
+        assert_eq!(done.updated_at.since(done.created_at), Duration::from_millis(1_500));
         assert_eq!(world.job(job.id), done);
         let JobState::Completed { outputs } = &done.state else {
             panic!("not completed: {:?}", done.state);
         };
-        assert_eq!(
-            (outputs.thumbnail.width, outputs.thumbnail.height),
-            (200, 100)
-        );
+        assert_eq!((outputs.thumbnail.width, outputs.thumbnail.height), (200, 100));
         assert_eq!((outputs.preview.width, outputs.preview.height), (800, 400));
-        assert_eq!(
-            (outputs.optimized.width, outputs.optimized.height),
-            (1000, 500)
-        );
+        assert_eq!((outputs.optimized.width, outputs.optimized.height), (1000, 500));
         for v in Variant::ALL {
             let blob = world
                 .with_ports(|p| open_file(p, job.id, FileName::Derivative(v)))
@@ -436,75 +622,205 @@ mod tests {
             assert_eq!(blob.meta.content_type, "image/jpeg");
             assert_eq!(blob.meta.size, outputs.get(v).bytes);
         }
+        assert!(world.queue.waiting().is_empty() && world.queue.leased().is_empty());
+        assert_eq!(world.process_next(), None, "nothing left to do");
     }
 
     #[test]
-    fn a_second_message_for_a_finished_job_changes_nothing() {
+    fn a_job_delivered_again_after_completion_makes_no_second_set_of_outputs() {
         let world = World::new();
         let job = world.accept(&png(300, 200)).expect("accepted");
-        world.process_next().expect("first");
-        let before = world.kv.len();
-        let again = world
-            .with_ports(|p| process_message(p, job.id.to_string().as_bytes(), Limits::default()));
+        world.process_next();
+        let blobs_before = world.blob_kv.keys();
+        world.queue.enqueue(job.id, world.clock.now()).expect("enqueue again");
         assert_eq!(
-            again.expect("handled"),
-            ProcessOutcome::Skipped {
+            world.process_next(),
+            Some(ProcessOutcome::Skipped {
                 id: job.id,
                 state: "completed"
-            }
+            })
         );
-        assert_eq!(world.kv.len(), before, "no second set of outputs");
+        assert_eq!(world.blob_kv.keys(), blobs_before);
+        assert_eq!(world.job(job.id).attempts, 1);
     }
 
     #[test]
-    fn an_image_that_cannot_be_decoded_ends_failed_with_a_reason() {
+    fn an_image_that_cannot_be_decoded_fails_at_once_without_retries() {
         let world = World::new();
         let mut bytes = png(300, 200);
-        let idat = bytes
-            .windows(4)
-            .position(|w| w == b"IDAT")
-            .expect("an IDAT chunk");
+        let idat = bytes.windows(4).position(|w| w == b"IDAT").expect("an IDAT chunk");
         let end = bytes.len();
         bytes[idat + 8..end - 20].fill(0x5A); // a valid header over garbage pixel data
         let job = world.accept(&bytes).expect("the header is fine");
-        let outcome = world.process_next().expect("handled");
-        assert!(matches!(outcome, ProcessOutcome::Failed(_)), "{outcome:?}");
-        let JobState::Failed { error } = world.job(job.id).state else {
-            panic!("not failed");
+        let failed = outcome_job(world.process_next());
+        let JobState::Failed { error } = &failed.state else {
+            panic!("not failed: {:?}", failed.state);
         };
         assert_eq!(error.code, FailureCode::UndecodableImage);
-        assert!(
-            error.message.contains("cannot be decoded"),
-            "{}",
-            error.message
-        );
+        assert!(error.message.contains("cannot be decoded"), "{}", error.message);
+        assert_eq!(failed.attempts, 1);
+        assert!(world.queue.dead_letters().expect("dead").is_empty(), "permanent failures are not dead letters");
+        assert!(world.queue.waiting().is_empty() && world.queue.leased().is_empty());
+        assert_eq!(world.job(job.id), failed);
     }
 
     #[test]
-    fn a_message_that_is_not_a_job_id_is_refused_and_touches_nothing() {
+    fn a_storage_blip_is_retried_after_a_jittered_backoff_and_then_completes() {
         let world = World::new();
-        for message in [
-            &b"{\"id\":\"x\"}"[..],
-            b"",
-            b"\xFF\xFE",
-            b"../../etc/passwd",
-        ] {
-            let err = world
-                .with_ports(|p| process_message(p, message, Limits::default()))
-                .expect_err("bad message");
-            assert!(matches!(err, ProcessError::BadMessage(_)), "{err}");
+        let job = world.accept(&png(300, 200)).expect("accepted");
+        world.blob_kv.fail_next_sets(1);
+        let retrying = match world.process_next() {
+            Some(ProcessOutcome::Retrying(j)) => j,
+            other => panic!("expected a retry, got {other:?}"),
+        };
+        // attempt 1 failed: full jitter over [0, 2 s], drawn at 0.5
+        let expected_at = world.clock.now().plus(Duration::from_secs(1));
+        assert_eq!(retrying.state, JobState::Queued { retry_at: Some(expected_at) });
+        assert_eq!(world.process_next(), None, "not due yet");
+        world.clock.advance(1_000);
+        let done = outcome_job(world.process_next());
+        assert_eq!(done.state.name(), "completed");
+        assert_eq!(done.attempts, 2);
+        assert_eq!(done.history[0].error.as_ref().map(|e| e.code), Some(FailureCode::StorageUnavailable));
+        assert_eq!(world.job(job.id), done);
+    }
+
+    #[test]
+    fn a_job_that_keeps_failing_transiently_ends_failed_and_dead_lettered() {
+        let world = World::new();
+        let job = world.accept(&png(300, 200)).expect("accepted");
+        world.blob_kv.fail_sets_after(0);
+        for _ in 0..2 {
+            assert!(matches!(world.process_next(), Some(ProcessOutcome::Retrying(_))));
+            world.clock.advance(60_000);
         }
-        assert!(world.kv.is_empty());
+        let failed = outcome_job(world.process_next());
+        assert_eq!(failed.state.name(), "failed");
+        assert_eq!(failed.attempts, 3);
+        assert_eq!(failed.history.len(), 3, "every attempt is kept");
+        assert_eq!(world.queue.dead_letters().expect("dead"), vec![job.id]);
+        assert!(world.queue.waiting().is_empty());
     }
 
     #[test]
-    fn a_message_for_an_unknown_job_does_nothing() {
+    fn a_job_whose_processor_died_is_taken_over_when_its_lease_lapses() {
         let world = World::new();
-        let id = JobId::new_random();
-        let outcome =
-            world.with_ports(|p| process_message(p, id.to_string().as_bytes(), Limits::default()));
-        assert_eq!(outcome.expect("handled"), ProcessOutcome::Unknown(id));
-        assert!(world.kv.is_empty());
+        let job = world.accept(&png(300, 200)).expect("accepted");
+        world.crash_mid_job();
+        world.clock.advance(LEASE_MS - 1);
+        assert_eq!(world.process_next(), None, "a live lease is not stolen");
+        world.clock.advance(1);
+        let done = outcome_job(world.process_next());
+        assert_eq!(done.state.name(), "completed");
+        assert_eq!(done.attempts, 2);
+        assert_eq!(done.history[0].error.as_ref().map(|e| e.code), Some(FailureCode::ProcessorLost));
+        assert_eq!(world.job(job.id), done);
+    }
+
+    #[test]
+    fn a_job_that_kills_its_processor_every_time_ends_failed_and_dead_lettered() {
+        let world = World::new();
+        let job = world.accept(&png(300, 200)).expect("accepted");
+        for _ in 0..3 {
+            world.crash_mid_job();
+            world.clock.advance(LEASE_MS);
+        }
+        let failed = outcome_job(world.process_next());
+        let JobState::Failed { error } = &failed.state else {
+            panic!("not failed: {:?}", failed.state);
+        };
+        assert_eq!(error.code, FailureCode::ProcessorLost);
+        assert_eq!(failed.attempts, 3);
+        assert_eq!(world.queue.dead_letters().expect("dead"), vec![job.id]);
+    }
+
+    #[test]
+    fn drain_works_every_due_job_and_waits_for_a_retry_within_its_budget() {
+        let world = World::new();
+        let ids: Vec<JobId> = (0..3).map(|_| world.accept(&png(64, 48)).expect("accepted").id).collect();
+        world.blob_kv.fail_next_sets(1);
+        let mut outcomes = Vec::new();
+        let handled = world
+            .worker(|w| drain(w, Duration::from_secs(30), |o| outcomes.push(o)))
+            .expect("drain");
+        assert_eq!(handled, 4, "three jobs and one retry");
+        for id in ids {
+            assert_eq!(world.job(id).state.name(), "completed");
+        }
+        assert!(matches!(outcomes[0], Ok(ProcessOutcome::Retrying(_))));
+    }
+
+    #[test]
+    fn drain_stops_when_the_next_retry_is_beyond_its_budget() {
+        let world = World::new();
+        world.accept(&png(64, 48)).expect("accepted");
+        world.blob_kv.fail_next_sets(1);
+        let handled = world.worker(|w| drain(w, Duration::from_millis(500), |_| {})).expect("drain");
+        assert_eq!(handled, 1);
+        assert_eq!(world.queue.waiting().len(), 1, "the retry stays queued");
+    }
+
+    #[test]
+    fn a_status_read_of_an_overdue_job_rings_the_doorbell_again() {
+        let world = World::new();
+        let job = world.accept(&png(30, 20)).expect("accepted");
+        let rings = world.queue.rings.get();
+        let fresh = world.status(job.id);
+        assert_eq!(world.queue.rings.get(), rings, "a fresh job is not overdue");
+        assert_eq!(fresh.retry_after_secs, Some(1));
+        world.clock.advance(OVERDUE_GRACE.as_millis() as u64);
+        world.status(job.id);
+        assert_eq!(world.queue.rings.get(), rings + 1);
+    }
+
+    #[test]
+    fn a_status_read_of_a_job_whose_processor_died_rings_the_doorbell() {
+        let world = World::new();
+        let job = world.accept(&png(30, 20)).expect("accepted");
+        world.crash_mid_job();
+        let rings = world.queue.rings.get();
+        world.status(job.id);
+        assert_eq!(world.queue.rings.get(), rings, "the lease is live");
+        world.clock.advance(LEASE_MS);
+        world.status(job.id);
+        assert_eq!(world.queue.rings.get(), rings + 1);
+    }
+
+    #[test]
+    fn retry_after_covers_a_pending_retry_and_disappears_when_finished() {
+        let mut world = World::new();
+        let job = world.accept(&png(30, 20)).expect("accepted");
+        world.blob_kv.fail_next_sets(1);
+        world.policy = RetryPolicy {
+            base_delay: Duration::from_secs(40),
+            ..world.policy
+        };
+        world.process_next();
+        assert_eq!(world.status(job.id).retry_after_secs, Some(20), "the retry is due in 20 s");
+        world.clock.advance(20_000);
+        world.process_next();
+        assert_eq!(world.status(job.id).retry_after_secs, None);
+    }
+
+    #[test]
+    fn a_dead_letter_can_be_redriven_with_a_fresh_attempt_budget() {
+        let world = World::new();
+        let job = world.accept(&png(30, 20)).expect("accepted");
+        world.blob_kv.fail_sets_after(0);
+        for _ in 0..3 {
+            world.process_next();
+            world.clock.advance(60_000);
+        }
+        assert_eq!(world.queue.dead_letters().expect("dead"), vec![job.id]);
+        world.blob_kv.heal();
+        let requeued = world.with_ports(|p| redrive(p, &world.queue, job.id)).expect("redrive");
+        assert_eq!((requeued.state.name(), requeued.attempts), ("queued", 0));
+        assert!(world.queue.dead_letters().expect("dead").is_empty());
+        let done = outcome_job(world.process_next());
+        assert_eq!(done.state.name(), "completed");
+        assert_eq!(done.history.len(), 4);
+        let not_failed = world.with_ports(|p| redrive(p, &world.queue, job.id));
+        assert!(matches!(not_failed, Err(RedriveError::NotFailed(_))));
     }
 
     #[test]
@@ -514,26 +830,8 @@ mod tests {
         let err = world
             .with_ports(|p| open_file(p, job.id, FileName::Derivative(Variant::Thumbnail)))
             .expect_err("not ready");
-        assert!(
-            matches!(
-                err,
-                FileError::NotReady {
-                    state: "queued",
-                    name: "thumbnail"
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, FileError::NotReady { state: "queued", name: "thumbnail" }), "{err}");
         let missing = world.with_ports(|p| open_file(p, JobId::new_random(), FileName::Original));
         assert!(matches!(missing, Err(FileError::NoSuchJob)));
-    }
-
-    #[test]
-    fn unfinished_jobs_ask_clients_to_come_back_and_finished_ones_do_not() {
-        let world = World::new();
-        let job = world.accept(&png(30, 20)).expect("accepted");
-        assert_eq!(retry_after_secs(&job), Some(1));
-        world.process_next().expect("processed");
-        assert_eq!(retry_after_secs(&world.job(job.id)), None);
     }
 }

@@ -7,8 +7,11 @@ use std::collections::BTreeMap;
 
 use image::{DynamicImage, Rgb, RgbImage, Rgba, RgbaImage};
 
+use std::time::Duration;
+
 use crate::id::JobId;
-use crate::ports::{Clock, KeyValue, PortError, Queue};
+use crate::ports::{Clock, KeyValue, PortError, Random};
+use crate::queue::{Queue, QueueStats};
 use crate::time::Timestamp;
 
 /// A key-value store in a map. `fail_sets_after(n)` makes every `set` after
@@ -17,6 +20,7 @@ use crate::time::Timestamp;
 pub struct MemoryKv {
     map: RefCell<BTreeMap<String, Vec<u8>>>,
     sets_left: Cell<Option<usize>>,
+    failing_sets: Cell<usize>,
 }
 
 impl MemoryKv {
@@ -25,9 +29,15 @@ impl MemoryKv {
         self.sets_left.set(Some(n));
     }
 
+    /// Makes the next `n` `set`s fail, and the ones after succeed (a blip).
+    pub fn fail_next_sets(&self, n: usize) {
+        self.failing_sets.set(n);
+    }
+
     /// Makes every operation succeed again.
     pub fn heal(&self) {
         self.sets_left.set(None);
+        self.failing_sets.set(0);
     }
 
     /// How many keys are stored.
@@ -62,6 +72,10 @@ impl KeyValue for MemoryKv {
     }
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), PortError> {
+        if self.failing_sets.get() > 0 {
+            self.failing_sets.set(self.failing_sets.get() - 1);
+            return Err(PortError::new("memory store: write refused"));
+        }
         match self.sets_left.get() {
             Some(0) => return Err(PortError::new("memory store: write refused")),
             Some(n) => self.sets_left.set(Some(n - 1)),
@@ -77,22 +91,132 @@ impl KeyValue for MemoryKv {
     }
 }
 
-/// A queue that records what was enqueued, or refuses when `down`.
+/// The durable queue in memory, with the same claim/lease/defer semantics as
+/// the Redis one. `down` makes every call fail, as an unreachable Redis would.
 #[derive(Default)]
 pub struct MemoryQueue {
-    /// Ids in the order they were enqueued.
-    pub enqueued: RefCell<Vec<JobId>>,
-    /// When set, `enqueue` fails as an unreachable Redis would.
+    ready: RefCell<BTreeMap<JobId, (Timestamp, u64)>>,
+    leases: RefCell<BTreeMap<JobId, Timestamp>>,
+    dead: RefCell<Vec<JobId>>,
+    seq: Cell<u64>,
+    durations: RefCell<Vec<Duration>>,
+    /// How many times the doorbell rang.
+    pub rings: Cell<u32>,
+    /// When set, every call fails.
     pub down: Cell<bool>,
 }
 
+impl MemoryQueue {
+    fn check(&self) -> Result<(), PortError> {
+        if self.down.get() { Err(PortError::new("memory queue: down")) } else { Ok(()) }
+    }
+
+    /// Ids waiting, in claim order.
+    pub fn waiting(&self) -> Vec<JobId> {
+        let ready = self.ready.borrow();
+        let mut ids: Vec<_> = ready.iter().map(|(id, (at, seq))| (*at, *seq, *id)).collect();
+        ids.sort();
+        ids.into_iter().map(|(_, _, id)| id).collect()
+    }
+
+    /// Ids currently leased.
+    pub fn leased(&self) -> Vec<JobId> {
+        self.leases.borrow().keys().copied().collect()
+    }
+
+    fn push(&self, id: JobId, at: Timestamp) {
+        self.seq.set(self.seq.get() + 1);
+        self.ready.borrow_mut().insert(id, (at, self.seq.get()));
+    }
+}
+
 impl Queue for MemoryQueue {
-    fn enqueue(&self, id: JobId) -> Result<(), PortError> {
-        if self.down.get() {
-            return Err(PortError::new("memory queue: down"));
-        }
-        self.enqueued.borrow_mut().push(id);
+    fn enqueue(&self, id: JobId, at: Timestamp) -> Result<(), PortError> {
+        self.check()?;
+        self.leases.borrow_mut().remove(&id);
+        self.dead.borrow_mut().retain(|d| *d != id);
+        self.push(id, at);
+        self.rings.set(self.rings.get() + 1);
         Ok(())
+    }
+
+    fn claim(&self, now: Timestamp, lease_until: Timestamp) -> Result<Option<JobId>, PortError> {
+        self.check()?;
+        let lapsed: Vec<(JobId, Timestamp)> =
+            self.leases.borrow().iter().filter(|(_, until)| **until <= now).map(|(id, t)| (*id, *t)).collect();
+        for (id, until) in lapsed {
+            self.leases.borrow_mut().remove(&id);
+            self.push(id, until);
+        }
+        let due = self.waiting().into_iter().find(|id| self.ready.borrow()[id].0 <= now);
+        if let Some(id) = due {
+            self.ready.borrow_mut().remove(&id);
+            self.leases.borrow_mut().insert(id, lease_until);
+        }
+        Ok(due)
+    }
+
+    fn ack(&self, id: JobId) -> Result<(), PortError> {
+        self.check()?;
+        self.leases.borrow_mut().remove(&id);
+        self.ready.borrow_mut().remove(&id);
+        Ok(())
+    }
+
+    fn defer(&self, id: JobId, at: Timestamp) -> Result<(), PortError> {
+        self.check()?;
+        self.leases.borrow_mut().remove(&id);
+        self.push(id, at);
+        Ok(())
+    }
+
+    fn dead_letter(&self, id: JobId, _now: Timestamp) -> Result<(), PortError> {
+        self.ack(id)?;
+        self.dead.borrow_mut().push(id);
+        Ok(())
+    }
+
+    fn dead_letters(&self) -> Result<Vec<JobId>, PortError> {
+        self.check()?;
+        Ok(self.dead.borrow().clone())
+    }
+
+    fn ring(&self) -> Result<(), PortError> {
+        self.check()?;
+        self.rings.set(self.rings.get() + 1);
+        Ok(())
+    }
+
+    fn next_due(&self) -> Result<Option<Timestamp>, PortError> {
+        self.check()?;
+        Ok(self.ready.borrow().values().map(|(at, _)| *at).min())
+    }
+
+    fn stats(&self) -> Result<QueueStats, PortError> {
+        self.check()?;
+        let durations = self.durations.borrow();
+        let average_job = (!durations.is_empty())
+            .then(|| durations.iter().sum::<Duration>() / u32::try_from(durations.len()).unwrap_or(u32::MAX));
+        Ok(QueueStats {
+            depth: (self.ready.borrow().len() + self.leases.borrow().len()) as u64,
+            workers: 1,
+            average_job,
+        })
+    }
+
+    fn record_duration(&self, took: Duration) -> Result<(), PortError> {
+        self.check()?;
+        self.durations.borrow_mut().push(took);
+        Ok(())
+    }
+}
+
+/// Randomness that always draws the same number.
+pub struct FixedRandom(pub f64);
+
+impl Random for FixedRandom {
+    fn unit(&self) -> f64 {
+        self.0
     }
 }
 
@@ -114,6 +238,10 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp::from_unix_millis(self.0.get())
+    }
+
+    fn sleep(&self, d: Duration) {
+        self.advance(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     }
 }
 

@@ -27,6 +27,11 @@ impl Timestamp {
         Self(self.0.saturating_add(ms))
     }
 
+    /// How long after `earlier` this instant is (zero if it is not after).
+    pub const fn since(self, earlier: Self) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+
     fn to_system_time(self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(self.0)
     }
