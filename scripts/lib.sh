@@ -2,7 +2,7 @@
 # running a local redis-server. Sourced, not executed.
 
 # The components, as cargo packages.
-COMPONENTS=(darkroom-upload darkroom-status darkroom-files darkroom-processor)
+COMPONENTS=(darkroom-upload darkroom-status darkroom-files darkroom-processor darkroom-admin)
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi

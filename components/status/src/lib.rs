@@ -1,4 +1,5 @@
-//! `GET /api/images/:id/status`: the job's status document.
+//! `GET /api/images/:id/status`: the job's status document. Reading an
+//! overdue job also rings the processors' doorbell again.
 
 #![expect(
     unsafe_code,
@@ -6,10 +7,13 @@
 )]
 
 use darkroom_core::JobId;
-use darkroom_core::service;
+use darkroom_core::blob::KvBlobStore;
+use darkroom_core::service::{self, Ports};
+use darkroom_spin::clock::SystemClock;
 use darkroom_spin::problem::{ApiError, respond};
+use darkroom_spin::queue::connect_or_unreachable;
 use darkroom_spin::store::SpinKv;
-use darkroom_spin::{routes, views};
+use darkroom_spin::{config, routes, views};
 use spin_sdk::http::{IncomingRequest, Method, Response};
 use spin_sdk::http_component;
 
@@ -25,9 +29,22 @@ fn status(req: &IncomingRequest) -> Result<Response, ApiError> {
     let id = routes::path_param(&req.headers(), "id")
         .and_then(|id| JobId::parse(&id).ok())
         .ok_or(ApiError::NotFound)?;
+    let queue_config = config::queue()?;
     let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
-    let job = service::load_job(&kv, id)
+    let blobs = KvBlobStore::new(&kv);
+    let ports = Ports {
+        kv: &kv,
+        blobs: &blobs,
+        clock: &SystemClock,
+    };
+    // The queue only sharpens Retry-After and re-rings the doorbell; a status
+    // read still answers when Redis is down.
+    let queue = connect_or_unreachable(&queue_config.redis_url, &queue_config.channel);
+    let report = service::job_status(ports, queue.as_ref(), id)
         .map_err(ApiError::StorageUnavailable)?
         .ok_or(ApiError::NotFound)?;
-    Ok(views::status(&job))
+    if let Some(warning) = &report.warning {
+        eprintln!("darkroom: status of {id}: queue: {warning}");
+    }
+    Ok(views::status(&report))
 }

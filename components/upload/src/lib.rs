@@ -1,5 +1,5 @@
 //! `POST /api/images`: validates an upload, stores the original, records the
-//! job as queued and announces it, then answers `202 Accepted`.
+//! job as queued and puts it in the durable queue, then answers `202 Accepted`.
 
 #![expect(
     unsafe_code,
@@ -37,6 +37,6 @@ async fn accept(req: IncomingRequest) -> Result<Response, ApiError> {
         blobs: &blobs,
         clock: &SystemClock,
     };
-    let job = service::accept_upload(ports, &queue, &bytes, limits)?;
-    Ok(views::accepted(&job))
+    let accepted = service::accept_upload(ports, &queue, &bytes, limits)?;
+    Ok(views::accepted(&accepted))
 }

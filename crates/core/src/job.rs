@@ -215,7 +215,13 @@ impl Job {
             _ => return Err(self.refuse("processing")),
         }
         self.attempts += 1;
-        self.enter(JobState::Processing { started_at: now, lease_until }, now);
+        self.enter(
+            JobState::Processing {
+                started_at: now,
+                lease_until,
+            },
+            now,
+        );
         Ok(())
     }
 
@@ -227,7 +233,9 @@ impl Job {
                 ended_at: now,
                 error: Some(Failure {
                     code: FailureCode::ProcessorLost,
-                    message: "the processor stopped before finishing (trap, out of memory or killed)".into(),
+                    message:
+                        "the processor stopped before finishing (trap, out of memory or killed)"
+                            .into(),
                 }),
             });
         }
@@ -263,11 +271,21 @@ impl Job {
     ///
     /// # Errors
     /// [`TransitionError`] unless the job is processing.
-    pub fn retry_later(&mut self, error: Failure, retry_at: Timestamp, now: Timestamp) -> Result<(), TransitionError> {
+    pub fn retry_later(
+        &mut self,
+        error: Failure,
+        retry_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), TransitionError> {
         match self.state {
             JobState::Processing { .. } => {
                 self.end_attempt(now, Some(error));
-                self.enter(JobState::Queued { retry_at: Some(retry_at) }, now);
+                self.enter(
+                    JobState::Queued {
+                        retry_at: Some(retry_at),
+                    },
+                    now,
+                );
                 Ok(())
             }
             _ => Err(self.refuse("queued")),
@@ -409,7 +427,9 @@ mod tests {
             .expect_err("not started");
         assert_eq!((err.from, err.to), ("queued", "completed"));
         job.start(t(2_000), t(9_000)).expect("start");
-        let err = job.start(t(3_000), t(10_000)).expect_err("started twice under a live lease");
+        let err = job
+            .start(t(3_000), t(10_000))
+            .expect_err("started twice under a live lease");
         assert_eq!((err.from, err.to), ("processing", "processing"));
         assert_eq!(job.attempts, 1);
     }
@@ -420,12 +440,19 @@ mod tests {
         job.start(t(2_000), t(5_000)).expect("start");
         assert!(!job.lease_lapsed(t(4_999)));
         assert!(job.lease_lapsed(t(5_000)));
-        job.start(t(6_000), t(9_000)).expect("restart after the lease lapsed");
+        job.start(t(6_000), t(9_000))
+            .expect("restart after the lease lapsed");
         assert_eq!(job.attempts, 2);
         assert_eq!(job.history.len(), 1);
         let lost = &job.history[0];
-        assert_eq!((lost.number, lost.started_at, lost.ended_at), (1, t(2_000), t(6_000)));
-        assert_eq!(lost.error.as_ref().map(|e| e.code), Some(FailureCode::ProcessorLost));
+        assert_eq!(
+            (lost.number, lost.started_at, lost.ended_at),
+            (1, t(2_000), t(6_000))
+        );
+        assert_eq!(
+            lost.error.as_ref().map(|e| e.code),
+            Some(FailureCode::ProcessorLost)
+        );
     }
 
     #[test]
@@ -436,13 +463,25 @@ mod tests {
             code: FailureCode::StorageUnavailable,
             message: "down".into(),
         };
-        job.retry_later(storage, t(4_000), t(3_000)).expect("retry later");
-        assert_eq!(job.state, JobState::Queued { retry_at: Some(t(4_000)) });
-        assert_eq!(job.history[0].error.as_ref().map(|e| e.code), Some(FailureCode::StorageUnavailable));
+        job.retry_later(storage, t(4_000), t(3_000))
+            .expect("retry later");
+        assert_eq!(
+            job.state,
+            JobState::Queued {
+                retry_at: Some(t(4_000))
+            }
+        );
+        assert_eq!(
+            job.history[0].error.as_ref().map(|e| e.code),
+            Some(FailureCode::StorageUnavailable)
+        );
         job.start(t(4_000), t(9_000)).expect("second attempt");
         assert_eq!(job.attempts, 2);
         let mut queued = self::job();
-        assert!(queued.retry_later(failure(), t(5_000), t(5_000)).is_err(), "only a processing job can be retried");
+        assert!(
+            queued.retry_later(failure(), t(5_000), t(5_000)).is_err(),
+            "only a processing job can be retried"
+        );
     }
 
     #[test]

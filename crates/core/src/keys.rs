@@ -9,6 +9,10 @@
 //! | `blob/{blob key}#{n}` | the blob's n-th chunk, at most 1 MB |
 //!
 //! Blob keys: `original/{id}` and `derived/{id}/{variant}.{ext}`.
+//!
+//! The durable queue lives in Redis under `darkroom:{<channel>}:*` (see
+//! [`QueueKeys`]); the braces make one Redis Cluster hash slot of them, which
+//! the atomic multi-key scripts need.
 
 use std::fmt;
 
@@ -67,6 +71,32 @@ pub fn blob_chunk(key: &BlobKey, n: u32) -> String {
     format!("blob/{key}#{n}")
 }
 
+/// The Redis keys of the durable queue announced on `channel`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueKeys {
+    /// Sorted set: job id → when it is due (ms since the epoch).
+    pub ready: String,
+    /// Sorted set: job id → when its lease lapses.
+    pub leases: String,
+    /// Sorted set: job id → when it was dead-lettered.
+    pub dead: String,
+    /// String: running average processing time in ms.
+    pub average_ms: String,
+}
+
+impl QueueKeys {
+    /// The keys for `channel`.
+    pub fn for_channel(channel: &str) -> Self {
+        let key = |name: &str| format!("darkroom:{{{channel}}}:{name}");
+        Self {
+            ready: key("ready"),
+            leases: key("leases"),
+            dead: key("dead"),
+            average_ms: key("average-ms"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +123,15 @@ mod tests {
             blob_chunk(&original, 3),
             "blob/original/0b7c7c52-3a7e-4a55-9b7e-2f0d6c1d9f10#3"
         );
+    }
+
+    #[test]
+    fn queue_keys_share_one_cluster_hash_slot_per_channel() {
+        let keys = QueueKeys::for_channel("darkroom-jobs");
+        assert_eq!(keys.ready, "darkroom:{darkroom-jobs}:ready");
+        assert_eq!(keys.leases, "darkroom:{darkroom-jobs}:leases");
+        assert_eq!(keys.dead, "darkroom:{darkroom-jobs}:dead");
+        assert_eq!(keys.average_ms, "darkroom:{darkroom-jobs}:average-ms");
     }
 
     #[test]

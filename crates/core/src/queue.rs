@@ -134,7 +134,10 @@ impl RetryPolicy {
     /// `unit` is a random draw in `[0, 1)`.
     pub fn backoff(&self, attempt: u32, unit: f64) -> Duration {
         let exp = attempt.saturating_sub(1).min(32);
-        let ceiling = self.base_delay.saturating_mul(1u32 << exp.min(31)).min(self.max_delay);
+        let ceiling = self
+            .base_delay
+            .saturating_mul(1u32 << exp.min(31))
+            .min(self.max_delay);
         ceiling.mul_f64(unit.clamp(0.0, 1.0))
     }
 
@@ -155,11 +158,17 @@ mod tests {
             max_delay: Duration::from_secs(10),
             ..RetryPolicy::default()
         };
-        let ceilings: Vec<u64> = (1..=6).map(|a| policy.backoff(a, 0.999_999).as_secs()).collect();
+        let ceilings: Vec<u64> = (1..=6)
+            .map(|a| policy.backoff(a, 0.999_999).as_secs())
+            .collect();
         assert_eq!(ceilings, [0, 1, 3, 7, 9, 9]); // just under 1, 2, 4, 8, 10, 10
         assert_eq!(policy.backoff(4, 0.0), Duration::ZERO);
         assert_eq!(policy.backoff(4, 0.5), Duration::from_secs(4));
-        assert_eq!(policy.backoff(u32::MAX, 0.5), Duration::from_secs(5), "no overflow");
+        assert_eq!(
+            policy.backoff(u32::MAX, 0.5),
+            Duration::from_secs(5),
+            "no overflow"
+        );
     }
 
     #[test]
@@ -182,8 +191,16 @@ mod tests {
         assert_eq!(estimate_wait_secs(stats(0, 1, 300)), 1, "at least a second");
         assert_eq!(estimate_wait_secs(stats(10, 1, 500)), 5);
         assert_eq!(estimate_wait_secs(stats(10, 2, 500)), 3);
-        assert_eq!(estimate_wait_secs(stats(10, 0, 500)), 5, "no worker counts as one");
-        assert_eq!(estimate_wait_secs(stats(10_000, 1, 500)), 60, "at most a minute");
+        assert_eq!(
+            estimate_wait_secs(stats(10, 0, 500)),
+            5,
+            "no worker counts as one"
+        );
+        assert_eq!(
+            estimate_wait_secs(stats(10_000, 1, 500)),
+            60,
+            "at most a minute"
+        );
         assert_eq!(estimate_wait_secs(QueueStats::default()), 1);
     }
 }

@@ -59,31 +59,55 @@ pub struct Accepted {
 /// # Errors
 /// [`AcceptError`]; after an error no job record and no original remain
 /// (unless the store also refused the clean-up, which the error then says).
-pub fn accept_upload(ports: Ports<'_>, queue: &dyn Queue, bytes: &[u8], limits: Limits) -> Result<Accepted, AcceptError> {
+pub fn accept_upload(
+    ports: Ports<'_>,
+    queue: &dyn Queue,
+    bytes: &[u8],
+    limits: Limits,
+) -> Result<Accepted, AcceptError> {
     let info = inspect(bytes, limits)?;
     let now = ports.clock.now();
     let job = Job::queued(JobId::new_random(), info, now);
     let original = BlobKey::original(job.id);
-    ports.blobs.put(&original, info.format.mime(), bytes).map_err(AcceptError::Storage)?;
+    ports
+        .blobs
+        .put(&original, info.format.mime(), bytes)
+        .map_err(AcceptError::Storage)?;
     if let Err(e) = save_job(ports.kv, &job) {
-        return Err(AcceptError::Storage(undo(e, [ports.blobs.delete(&original)])));
+        return Err(AcceptError::Storage(undo(
+            e,
+            [ports.blobs.delete(&original)],
+        )));
     }
     if let Err(e) = queue.enqueue(job.id, now) {
-        let undone = [ports.kv.delete(&keys::job(job.id)), ports.blobs.delete(&original)];
+        let undone = [
+            ports.kv.delete(&keys::job(job.id)),
+            ports.blobs.delete(&original),
+        ];
         return Err(AcceptError::Queue(undo(e, undone)));
     }
     // The job is safely queued; a failed estimate only costs the client a default.
     let retry_after_secs = queue.stats().map_or(1, estimate_wait_secs);
-    Ok(Accepted { job, retry_after_secs })
+    Ok(Accepted {
+        job,
+        retry_after_secs,
+    })
 }
 
 /// Folds the results of clean-up steps into the error that caused them.
 fn undo<const N: usize>(cause: PortError, cleanup: [Result<(), PortError>; N]) -> PortError {
-    let failures: Vec<String> = cleanup.into_iter().filter_map(Result::err).map(|e| e.to_string()).collect();
+    let failures: Vec<String> = cleanup
+        .into_iter()
+        .filter_map(Result::err)
+        .map(|e| e.to_string())
+        .collect();
     if failures.is_empty() {
         cause
     } else {
-        PortError::new(format!("{cause}; clean-up also failed: {}", failures.join("; ")))
+        PortError::new(format!(
+            "{cause}; clean-up also failed: {}",
+            failures.join("; ")
+        ))
     }
 }
 
@@ -122,7 +146,11 @@ pub struct StatusReport {
 ///
 /// # Errors
 /// [`PortError`] when the job record cannot be read.
-pub fn job_status(ports: Ports<'_>, queue: &dyn Queue, id: JobId) -> Result<Option<StatusReport>, PortError> {
+pub fn job_status(
+    ports: Ports<'_>,
+    queue: &dyn Queue,
+    id: JobId,
+) -> Result<Option<StatusReport>, PortError> {
     let Some(job) = load_job(ports.kv, id)? else {
         return Ok(None);
     };
@@ -152,7 +180,9 @@ pub fn job_status(ports: Ports<'_>, queue: &dyn Queue, id: JobId) -> Result<Opti
             1
         }
     };
-    let until_due = due.map_or(0, |d| u32::try_from(d.since(now).as_secs()).unwrap_or(u32::MAX));
+    let until_due = due.map_or(0, |d| {
+        u32::try_from(d.since(now).as_secs()).unwrap_or(u32::MAX)
+    });
     Ok(Some(StatusReport {
         job,
         retry_after_secs: Some(estimate.max(until_due)),
@@ -234,14 +264,23 @@ pub fn process_next(w: Worker<'_>) -> Result<Option<ProcessOutcome>, ProcessErro
             // The queue lost our lease but the record says someone holds it:
             // leave the job to them, and look again when their lease lapses.
             w.queue.defer(id, lease_until)?;
-            return Ok(Some(ProcessOutcome::Skipped { id, state: "processing" }));
+            return Ok(Some(ProcessOutcome::Skipped {
+                id,
+                state: "processing",
+            }));
         }
         JobState::Processing { .. } if !w.policy.may_retry(job.attempts) => {
             let message = format!(
                 "the processor stopped before finishing (trap, out of memory or killed) on all {} attempts",
                 job.attempts
             );
-            job.fail(Failure { code: FailureCode::ProcessorLost, message }, now)?;
+            job.fail(
+                Failure {
+                    code: FailureCode::ProcessorLost,
+                    message,
+                },
+                now,
+            )?;
             save_job(w.ports.kv, &job)?;
             w.queue.dead_letter(id, now)?;
             return Ok(Some(ProcessOutcome::Failed(job)));
@@ -307,7 +346,10 @@ pub fn drain(
                 report(Ok(outcome));
             }
             Ok(None) => match w.queue.next_due()? {
-                Some(at) if at < deadline => w.ports.clock.sleep(at.since(now).max(Duration::from_millis(10))),
+                Some(at) if at < deadline => w
+                    .ports
+                    .clock
+                    .sleep(at.since(now).max(Duration::from_millis(10))),
                 _ => return Ok(handled),
             },
             Err(e) => {
@@ -333,7 +375,9 @@ fn make_outputs(ports: Ports<'_>, id: JobId, limits: Limits) -> Result<Outputs, 
         })?;
     let renditions = pipeline::render(&original.bytes, limits).map_err(|e| Failure {
         code: match e {
-            PipelineError::Invalid(InvalidImage::TooManyPixels { .. }) => FailureCode::LimitsExceeded,
+            PipelineError::Invalid(InvalidImage::TooManyPixels { .. }) => {
+                FailureCode::LimitsExceeded
+            }
             PipelineError::Invalid(_) | PipelineError::Decode(_) | PipelineError::Encode(_) => {
                 FailureCode::UndecodableImage
             }
@@ -342,7 +386,10 @@ fn make_outputs(ports: Ports<'_>, id: JobId, limits: Limits) -> Result<Outputs, 
     })?;
     let store = |r: &Rendition| -> Result<Output, Failure> {
         let key = BlobKey::derivative(id, r.variant, r.format);
-        ports.blobs.put(&key, r.format.mime(), &r.bytes).map_err(storage)?;
+        ports
+            .blobs
+            .put(&key, r.format.mime(), &r.bytes)
+            .map_err(storage)?;
         Ok(Output {
             key,
             format: r.format,
@@ -352,10 +399,13 @@ fn make_outputs(ports: Ports<'_>, id: JobId, limits: Limits) -> Result<Outputs, 
         })
     };
     let find = |v: Variant| {
-        renditions.iter().find(|r| r.variant == v).ok_or_else(|| Failure {
-            code: FailureCode::UndecodableImage,
-            message: format!("the pipeline made no {}", v.name()),
-        })
+        renditions
+            .iter()
+            .find(|r| r.variant == v)
+            .ok_or_else(|| Failure {
+                code: FailureCode::UndecodableImage,
+                message: format!("the pipeline made no {}", v.name()),
+            })
     };
     Ok(Outputs {
         thumbnail: store(find(Variant::Thumbnail)?)?,
@@ -514,11 +564,13 @@ mod tests {
         }
 
         fn accept(&self, bytes: &[u8]) -> Result<Job, AcceptError> {
-            self.with_ports(|p| accept_upload(p, &self.queue, bytes, Limits::default())).map(|a| a.job)
+            self.with_ports(|p| accept_upload(p, &self.queue, bytes, Limits::default()))
+                .map(|a| a.job)
         }
 
         fn process_next(&self) -> Option<ProcessOutcome> {
-            self.worker(process_next).expect("processing does not error")
+            self.worker(process_next)
+                .expect("processing does not error")
         }
 
         /// A processor that claims the next job, starts it, and dies.
@@ -540,7 +592,9 @@ mod tests {
         }
 
         fn status(&self, id: JobId) -> StatusReport {
-            self.with_ports(|p| job_status(p, &self.queue, id)).expect("readable").expect("exists")
+            self.with_ports(|p| job_status(p, &self.queue, id))
+                .expect("readable")
+                .expect("exists")
         }
     }
 
@@ -550,7 +604,11 @@ mod tests {
 
     fn outcome_job(outcome: Option<ProcessOutcome>) -> Job {
         match outcome {
-            Some(ProcessOutcome::Completed(j) | ProcessOutcome::Failed(j) | ProcessOutcome::Retrying(j)) => j,
+            Some(
+                ProcessOutcome::Completed(j)
+                | ProcessOutcome::Failed(j)
+                | ProcessOutcome::Retrying(j),
+            ) => j,
             other => panic!("expected a processed job, got {other:?}"),
         }
     }
@@ -565,7 +623,9 @@ mod tests {
         assert_eq!(world.queue.waiting(), vec![job.id]);
         assert_eq!(world.queue.rings.get(), 1, "processors are woken");
         assert_eq!(world.job(job.id), job);
-        let original = world.with_ports(|p| open_file(p, job.id, FileName::Original)).expect("original");
+        let original = world
+            .with_ports(|p| open_file(p, job.id, FileName::Original))
+            .expect("original");
         assert_eq!(original.bytes, bytes);
     }
 
@@ -576,7 +636,11 @@ mod tests {
         let err = world.accept(&png(40, 30)).expect_err("queue down");
         assert!(matches!(err, AcceptError::Queue(_)), "{err}");
         assert!(world.kv.is_empty(), "left behind: {:?}", world.kv.keys());
-        assert!(world.blob_kv.is_empty(), "left behind: {:?}", world.blob_kv.keys());
+        assert!(
+            world.blob_kv.is_empty(),
+            "left behind: {:?}",
+            world.blob_kv.keys()
+        );
     }
 
     #[test]
@@ -593,7 +657,10 @@ mod tests {
     fn an_invalid_upload_touches_nothing() {
         let world = World::new();
         let err = world.accept(b"not an image").expect_err("invalid");
-        assert!(matches!(err, AcceptError::Invalid(InvalidImage::UnsupportedFormat)), "{err}");
+        assert!(
+            matches!(err, AcceptError::Invalid(InvalidImage::UnsupportedFormat)),
+            "{err}"
+        );
         assert!(world.kv.is_empty() && world.blob_kv.is_empty());
     }
 
@@ -607,14 +674,23 @@ mod tests {
             other => panic!("expected completion, got {other:?}"),
         };
         assert_eq!(done.attempts, 1);
-        assert_eq!(done.updated_at.since(done.created_at), Duration::from_millis(1_500));
+        assert_eq!(
+            done.updated_at.since(done.created_at),
+            Duration::from_millis(1_500)
+        );
         assert_eq!(world.job(job.id), done);
         let JobState::Completed { outputs } = &done.state else {
             panic!("not completed: {:?}", done.state);
         };
-        assert_eq!((outputs.thumbnail.width, outputs.thumbnail.height), (200, 100));
+        assert_eq!(
+            (outputs.thumbnail.width, outputs.thumbnail.height),
+            (200, 100)
+        );
         assert_eq!((outputs.preview.width, outputs.preview.height), (800, 400));
-        assert_eq!((outputs.optimized.width, outputs.optimized.height), (1000, 500));
+        assert_eq!(
+            (outputs.optimized.width, outputs.optimized.height),
+            (1000, 500)
+        );
         for v in Variant::ALL {
             let blob = world
                 .with_ports(|p| open_file(p, job.id, FileName::Derivative(v)))
@@ -632,7 +708,10 @@ mod tests {
         let job = world.accept(&png(300, 200)).expect("accepted");
         world.process_next();
         let blobs_before = world.blob_kv.keys();
-        world.queue.enqueue(job.id, world.clock.now()).expect("enqueue again");
+        world
+            .queue
+            .enqueue(job.id, world.clock.now())
+            .expect("enqueue again");
         assert_eq!(
             world.process_next(),
             Some(ProcessOutcome::Skipped {
@@ -648,7 +727,10 @@ mod tests {
     fn an_image_that_cannot_be_decoded_fails_at_once_without_retries() {
         let world = World::new();
         let mut bytes = png(300, 200);
-        let idat = bytes.windows(4).position(|w| w == b"IDAT").expect("an IDAT chunk");
+        let idat = bytes
+            .windows(4)
+            .position(|w| w == b"IDAT")
+            .expect("an IDAT chunk");
         let end = bytes.len();
         bytes[idat + 8..end - 20].fill(0x5A); // a valid header over garbage pixel data
         let job = world.accept(&bytes).expect("the header is fine");
@@ -657,9 +739,16 @@ mod tests {
             panic!("not failed: {:?}", failed.state);
         };
         assert_eq!(error.code, FailureCode::UndecodableImage);
-        assert!(error.message.contains("cannot be decoded"), "{}", error.message);
+        assert!(
+            error.message.contains("cannot be decoded"),
+            "{}",
+            error.message
+        );
         assert_eq!(failed.attempts, 1);
-        assert!(world.queue.dead_letters().expect("dead").is_empty(), "permanent failures are not dead letters");
+        assert!(
+            world.queue.dead_letters().expect("dead").is_empty(),
+            "permanent failures are not dead letters"
+        );
         assert!(world.queue.waiting().is_empty() && world.queue.leased().is_empty());
         assert_eq!(world.job(job.id), failed);
     }
@@ -675,13 +764,21 @@ mod tests {
         };
         // attempt 1 failed: full jitter over [0, 2 s], drawn at 0.5
         let expected_at = world.clock.now().plus(Duration::from_secs(1));
-        assert_eq!(retrying.state, JobState::Queued { retry_at: Some(expected_at) });
+        assert_eq!(
+            retrying.state,
+            JobState::Queued {
+                retry_at: Some(expected_at)
+            }
+        );
         assert_eq!(world.process_next(), None, "not due yet");
         world.clock.advance(1_000);
         let done = outcome_job(world.process_next());
         assert_eq!(done.state.name(), "completed");
         assert_eq!(done.attempts, 2);
-        assert_eq!(done.history[0].error.as_ref().map(|e| e.code), Some(FailureCode::StorageUnavailable));
+        assert_eq!(
+            done.history[0].error.as_ref().map(|e| e.code),
+            Some(FailureCode::StorageUnavailable)
+        );
         assert_eq!(world.job(job.id), done);
     }
 
@@ -691,7 +788,10 @@ mod tests {
         let job = world.accept(&png(300, 200)).expect("accepted");
         world.blob_kv.fail_sets_after(0);
         for _ in 0..2 {
-            assert!(matches!(world.process_next(), Some(ProcessOutcome::Retrying(_))));
+            assert!(matches!(
+                world.process_next(),
+                Some(ProcessOutcome::Retrying(_))
+            ));
             world.clock.advance(60_000);
         }
         let failed = outcome_job(world.process_next());
@@ -713,7 +813,10 @@ mod tests {
         let done = outcome_job(world.process_next());
         assert_eq!(done.state.name(), "completed");
         assert_eq!(done.attempts, 2);
-        assert_eq!(done.history[0].error.as_ref().map(|e| e.code), Some(FailureCode::ProcessorLost));
+        assert_eq!(
+            done.history[0].error.as_ref().map(|e| e.code),
+            Some(FailureCode::ProcessorLost)
+        );
         assert_eq!(world.job(job.id), done);
     }
 
@@ -737,7 +840,9 @@ mod tests {
     #[test]
     fn drain_works_every_due_job_and_waits_for_a_retry_within_its_budget() {
         let world = World::new();
-        let ids: Vec<JobId> = (0..3).map(|_| world.accept(&png(64, 48)).expect("accepted").id).collect();
+        let ids: Vec<JobId> = (0..3)
+            .map(|_| world.accept(&png(64, 48)).expect("accepted").id)
+            .collect();
         world.blob_kv.fail_next_sets(1);
         let mut outcomes = Vec::new();
         let handled = world
@@ -755,7 +860,9 @@ mod tests {
         let world = World::new();
         world.accept(&png(64, 48)).expect("accepted");
         world.blob_kv.fail_next_sets(1);
-        let handled = world.worker(|w| drain(w, Duration::from_millis(500), |_| {})).expect("drain");
+        let handled = world
+            .worker(|w| drain(w, Duration::from_millis(500), |_| {}))
+            .expect("drain");
         assert_eq!(handled, 1);
         assert_eq!(world.queue.waiting().len(), 1, "the retry stays queued");
     }
@@ -796,7 +903,11 @@ mod tests {
             ..world.policy
         };
         world.process_next();
-        assert_eq!(world.status(job.id).retry_after_secs, Some(20), "the retry is due in 20 s");
+        assert_eq!(
+            world.status(job.id).retry_after_secs,
+            Some(20),
+            "the retry is due in 20 s"
+        );
         world.clock.advance(20_000);
         world.process_next();
         assert_eq!(world.status(job.id).retry_after_secs, None);
@@ -813,7 +924,9 @@ mod tests {
         }
         assert_eq!(world.queue.dead_letters().expect("dead"), vec![job.id]);
         world.blob_kv.heal();
-        let requeued = world.with_ports(|p| redrive(p, &world.queue, job.id)).expect("redrive");
+        let requeued = world
+            .with_ports(|p| redrive(p, &world.queue, job.id))
+            .expect("redrive");
         assert_eq!((requeued.state.name(), requeued.attempts), ("queued", 0));
         assert!(world.queue.dead_letters().expect("dead").is_empty());
         let done = outcome_job(world.process_next());
@@ -830,7 +943,16 @@ mod tests {
         let err = world
             .with_ports(|p| open_file(p, job.id, FileName::Derivative(Variant::Thumbnail)))
             .expect_err("not ready");
-        assert!(matches!(err, FileError::NotReady { state: "queued", name: "thumbnail" }), "{err}");
+        assert!(
+            matches!(
+                err,
+                FileError::NotReady {
+                    state: "queued",
+                    name: "thumbnail"
+                }
+            ),
+            "{err}"
+        );
         let missing = world.with_ports(|p| open_file(p, JobId::new_random(), FileName::Original));
         assert!(matches!(missing, Err(FileError::NoSuchJob)));
     }

@@ -108,13 +108,20 @@ pub struct MemoryQueue {
 
 impl MemoryQueue {
     fn check(&self) -> Result<(), PortError> {
-        if self.down.get() { Err(PortError::new("memory queue: down")) } else { Ok(()) }
+        if self.down.get() {
+            Err(PortError::new("memory queue: down"))
+        } else {
+            Ok(())
+        }
     }
 
     /// Ids waiting, in claim order.
     pub fn waiting(&self) -> Vec<JobId> {
         let ready = self.ready.borrow();
-        let mut ids: Vec<_> = ready.iter().map(|(id, (at, seq))| (*at, *seq, *id)).collect();
+        let mut ids: Vec<_> = ready
+            .iter()
+            .map(|(id, (at, seq))| (*at, *seq, *id))
+            .collect();
         ids.sort();
         ids.into_iter().map(|(_, _, id)| id).collect()
     }
@@ -142,13 +149,21 @@ impl Queue for MemoryQueue {
 
     fn claim(&self, now: Timestamp, lease_until: Timestamp) -> Result<Option<JobId>, PortError> {
         self.check()?;
-        let lapsed: Vec<(JobId, Timestamp)> =
-            self.leases.borrow().iter().filter(|(_, until)| **until <= now).map(|(id, t)| (*id, *t)).collect();
+        let lapsed: Vec<(JobId, Timestamp)> = self
+            .leases
+            .borrow()
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(id, t)| (*id, *t))
+            .collect();
         for (id, until) in lapsed {
             self.leases.borrow_mut().remove(&id);
             self.push(id, until);
         }
-        let due = self.waiting().into_iter().find(|id| self.ready.borrow()[id].0 <= now);
+        let due = self
+            .waiting()
+            .into_iter()
+            .find(|id| self.ready.borrow()[id].0 <= now);
         if let Some(id) = due {
             self.ready.borrow_mut().remove(&id);
             self.leases.borrow_mut().insert(id, lease_until);
@@ -195,8 +210,9 @@ impl Queue for MemoryQueue {
     fn stats(&self) -> Result<QueueStats, PortError> {
         self.check()?;
         let durations = self.durations.borrow();
-        let average_job = (!durations.is_empty())
-            .then(|| durations.iter().sum::<Duration>() / u32::try_from(durations.len()).unwrap_or(u32::MAX));
+        let average_job = (!durations.is_empty()).then(|| {
+            durations.iter().sum::<Duration>() / u32::try_from(durations.len()).unwrap_or(u32::MAX)
+        });
         Ok(QueueStats {
             depth: (self.ready.borrow().len() + self.leases.borrow().len()) as u64,
             workers: 1,

@@ -1,7 +1,10 @@
 //! Configuration from Spin variables (`SPIN_VARIABLE_*` or
 //! `spin up --variable`), with the defaults declared in `spin.toml`.
 
+use std::time::Duration;
+
 use darkroom_core::format::Limits;
+use darkroom_core::queue::RetryPolicy;
 use thiserror::Error;
 
 /// A variable is missing or does not parse.
@@ -80,4 +83,31 @@ pub fn queue() -> Result<QueueConfig, ConfigError> {
         redis_url: get("redis_url")?,
         channel,
     })
+}
+
+/// The retry policy (`max_attempts`, `retry_base_delay_ms`, `lease_seconds`).
+///
+/// # Errors
+/// [`ConfigError`].
+pub fn retry_policy() -> Result<RetryPolicy, ConfigError> {
+    let max_attempts = get_positive("max_attempts")?;
+    Ok(RetryPolicy {
+        max_attempts: u32::try_from(max_attempts).map_err(|_| ConfigError::Invalid {
+            name: "max_attempts",
+            value: max_attempts.to_string(),
+            expected: "a number below 2^32",
+        })?,
+        base_delay: Duration::from_millis(get_positive("retry_base_delay_ms")?),
+        lease: Duration::from_secs(get_positive("lease_seconds")?),
+        ..RetryPolicy::default()
+    })
+}
+
+/// The bearer token of the admin routes; `None` when unset (routes disabled).
+///
+/// # Errors
+/// [`ConfigError`].
+pub fn admin_token() -> Result<Option<String>, ConfigError> {
+    let token = get("admin_token")?;
+    Ok((!token.trim().is_empty()).then_some(token))
 }

@@ -4,7 +4,7 @@
 
 use darkroom_core::format::{ImageFormat, InvalidImage};
 use darkroom_core::ports::PortError;
-use darkroom_core::service::{AcceptError, FileError};
+use darkroom_core::service::{AcceptError, FileError, RedriveError};
 use serde_json::{Value, json};
 use spin_sdk::http::Response;
 use thiserror::Error;
@@ -38,6 +38,12 @@ pub enum ApiError {
     /// No such job, or an id that cannot be one.
     #[error("no image with this id")]
     NotFound,
+    /// A missing or wrong bearer token.
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    /// The request conflicts with the job's state.
+    #[error("{0}")]
+    Conflict(String),
     /// A job's file that does not exist yet.
     #[error("{0}")]
     NotReady(String),
@@ -71,6 +77,16 @@ impl From<FileError> for ApiError {
                 Self::StorageUnavailable(PortError::new("a recorded file is missing"))
             }
             FileError::Storage(e) => Self::StorageUnavailable(e),
+        }
+    }
+}
+
+impl From<RedriveError> for ApiError {
+    fn from(e: RedriveError) -> Self {
+        match e {
+            RedriveError::NoSuchJob => Self::NotFound,
+            e @ RedriveError::NotFailed(_) => Self::Conflict(e.to_string()),
+            RedriveError::Storage(e) => Self::StorageUnavailable(e),
         }
     }
 }
@@ -129,6 +145,8 @@ impl ApiError {
                 }
             },
             Self::NotFound => p(404, "not-found", "Not found", self.to_string()),
+            Self::Unauthorized => p(401, "unauthorized", "Unauthorized", self.to_string()),
+            Self::Conflict(d) => p(409, "conflict", "Conflict", d.clone()),
             Self::NotReady(d) => p(409, "not-ready", "Not ready", d.clone()),
             Self::StorageUnavailable(_) | Self::QueueUnavailable(_) => p(
                 503,
@@ -168,6 +186,9 @@ impl ApiError {
         match &self {
             Self::MethodNotAllowed { allow } => {
                 builder.header("allow", *allow);
+            }
+            Self::Unauthorized => {
+                builder.header("www-authenticate", "Bearer");
             }
             Self::StorageUnavailable(_) | Self::QueueUnavailable(_) => {
                 builder.header("retry-after", UNAVAILABLE_RETRY_AFTER_SECS.to_string());

@@ -1,14 +1,115 @@
-//! The core's [`Queue`] port on Redis: a job is announced by publishing its
-//! id, and nothing else, to the processors' channel.
+//! The core's durable [`Queue`] on Redis, through Spin's outbound Redis.
+//!
+//! Jobs live in sorted sets (ready, leases, dead; see
+//! [`darkroom_core::keys::QueueKeys`]); every multi-step change is one Lua
+//! script, so two processors can never claim the same job. A `PUBLISH` on
+//! the channel is the doorbell that wakes the Redis-triggered processors.
+//! With Redis persistence (AOF) on, as production Redis runs, accepted jobs
+//! survive a Redis restart.
+
+use std::time::Duration;
 
 use darkroom_core::JobId;
-use darkroom_core::ports::{PortError, Queue};
-use spin_sdk::redis::Connection;
+use darkroom_core::keys::QueueKeys;
+use darkroom_core::ports::PortError;
+use darkroom_core::queue::{Queue, QueueStats};
+use darkroom_core::time::Timestamp;
+use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
 
-/// Publishes job ids to a Redis channel over Spin's outbound Redis.
+/// Adds a job (removing any lease or dead letter of it) and rings.
+/// KEYS: ready, leases, dead. ARGV: due ms, id, channel.
+const ENQUEUE: &str = r"
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('PUBLISH', ARGV[3], ARGV[2])";
+
+/// Returns lapsed leases to ready, then leases the first due job.
+/// KEYS: ready, leases. ARGV: now ms, lease-until ms.
+const CLAIM: &str = r"
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+for _, id in ipairs(lapsed) do
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('ZADD', KEYS[1], ARGV[1], id)
+end
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
+if #due == 0 then return false end
+redis.call('ZREM', KEYS[1], due[1])
+redis.call('ZADD', KEYS[2], ARGV[2], due[1])
+return due[1]";
+
+/// KEYS: ready, leases. ARGV: id.
+const ACK: &str = r"
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('ZREM', KEYS[1], ARGV[1])";
+
+/// KEYS: ready, leases. ARGV: due ms, id.
+const DEFER: &str = r"
+redis.call('ZREM', KEYS[2], ARGV[2])
+return redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])";
+
+/// KEYS: ready, leases, dead. ARGV: now ms, id.
+const DEAD_LETTER: &str = r"
+redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[2])
+return redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2])";
+
+/// KEYS: ready, leases, average. Returns depth, average ms (or nil).
+const STATS: &str = r"
+return {redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]), redis.call('GET', KEYS[3])}";
+
+/// An exponentially weighted average. KEYS: average. ARGV: ms.
+const RECORD: &str = r"
+local old = tonumber(redis.call('GET', KEYS[1]))
+local new = tonumber(ARGV[1])
+if old then new = old * 0.8 + new * 0.2 end
+return redis.call('SET', KEYS[1], tostring(math.floor(new)))";
+
+/// The durable queue behind one channel.
 pub struct RedisQueue {
     connection: Connection,
     channel: String,
+    keys: QueueKeys,
+}
+
+fn text(bytes: &[u8]) -> Result<String, PortError> {
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| PortError::new("redis returned a non-UTF-8 value"))
+}
+
+fn integer(result: &RedisResult) -> Result<Option<u64>, PortError> {
+    match result {
+        RedisResult::Nil => Ok(None),
+        RedisResult::Int64(i) => Ok(u64::try_from(*i).ok()),
+        RedisResult::Binary(b) => {
+            let s = text(b)?;
+            s.parse::<f64>()
+                .map(|f| Some(f.max(0.0) as u64))
+                .map_err(|_| PortError::new(format!("redis returned {s:?}, expected a number")))
+        }
+        RedisResult::Status(s) => Err(PortError::new(format!(
+            "redis returned status {s:?}, expected a number"
+        ))),
+    }
+}
+
+fn job_id(result: &RedisResult) -> Result<Option<JobId>, PortError> {
+    match result {
+        RedisResult::Nil => Ok(None),
+        RedisResult::Binary(b) => {
+            let s = text(b)?;
+            JobId::parse(&s).map(Some).map_err(|_| {
+                PortError::new(format!("the queue holds {s:?}, which is not a job id"))
+            })
+        }
+        other => Err(PortError::new(format!(
+            "redis returned {other:?}, expected a job id"
+        ))),
+    }
+}
+
+fn arg(s: impl ToString) -> RedisParameter {
+    RedisParameter::Binary(s.to_string().into_bytes())
 }
 
 impl RedisQueue {
@@ -22,14 +123,198 @@ impl RedisQueue {
         Ok(Self {
             connection,
             channel: channel.to_owned(),
+            keys: QueueKeys::for_channel(channel),
         })
+    }
+
+    fn execute(
+        &self,
+        command: &str,
+        args: &[RedisParameter],
+    ) -> Result<Vec<RedisResult>, PortError> {
+        self.connection
+            .execute(command, args)
+            .map_err(|e| PortError::new(format!("redis {command}: {e}")))
+    }
+
+    fn eval(
+        &self,
+        script: &str,
+        keys: &[&str],
+        argv: &[String],
+    ) -> Result<Vec<RedisResult>, PortError> {
+        let mut args = vec![arg(script), RedisParameter::Int64(keys.len() as i64)];
+        args.extend(keys.iter().map(arg));
+        args.extend(argv.iter().map(arg));
+        self.execute("EVAL", &args)
+    }
+
+    fn single(
+        &self,
+        script: &str,
+        keys: &[&str],
+        argv: &[String],
+    ) -> Result<RedisResult, PortError> {
+        self.eval(script, keys, argv)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| PortError::new("redis returned no reply"))
     }
 }
 
+fn ms(t: Timestamp) -> String {
+    t.unix_millis().to_string()
+}
+
 impl Queue for RedisQueue {
-    fn enqueue(&self, id: JobId) -> Result<(), PortError> {
-        self.connection
-            .publish(&self.channel, &id.to_string().into_bytes())
-            .map_err(|e| PortError::new(format!("redis publish to {:?}: {e}", self.channel)))
+    fn enqueue(&self, id: JobId, at: Timestamp) -> Result<(), PortError> {
+        let k = &self.keys;
+        self.eval(
+            ENQUEUE,
+            &[&k.ready, &k.leases, &k.dead],
+            &[ms(at), id.to_string(), self.channel.clone()],
+        )
+        .map(drop)
+    }
+
+    fn claim(&self, now: Timestamp, lease_until: Timestamp) -> Result<Option<JobId>, PortError> {
+        let k = &self.keys;
+        job_id(&self.single(CLAIM, &[&k.ready, &k.leases], &[ms(now), ms(lease_until)])?)
+    }
+
+    fn ack(&self, id: JobId) -> Result<(), PortError> {
+        self.eval(
+            ACK,
+            &[&self.keys.ready, &self.keys.leases],
+            &[id.to_string()],
+        )
+        .map(drop)
+    }
+
+    fn defer(&self, id: JobId, at: Timestamp) -> Result<(), PortError> {
+        self.eval(
+            DEFER,
+            &[&self.keys.ready, &self.keys.leases],
+            &[ms(at), id.to_string()],
+        )
+        .map(drop)
+    }
+
+    fn dead_letter(&self, id: JobId, now: Timestamp) -> Result<(), PortError> {
+        let k = &self.keys;
+        self.eval(
+            DEAD_LETTER,
+            &[&k.ready, &k.leases, &k.dead],
+            &[ms(now), id.to_string()],
+        )
+        .map(drop)
+    }
+
+    fn dead_letters(&self) -> Result<Vec<JobId>, PortError> {
+        let replies = self.execute("ZRANGE", &[arg(&self.keys.dead), arg(0), arg(-1)])?;
+        replies
+            .iter()
+            .map(|r| job_id(r)?.ok_or_else(|| PortError::new("nil in ZRANGE")))
+            .collect()
+    }
+
+    fn ring(&self) -> Result<(), PortError> {
+        self.execute("PUBLISH", &[arg(&self.channel), arg("wake")])
+            .map(drop)
+    }
+
+    fn next_due(&self) -> Result<Option<Timestamp>, PortError> {
+        let replies = self.execute(
+            "ZRANGE",
+            &[arg(&self.keys.ready), arg(0), arg(0), arg("WITHSCORES")],
+        )?;
+        match replies.get(1) {
+            Some(score) => Ok(integer(score)?.map(Timestamp::from_unix_millis)),
+            None => Ok(None),
+        }
+    }
+
+    fn stats(&self) -> Result<QueueStats, PortError> {
+        let k = &self.keys;
+        let replies = self.eval(STATS, &[&k.ready, &k.leases, &k.average_ms], &[])?;
+        let depth = replies
+            .first()
+            .map(integer)
+            .transpose()?
+            .flatten()
+            .unwrap_or(0);
+        let average_job = replies
+            .get(1)
+            .map(integer)
+            .transpose()?
+            .flatten()
+            .map(Duration::from_millis);
+        // PUBSUB NUMSUB replies [channel, count]: the processors listening now.
+        let numsub = self.execute("PUBSUB", &[arg("NUMSUB"), arg(&self.channel)])?;
+        let workers = numsub
+            .get(1)
+            .map(integer)
+            .transpose()?
+            .flatten()
+            .unwrap_or(0);
+        Ok(QueueStats {
+            depth,
+            workers,
+            average_job,
+        })
+    }
+
+    fn record_duration(&self, took: Duration) -> Result<(), PortError> {
+        self.eval(
+            RECORD,
+            &[&self.keys.average_ms],
+            &[took.as_millis().to_string()],
+        )
+        .map(drop)
+    }
+}
+
+/// Stands in for the queue when Redis could not be reached, so that reads
+/// which only use the queue for hints (status) still answer.
+pub struct UnreachableQueue(pub PortError);
+
+impl Queue for UnreachableQueue {
+    fn enqueue(&self, _: JobId, _: Timestamp) -> Result<(), PortError> {
+        Err(self.0.clone())
+    }
+    fn claim(&self, _: Timestamp, _: Timestamp) -> Result<Option<JobId>, PortError> {
+        Err(self.0.clone())
+    }
+    fn ack(&self, _: JobId) -> Result<(), PortError> {
+        Err(self.0.clone())
+    }
+    fn defer(&self, _: JobId, _: Timestamp) -> Result<(), PortError> {
+        Err(self.0.clone())
+    }
+    fn dead_letter(&self, _: JobId, _: Timestamp) -> Result<(), PortError> {
+        Err(self.0.clone())
+    }
+    fn dead_letters(&self) -> Result<Vec<JobId>, PortError> {
+        Err(self.0.clone())
+    }
+    fn ring(&self) -> Result<(), PortError> {
+        Err(self.0.clone())
+    }
+    fn next_due(&self) -> Result<Option<Timestamp>, PortError> {
+        Err(self.0.clone())
+    }
+    fn stats(&self) -> Result<QueueStats, PortError> {
+        Err(self.0.clone())
+    }
+    fn record_duration(&self, _: Duration) -> Result<(), PortError> {
+        Err(self.0.clone())
+    }
+}
+
+/// Opens the queue, or a stand-in that reports why it could not.
+pub fn connect_or_unreachable(address: &str, channel: &str) -> Box<dyn Queue> {
+    match RedisQueue::connect(address, channel) {
+        Ok(q) => Box::new(q),
+        Err(e) => Box::new(UnreachableQueue(e)),
     }
 }

@@ -2,11 +2,12 @@
 //! answer to an upload, the status document, and a served file.
 
 use darkroom_core::format::ImageInfo;
-use darkroom_core::job::{Failure, Output};
+use darkroom_core::job::{Attempt, Failure, Output};
 use darkroom_core::pipeline::Variant;
 use darkroom_core::ports::Blob;
-use darkroom_core::service::{FileName, retry_after_secs};
-use darkroom_core::{Job, JobState};
+use darkroom_core::queue::QueueStats;
+use darkroom_core::service::{Accepted as AcceptedJob, FileName, StatusReport};
+use darkroom_core::{JobId, JobState};
 use serde::Serialize;
 use spin_sdk::http::Response;
 use std::collections::BTreeMap;
@@ -27,6 +28,10 @@ struct Status<'a> {
     created_at: String,
     updated_at: String,
     attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_at: Option<String>,
+    #[serde(skip_serializing_if = "<[Attempt]>::is_empty")]
+    history: &'a [Attempt],
     original: &'a ImageInfo,
     links: BTreeMap<&'static str, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,7 +70,8 @@ fn json_response(status: u16, body: &impl Serialize) -> spin_sdk::http::Response
 }
 
 /// `202 Accepted` for a queued job, pointing at its status.
-pub fn accepted(job: &Job) -> Response {
+pub fn accepted(accepted: &AcceptedJob) -> Response {
+    let job = &accepted.job;
     let status_url = routes::status(job.id);
     let links = BTreeMap::from([
         ("status", status_url.clone()),
@@ -77,19 +83,23 @@ pub fn accepted(job: &Job) -> Response {
         links,
     };
     let mut builder = json_response(202, &body);
-    builder.header("location", status_url);
-    if let Some(secs) = retry_after_secs(job) {
-        builder.header("retry-after", secs.to_string());
-    }
+    builder
+        .header("location", status_url)
+        .header("retry-after", accepted.retry_after_secs.to_string());
     builder.build()
 }
 
 /// `200 OK` with the job's status document.
-pub fn status(job: &Job) -> Response {
+pub fn status(report: &StatusReport) -> Response {
+    let job = &report.job;
     let mut links = BTreeMap::from([
         ("self", routes::status(job.id)),
         ("original", routes::file(job.id, FileName::Original)),
     ]);
+    let retry_at = match job.state {
+        JobState::Queued { retry_at } => retry_at.map(|t| t.to_string()),
+        _ => None,
+    };
     let (outputs, error) = match &job.state {
         JobState::Completed { outputs } => {
             let views = Variant::ALL
@@ -102,7 +112,7 @@ pub fn status(job: &Job) -> Response {
             (Some(views), None)
         }
         JobState::Failed { error } => (None, Some(error)),
-        JobState::Queued | JobState::Processing { .. } => (None, None),
+        JobState::Queued { .. } | JobState::Processing { .. } => (None, None),
     };
     let body = Status {
         id: job.id.to_string(),
@@ -110,16 +120,38 @@ pub fn status(job: &Job) -> Response {
         created_at: job.created_at.to_string(),
         updated_at: job.updated_at.to_string(),
         attempts: job.attempts,
+        retry_at,
+        history: &job.history,
         original: &job.original,
         links,
         outputs,
         error,
     };
     let mut builder = json_response(200, &body);
-    if let Some(secs) = retry_after_secs(job) {
+    if let Some(secs) = report.retry_after_secs {
         builder.header("retry-after", secs.to_string());
     }
     builder.build()
+}
+
+#[derive(Serialize)]
+struct QueueView<'a> {
+    depth: u64,
+    workers: u64,
+    average_job_ms: Option<u128>,
+    dead_letters: &'a [String],
+}
+
+/// `200 OK` with the queue's state (admin).
+pub fn queue(stats: QueueStats, dead: &[JobId]) -> Response {
+    let dead: Vec<String> = dead.iter().map(ToString::to_string).collect();
+    let body = QueueView {
+        depth: stats.depth,
+        workers: stats.workers,
+        average_job_ms: stats.average_job.map(|d| d.as_millis()),
+        dead_letters: &dead,
+    };
+    json_response(200, &body).build()
 }
 
 /// A job's file, or `304 Not Modified` when the client's copy is current.

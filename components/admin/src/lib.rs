@@ -1,0 +1,77 @@
+//! Operator routes under `/internal/`, guarded by the `admin_token` bearer
+//! token and disabled (404) while it is unset:
+//!
+//! - `POST /internal/sweep`: rings the processors' doorbell (a lapsed lease or
+//!   a missed doorbell is then recovered) and reports the queue; for a
+//!   scheduler such as a Kubernetes CronJob or `spin aka cron`.
+//! - `GET /internal/dead-letters`: the queue and its dead letters.
+//! - `POST /internal/dead-letters/{id}/redrive`: a failed job, queued again
+//!   with a fresh set of attempts.
+
+#![expect(
+    unsafe_code,
+    reason = "spin-sdk's export macro generates the unsafe component export"
+)]
+
+use darkroom_core::JobId;
+use darkroom_core::blob::KvBlobStore;
+use darkroom_core::queue::Queue as _;
+use darkroom_core::service::{self, Ports};
+use darkroom_spin::clock::SystemClock;
+use darkroom_spin::problem::{ApiError, respond};
+use darkroom_spin::queue::RedisQueue;
+use darkroom_spin::store::SpinKv;
+use darkroom_spin::upload::header;
+use darkroom_spin::{config, views};
+use spin_sdk::http::{IncomingRequest, Method, Response};
+use spin_sdk::http_component;
+
+#[http_component]
+fn administer(req: IncomingRequest) -> Response {
+    respond(admin(&req))
+}
+
+fn admin(req: &IncomingRequest) -> Result<Response, ApiError> {
+    let headers = req.headers();
+    let Some(token) = config::admin_token()? else {
+        return Err(ApiError::NotFound);
+    };
+    let presented = header(&headers, "authorization");
+    if presented.as_deref().and_then(|h| h.strip_prefix("Bearer ")) != Some(token.as_str()) {
+        return Err(ApiError::Unauthorized);
+    }
+    let path = header(&headers, "spin-path-info").unwrap_or_default();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let queue_config = config::queue()?;
+    let queue = RedisQueue::connect(&queue_config.redis_url, &queue_config.channel)
+        .map_err(ApiError::QueueUnavailable)?;
+    match (req.method(), segments.as_slice()) {
+        (Method::Post, ["sweep"]) => {
+            queue.ring().map_err(ApiError::QueueUnavailable)?;
+            report(&queue)
+        }
+        (Method::Get, ["dead-letters"]) => report(&queue),
+        (Method::Post, ["dead-letters", id, "redrive"]) => {
+            let id = JobId::parse(id).map_err(|_| ApiError::NotFound)?;
+            let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
+            let blobs = KvBlobStore::new(&kv);
+            let ports = Ports {
+                kv: &kv,
+                blobs: &blobs,
+                clock: &SystemClock,
+            };
+            service::redrive(ports, &queue, id)?;
+            report(&queue)
+        }
+        (_, ["sweep"] | ["dead-letters", ..]) => {
+            Err(ApiError::MethodNotAllowed { allow: "POST, GET" })
+        }
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+fn report(queue: &RedisQueue) -> Result<Response, ApiError> {
+    let stats = queue.stats().map_err(ApiError::QueueUnavailable)?;
+    let dead = queue.dead_letters().map_err(ApiError::QueueUnavailable)?;
+    Ok(views::queue(stats, &dead))
+}
