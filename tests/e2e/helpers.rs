@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use darkroom_tests::host::{HostConfig, RunningApp};
@@ -29,45 +30,107 @@ enum Runtime {
     Host(RunningApp),
     Spin {
         child: Child,
-        state_dir: tempfile::TempDir,
+        state_dir: Arc<tempfile::TempDir>,
     },
 }
 
-/// A running app with its own key-value data and queue channel.
+/// A running app with its own key-value data and queue channel (unless it
+/// shares another app's).
 pub struct TestApp {
-    runtime: Runtime,
+    runtime: Option<Runtime>,
     base: String,
     client: Client,
+    redis_url: String,
     /// The Redis channel this app's queue uses.
     pub channel: String,
+}
+
+/// How to start a [`TestApp`].
+#[derive(Default)]
+pub struct Options<'a> {
+    /// The Redis server; the suite's by default.
+    pub redis_url: Option<String>,
+    /// Spin variables to override.
+    pub variables: Vec<(&'a str, &'a str)>,
+    /// Run only these components (`spin up --component-id`).
+    pub components: Option<&'a [&'a str]>,
+    /// Share this app's key-value data, Redis and queue channel, as several
+    /// `spin up` processes (or SpinKube replicas) of one deployment do.
+    pub share_state_with: Option<&'a TestApp>,
+    /// Cap each instance's memory (`spin up --max-instance-memory`).
+    pub max_instance_memory: Option<usize>,
 }
 
 impl TestApp {
     /// An app with the manifest's defaults.
     pub fn spawn() -> Self {
-        Self::spawn_with(&[])
+        Self::start(Options::default())
     }
 
     /// An app with some variables overridden.
     pub fn spawn_with(variables: &[(&str, &str)]) -> Self {
-        Self::spawn_against(&redis_url(), variables)
+        Self::start(Options {
+            variables: variables.to_vec(),
+            ..Options::default()
+        })
     }
 
     /// An app using the Redis server at `redis_url`.
     pub fn spawn_against(redis_url: &str, variables: &[(&str, &str)]) -> Self {
-        let channel = format!("darkroom-test-{}", uuid::Uuid::new_v4());
+        Self::start(Options {
+            redis_url: Some(redis_url.to_owned()),
+            variables: variables.to_vec(),
+            ..Options::default()
+        })
+    }
+
+    /// An app started as `options` say. Returns once its processor (if it
+    /// runs one) listens on the queue channel.
+    pub fn start(options: Options<'_>) -> Self {
+        let shared = options.share_state_with;
+        let redis_url = shared
+            .map(|a| a.redis_url.clone())
+            .or(options.redis_url)
+            .unwrap_or_else(redis_url);
+        let channel = shared.map_or_else(
+            || format!("darkroom-test-{}", uuid::Uuid::new_v4()),
+            |a| a.channel.clone(),
+        );
         let mut vars: BTreeMap<String, String> = BTreeMap::from([
-            ("redis_url".to_owned(), redis_url.to_owned()),
+            ("redis_url".to_owned(), redis_url.clone()),
             ("queue_channel".to_owned(), channel.clone()),
         ]);
-        for (k, v) in variables {
+        for (k, v) in &options.variables {
             vars.insert((*k).to_owned(), (*v).to_owned());
         }
+        let components: Option<Vec<String>> = options
+            .components
+            .map(|c| c.iter().map(|s| (*s).to_owned()).collect());
+        let runs_processor = components
+            .as_ref()
+            .is_none_or(|c| c.iter().any(|c| c == "processor"));
         let (runtime, base) = match std::env::var("DARKROOM_TEST_RUNTIME").as_deref() {
-            Ok("spin") => spawn_spin(&vars),
+            Ok("spin") => {
+                let state_dir = match shared.and_then(|a| a.runtime.as_ref()) {
+                    Some(Runtime::Spin { state_dir, .. }) => state_dir.clone(),
+                    _ => Arc::new(tempfile::tempdir().expect("state dir")),
+                };
+                spawn_spin(
+                    &vars,
+                    state_dir,
+                    components.as_deref(),
+                    options.max_instance_memory,
+                )
+            }
             Ok("host") | Err(_) => {
                 let mut config = HostConfig::new(app_root().join("spin.toml"));
                 config.variables = vars;
+                config.components = components;
+                config.max_instance_memory = options.max_instance_memory;
+                config.kv = match shared.and_then(|a| a.runtime.as_ref()) {
+                    Some(Runtime::Host(app)) => Some(app.kv().clone()),
+                    _ => None,
+                };
                 let app = RunningApp::start(&config).expect("the test host starts the app");
                 let base = format!("http://{}", app.addr());
                 (Runtime::Host(app), base)
@@ -75,22 +138,37 @@ impl TestApp {
             Ok(other) => panic!("DARKROOM_TEST_RUNTIME={other:?}: expected `host` or `spin`"),
         };
         let app = Self {
-            runtime,
+            runtime: Some(runtime),
             base,
             client: Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("http client"),
+            redis_url,
             channel,
         };
-        app.wait_for_subscriber(redis_url);
+        if runs_processor {
+            app.wait_for_subscribers(1);
+        }
         app
     }
 
-    /// Waits until a processor listens on the app's channel: a job published
-    /// before that would be lost (Redis pub/sub is at-most-once).
-    fn wait_for_subscriber(&self, redis_url: &str) {
-        let client = redis::Client::open(redis_url).expect("redis url");
+    /// Stops the app abruptly, like `kill -9` of `spin up`.
+    pub fn kill(mut self) {
+        match self.runtime.take() {
+            Some(Runtime::Host(app)) => app.kill(),
+            Some(Runtime::Spin { mut child, .. }) => {
+                child.kill().expect("SIGKILL spin up");
+                child.wait().expect("reap spin up");
+            }
+            None => {}
+        }
+    }
+
+    /// Waits until `n` processors listen on the app's channel: a doorbell
+    /// rung before that is not heard (Redis pub/sub is at-most-once).
+    pub fn wait_for_subscribers(&self, n: i64) {
+        let client = redis::Client::open(self.redis_url.as_str()).expect("redis url");
         let mut conn = client.get_connection().expect("connect to the test Redis");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -99,12 +177,12 @@ impl TestApp {
                 .arg(&self.channel)
                 .query(&mut conn)
                 .expect("PUBSUB NUMSUB");
-            if counts.first().is_some_and(|(_, n)| *n > 0) {
+            if counts.first().is_some_and(|(_, count)| *count >= n) {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "no processor subscribed to {} within 30 s",
+                "{n} processors did not subscribe to {} within 30 s",
                 self.channel
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -160,6 +238,15 @@ impl TestApp {
         self.client.get(self.url(path)).send().expect("GET request")
     }
 
+    /// A request to an admin route with the token the tests configure.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> Response {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth("s3cret")
+            .send()
+            .expect("admin request")
+    }
+
     /// A request with any method, for method and routing tests.
     pub fn request(&self, method: reqwest::Method, path: &str) -> Response {
         self.client
@@ -187,16 +274,17 @@ impl TestApp {
     /// The app's log so far: guest stdout/stderr and host notes.
     pub fn logs(&self) -> String {
         match &self.runtime {
-            Runtime::Host(app) => app.logs(),
-            Runtime::Spin { state_dir, .. } => spin_logs(state_dir.path()),
+            Some(Runtime::Host(app)) => app.logs(),
+            Some(Runtime::Spin { state_dir, .. }) => spin_logs(state_dir.path()),
+            None => "(killed)".to_owned(),
         }
     }
 
     /// The keys in the app's `default` store, when the runtime lets a test see them.
     pub fn kv_keys(&self) -> Option<Vec<String>> {
         match &self.runtime {
-            Runtime::Host(app) => Some(app.kv().snapshot("default").into_keys().collect()),
-            Runtime::Spin { .. } => None,
+            Some(Runtime::Host(app)) => Some(app.kv().snapshot("default").into_keys().collect()),
+            Some(Runtime::Spin { .. }) | None => None,
         }
     }
 }
@@ -210,7 +298,7 @@ impl Drop for TestApp {
                 self.logs()
             );
         }
-        if let Runtime::Spin { child, .. } = &mut self.runtime {
+        if let Some(Runtime::Spin { child, .. }) = &mut self.runtime {
             if let Err(e) = child.kill() {
                 eprintln!("stopping spin up: {e}");
             }
@@ -257,10 +345,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `spin up` with a fresh state directory on a free port.
-fn spawn_spin(vars: &BTreeMap<String, String>) -> (Runtime, String) {
+/// Starts `spin up` on a free port with `state_dir` (fresh, or shared with
+/// another `spin up` of the same deployment).
+fn spawn_spin(
+    vars: &BTreeMap<String, String>,
+    state_dir: Arc<tempfile::TempDir>,
+    components: Option<&[String]>,
+    max_instance_memory: Option<usize>,
+) -> (Runtime, String) {
     let bin = std::env::var("SPIN_BIN").unwrap_or_else(|_| "spin".to_owned());
-    let state_dir = tempfile::tempdir().expect("state dir");
     let port = free_port();
     let mut cmd = Command::new(&bin);
     cmd.current_dir(app_root())
@@ -270,6 +363,12 @@ fn spawn_spin(vars: &BTreeMap<String, String>) -> (Runtime, String) {
         .arg(state_dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    for c in components.unwrap_or_default() {
+        cmd.args(["--component-id", c]);
+    }
+    if let Some(max) = max_instance_memory {
+        cmd.arg("--max-instance-memory").arg(max.to_string());
+    }
     for (k, v) in vars {
         cmd.env(format!("SPIN_VARIABLE_{}", k.to_ascii_uppercase()), v);
     }
@@ -303,29 +402,54 @@ fn spin_logs(state_dir: &std::path::Path) -> String {
 
 /// A `redis-server` owned by one test, on a free port, stopped on drop.
 pub struct PrivateRedis {
-    child: Child,
+    child: Option<Child>,
     port: u16,
+    data: Option<tempfile::TempDir>,
 }
 
 impl PrivateRedis {
-    /// Starts `redis-server` (from `PATH`) and waits until it answers.
+    /// Starts `redis-server` (from `PATH`) without persistence.
     pub fn start() -> Self {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        Self::launch(free_port(), None)
+    }
+
+    /// Starts `redis-server` with the append-only file on and fsynced on
+    /// every write, as a production Redis that must not lose jobs runs.
+    pub fn start_persistent() -> Self {
+        Self::launch(
+            free_port(),
+            Some(tempfile::tempdir().expect("redis data dir")),
+        )
+    }
+
+    fn launch(port: u16, data: Option<tempfile::TempDir>) -> Self {
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ]);
+        match &data {
+            Some(dir) => {
+                cmd.args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                    .arg(dir.path());
+            }
+            None => {
+                cmd.args(["--appendonly", "no"]);
+            }
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server on PATH (scripts/test.sh installs it)");
-        let redis = Self { child, port };
+        let redis = Self {
+            child: Some(child),
+            port,
+            data,
+        };
         let client = redis::Client::open(redis.url()).expect("url");
         let deadline = Instant::now() + Duration::from_secs(10);
         while client.get_connection().is_err() {
@@ -338,6 +462,24 @@ impl PrivateRedis {
         redis
     }
 
+    /// Kills the server (SIGKILL) and starts it again on the same port with
+    /// the same data directory.
+    pub fn restart(mut self) -> Self {
+        self.stop();
+        Self::launch(self.port, self.data.take())
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Err(e) = child.kill() {
+                eprintln!("stopping redis-server: {e}");
+            }
+            if let Err(e) = child.wait() {
+                eprintln!("waiting for redis-server: {e}");
+            }
+        }
+    }
+
     /// Its URL.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
@@ -346,11 +488,6 @@ impl PrivateRedis {
 
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
-        if let Err(e) = self.child.kill() {
-            eprintln!("stopping redis-server: {e}");
-        }
-        if let Err(e) = self.child.wait() {
-            eprintln!("waiting for redis-server: {e}");
-        }
+        self.stop();
     }
 }

@@ -50,3 +50,13 @@ pub fn png_declaring(width: u32, height: u32) -> Vec<u8> {
     bytes[29..33].copy_from_slice(&crc.to_be_bytes());
     bytes
 }
+
+/// A 6000x4000 (24 MP) JPEG: a real camera's worth of pixels.
+pub fn photo_24mp() -> Vec<u8> {
+    encode_with(&gradient(6000, 4000, false), image::ImageFormat::Jpeg)
+}
+
+/// A real `width` x `height` PNG (a gradient compresses well, so the upload stays small).
+pub fn png_declaring_real(width: u32, height: u32) -> Vec<u8> {
+    encode_png(&gradient(width, height, false))
+}

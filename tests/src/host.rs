@@ -45,6 +45,11 @@ pub struct HostConfig {
     pub max_instance_memory: Option<usize>,
     /// Print guest output as it happens instead of only collecting it.
     pub echo_guest_output: bool,
+    /// Run only these components, like `spin up --component-id`; `None` runs all.
+    pub components: Option<Vec<String>>,
+    /// Key-value data shared with another running app, as several `spin up`
+    /// processes share a store backend; `None` gives the app its own.
+    pub kv: Option<Arc<KvData>>,
 }
 
 impl HostConfig {
@@ -56,6 +61,8 @@ impl HostConfig {
             variables: BTreeMap::new(),
             max_instance_memory: None,
             echo_guest_output: false,
+            components: None,
+            kv: None,
         }
     }
 }
@@ -83,6 +90,9 @@ pub struct AppShared {
     pub kv: Arc<KvData>,
     logs: Mutex<String>,
     echo: bool,
+    /// Set by [`RunningApp::kill`]: every instance traps at its next check
+    /// and host calls are refused, as if the process died.
+    pub killed: AtomicBool,
 }
 
 impl AppShared {
@@ -219,14 +229,27 @@ impl WasiHttpHooks for OutboundHttp {
     }
 }
 
+/// How often running guests check whether their app was killed.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
 /// One wasmtime engine for the whole process: compiled code is shared.
+/// Epoch interruption lets [`RunningApp::kill`] stop guests mid-computation.
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
         let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true);
+        config.wasm_component_model(true).epoch_interruption(true);
         #[expect(clippy::expect_used, reason = "a fixed, valid configuration")]
-        Engine::new(&config).expect("wasmtime engine")
+        let engine = Engine::new(&config).expect("wasmtime engine");
+        let ticker = engine.weak();
+        std::thread::spawn(move || {
+            while let Some(engine) = ticker.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+        engine
     })
 }
 
@@ -308,6 +331,13 @@ impl AppInner {
         };
         let mut store = Store::new(engine(), state);
         store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            if ctx.data().app.killed.load(Ordering::Relaxed) {
+                return Err(wasmtime::Error::msg("the app was killed"));
+            }
+            Ok(wasmtime::UpdateDeadline::Continue(1))
+        });
         store
     }
 
@@ -473,7 +503,21 @@ impl RunningApp {
     /// # Errors
     /// When the manifest, a component, a variable or the Redis server is wrong.
     pub fn start(config: &HostConfig) -> anyhow::Result<Self> {
-        let manifest = Manifest::load(&config.manifest)?;
+        let mut manifest = Manifest::load(&config.manifest)?;
+        if let Some(only) = &config.components {
+            if let Some(unknown) = only.iter().find(|c| !manifest.component.contains_key(*c)) {
+                bail!("no component {unknown:?} in the manifest");
+            }
+            manifest.component.retain(|id, _| only.contains(id));
+            manifest
+                .trigger
+                .http
+                .retain(|t| only.contains(&t.component));
+            manifest
+                .trigger
+                .redis
+                .retain(|t| only.contains(&t.component));
+        }
         let variables = Variables::resolve(&manifest.variables, &config.variables)?;
         let linker = linker()?;
         let mut components = HashMap::new();
@@ -511,9 +555,10 @@ impl RunningApp {
             router: Router::build(&manifest.trigger.http)?,
             components,
             shared: Arc::new(AppShared {
-                kv: Arc::default(),
+                kv: config.kv.clone().unwrap_or_default(),
                 logs: Mutex::default(),
                 echo: config.echo_guest_output,
+                killed: AtomicBool::new(false),
             }),
             max_memory: config.max_instance_memory,
         });
@@ -575,9 +620,17 @@ impl RunningApp {
             .clone()
     }
 
-    /// The app's key-value data.
-    pub fn kv(&self) -> &KvData {
+    /// The app's key-value data (to inspect, or to share with another app).
+    pub fn kv(&self) -> &Arc<KvData> {
         &self.inner.shared.kv
+    }
+
+    /// Stops the app abruptly, like `kill -9` of `spin up`: running guests
+    /// trap at their next epoch check, host calls are refused, nothing is
+    /// cleaned up or finished.
+    pub fn kill(self) {
+        self.inner.shared.killed.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
     }
 
     /// Blocks until the app is stopped by a signal (for the CLI).

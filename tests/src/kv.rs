@@ -16,7 +16,7 @@ use crate::host::HostState;
 pub const DEFAULT_STORE: &str = "default";
 
 /// Every store of one app.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct KvData {
     stores: Mutex<HashMap<String, BTreeMap<String, Vec<u8>>>>,
 }

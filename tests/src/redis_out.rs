@@ -23,6 +23,9 @@ impl Host for HostState {}
 
 impl HostState {
     fn redis(&self, c: &Resource<RedisConnection>) -> Result<MultiplexedConnection, Error> {
+        if self.app.killed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(other("the app was killed"));
+        }
         Ok(self.table.get(c).map_err(other)?.conn.clone())
     }
 }
