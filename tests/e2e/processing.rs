@@ -122,17 +122,28 @@ fn webp_and_gif_uploads_are_processed() {
 }
 
 #[test]
-fn exif_orientation_is_applied_to_every_derivative() {
+fn exif_orientation_is_applied_to_derivatives_and_kept_on_the_lossless_optimized_copy() {
     let app = TestApp::spawn();
     let done = app.wait_until_finished(&app.upload(images::rotated_jpeg()));
-    let (optimized, _) = fetch_image(&app, &done, "optimized");
+    let (thumb, _) = fetch_image(&app, &done, "thumbnail");
     assert_eq!(
-        optimized.dimensions(),
-        (300, 900),
+        thumb.dimensions(),
+        (200, 600),
         "a 900x300 landscape tagged 'rotate 90°' is upright"
     );
-    let (thumb, _) = fetch_image(&app, &done, "thumbnail");
-    assert_eq!(thumb.dimensions(), (200, 600));
+    let (preview, _) = fetch_image(&app, &done, "preview");
+    assert_eq!(preview.dimensions(), (300, 900), "never upscaled");
+    // The optimized JPEG is the original's pixels, shown upright through its
+    // one remaining tag; the status reports the dimensions as shown.
+    assert_eq!(
+        (
+            done["outputs"]["optimized"]["width"].as_u64(),
+            done["outputs"]["optimized"]["height"].as_u64()
+        ),
+        (Some(300), Some(900))
+    );
+    let (optimized, _) = fetch_image(&app, &done, "optimized");
+    assert_eq!(optimized.dimensions(), (900, 300), "stored as the original");
 }
 
 #[test]

@@ -10,6 +10,7 @@ pub mod blob;
 pub mod format;
 pub mod id;
 pub mod job;
+pub mod jpeg;
 pub mod keys;
 pub mod pipeline;
 pub mod ports;

@@ -310,22 +310,8 @@ pub fn encode_png(image: &DynamicImage) -> Vec<u8> {
 /// `image` as JPEG with an EXIF block holding `orientation` (1..=8).
 pub fn encode_jpeg_with_orientation(image: &DynamicImage, orientation: u16) -> Vec<u8> {
     let jpeg = encode_with(image, image::ImageFormat::Jpeg);
-    let mut tiff = Vec::new();
-    tiff.extend_from_slice(b"MM\0\x2A\0\0\0\x08"); // big-endian TIFF, IFD at 8
-    tiff.extend_from_slice(&1u16.to_be_bytes()); // one entry
-    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
-    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
-    tiff.extend_from_slice(&1u32.to_be_bytes()); // count
-    tiff.extend_from_slice(&orientation.to_be_bytes());
-    tiff.extend_from_slice(&[0, 0]); // padding of the 4-byte value field
-    tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
-    let mut app1 = b"Exif\0\0".to_vec();
-    app1.extend_from_slice(&tiff);
-    let len = u16::try_from(app1.len() + 2).unwrap_or(u16::MAX);
     let mut out = jpeg[..2].to_vec(); // SOI
-    out.extend_from_slice(&[0xFF, 0xE1]);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&app1);
+    out.extend_from_slice(&crate::jpeg::exif_orientation_segment(orientation));
     out.extend_from_slice(&jpeg[2..]);
     out
 }
