@@ -60,3 +60,8 @@ pub fn photo_24mp() -> Vec<u8> {
 pub fn png_declaring_real(width: u32, height: u32) -> Vec<u8> {
     encode_png(&gradient(width, height, false))
 }
+
+/// A 6000x4000 JPEG tagged "rotate 90°", as phones take portraits.
+pub fn photo_24mp_rotated() -> Vec<u8> {
+    encode_jpeg_with_orientation(&gradient(6000, 4000, false), 6)
+}
