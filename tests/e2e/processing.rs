@@ -191,12 +191,18 @@ fn a_24_megapixel_photo_is_processed_within_a_128_mib_instance() {
         max_instance_memory: Some(128 << 20),
         ..Options::default()
     });
-    for (photo, shown) in [(images::photo_24mp(), (6000, 4000)), (images::photo_24mp_rotated(), (4000, 6000))] {
+    for (photo, shown) in [
+        (images::photo_24mp(), (6000, 4000)),
+        (images::photo_24mp_rotated(), (4000, 6000)),
+    ] {
         let done = app.wait_until_finished(&app.upload(photo));
         assert_eq!(done["status"], "completed", "{done}");
         assert_eq!(done["attempts"], 1, "no attempt ran out of memory: {done}");
         let optimized = &done["outputs"]["optimized"];
-        assert_eq!((optimized["width"].as_u64(), optimized["height"].as_u64()), (Some(shown.0), Some(shown.1)));
+        assert_eq!(
+            (optimized["width"].as_u64(), optimized["height"].as_u64()),
+            (Some(shown.0), Some(shown.1))
+        );
         let (thumb, _) = fetch_image(&app, &done, "thumbnail");
         assert_eq!(thumb.width(), 200);
     }

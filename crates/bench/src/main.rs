@@ -1,0 +1,57 @@
+//! `darkroom-bench RUNS FILE...`: runs the processor's pipeline on each file
+//! RUNS times and prints one tab-separated line per file: name, width,
+//! height, bytes, median ms of the whole job (thumbnail + preview +
+//! optimized copy), median ms of the optimized copy alone. The same source
+//! is built natively and for wasm32-wasip2, so the two are comparable.
+
+use std::time::{Duration, Instant};
+
+use darkroom_core::format::{ImageFormat, Limits, inspect};
+use darkroom_core::pipeline::render;
+
+fn median(mut samples: Vec<Duration>) -> f64 {
+    samples.sort();
+    samples
+        .get(samples.len() / 2)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+fn main() -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
+    let runs: usize = args
+        .next()
+        .and_then(|r| r.parse().ok())
+        .ok_or("usage: darkroom-bench RUNS FILE...")?;
+    let limits = Limits::default();
+    for path in args {
+        let bytes = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
+        let info = inspect(&bytes, limits).map_err(|e| format!("{path}: {e}"))?;
+        let mut job = Vec::with_capacity(runs);
+        let mut optimized = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let start = Instant::now();
+            let out = render(&bytes, limits).map_err(|e| format!("{path}: {e}"))?;
+            job.push(start.elapsed());
+            if info.format == ImageFormat::Jpeg {
+                let start = Instant::now();
+                darkroom_core::jpeg::strip_metadata(&bytes, 1)
+                    .map_err(|e| format!("{path}: {e}"))?;
+                optimized.push(start.elapsed());
+            }
+            std::hint::black_box(out);
+        }
+        let name = path.rsplit('/').next().unwrap_or(&path);
+        #[expect(clippy::print_stdout, reason = "the benchmark's output is its result")]
+        {
+            println!(
+                "{name}\t{}\t{}\t{}\t{:.1}\t{:.1}",
+                info.width,
+                info.height,
+                info.bytes,
+                median(job),
+                median(optimized)
+            );
+        }
+    }
+    Ok(())
+}

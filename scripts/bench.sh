@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Benchmarks the image pipeline on real photographs (Debian's
+# lomiri-wallpapers packages) natively, in wasm under wasmtime, and against
+# libvips' CLI (Debian's libvips-tools) side by side, and writes the figures
+# with the machine and date into BENCHMARKS.md.
+#
+#   scripts/bench.sh [RUNS]      # default 5 runs per measurement, medians
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+runs=${1:-5}
+
+ensure_wasm_target
+if ! command -v vipsthumbnail >/dev/null; then
+  echo "==> installing libvips-tools (for the comparison)" >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libvips-tools >/dev/null
+fi
+
+photos=target/bench-photos
+if [ ! -d "$photos/usr/share/backgrounds" ]; then
+  echo "==> fetching real photographs (Debian lomiri-wallpapers-20.04)" >&2
+  mkdir -p "$photos"
+  (cd "$photos" && apt-get download lomiri-wallpapers-20.04 2>/dev/null && dpkg -x lomiri-wallpapers-20.04_*.deb .)
+fi
+set -- "$photos"/usr/share/backgrounds/{Painting-Colors_by__herobrine7gamer,Kleiber_by_Lukas_Baubkus,Infinite-Sea_by_Aury88,Fossa_by_Jasper_Roks}.jpg
+
+echo "==> building the benchmark (native and wasm32-wasip2) and the report runner" >&2
+cargo build --release -p darkroom-bench
+cargo build --release --target wasm32-wasip2 -p darkroom-bench
+cargo build --release -p darkroom-tests --bin darkroom-bench-report
+
+table=$(./target/release/darkroom-bench-report "$runs" "$@")
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
+{
+  sed '/^<!-- bench:start -->/,$d' BENCHMARKS.md
+  echo "<!-- bench:start -->"
+  echo "Measured $(date -u +%Y-%m-%d) on ${cpu:-unknown CPU}, $(nproc) cores, $(rustc --version | cut -d' ' -f1-2), $(vips --version 2>/dev/null || echo 'no libvips'); medians of $runs runs."
+  echo
+  echo "$table"
+} > BENCHMARKS.md.new
+mv BENCHMARKS.md.new BENCHMARKS.md
+echo "$table"
