@@ -47,3 +47,35 @@ start_redis() {
   echo "redis-server did not start on port $port" >&2
   return 1
 }
+
+# The S3-compatible server the suite's S3 pass runs against: s3s-fs, which
+# verifies SigV4 signatures, from crates.io.
+S3S_FS_VERSION=0.14.1
+
+ensure_s3_server() {
+  if ! command -v s3s-fs >/dev/null; then
+    echo "==> installing s3s-fs $S3S_FS_VERSION (S3-compatible server, crates.io)" >&2
+    # A debug build is plenty for tests and halves the install time.
+    cargo install --locked --debug s3s-fs --version "$S3S_FS_VERSION" --features binary
+  fi
+}
+
+free_port() {
+  local port=$((20000 + RANDOM % 20000))
+  while port_in_use "$port"; do port=$((port + 1)); done
+  echo "$port"
+}
+
+# start_s3 PORT ROOT ACCESS_KEY SECRET_KEY: starts s3s-fs with a `darkroom`
+# bucket and waits until it listens; sets S3_PID.
+start_s3() {
+  mkdir -p "$2/darkroom"
+  s3s-fs --host 127.0.0.1 --port "$1" --access-key "$3" --secret-key "$4" "$2" >/dev/null 2>&1 &
+  S3_PID=$!
+  for _ in $(seq 100); do
+    if port_in_use "$1"; then return 0; fi
+    sleep 0.1
+  done
+  echo "s3s-fs did not start on port $1" >&2
+  return 1
+}

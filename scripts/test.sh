@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests of the pure crates, then the end-to-end suite
-# against the built .wasm components. Installs what is missing (the wasm
-# target, redis-server), builds the components, and runs a private Redis on a
-# free port for the suite, stopped afterwards.
+# against the built .wasm components, once with the default key-value blob
+# store and once with `blob_store = "s3"` against a real S3-compatible server.
+# Installs what is missing (the wasm target, redis-server, s3s-fs), builds the
+# components, and runs a private Redis and S3 server on free ports, stopped
+# afterwards.
 #
 #   scripts/test.sh                          # test host (wasmtime), the default
 #   DARKROOM_TEST_RUNTIME=spin scripts/test.sh   # the same suite against `spin up`
@@ -12,15 +14,26 @@ cd "$(dirname "$0")/.."
 
 ensure_wasm_target
 ensure_redis_server
+ensure_s3_server
 build_components
 
+cleanup=()
+trap 'for pid in "${cleanup[@]}"; do kill "$pid" 2>/dev/null || true; done' EXIT
 if [ -z "${DARKROOM_TEST_REDIS_URL:-}" ]; then
-  port=$((20000 + RANDOM % 20000))
-  while port_in_use "$port"; do port=$((port + 1)); done
+  port=$(free_port)
   start_redis "$port"
-  trap 'kill "$REDIS_PID" 2>/dev/null || true' EXIT
+  cleanup+=("$REDIS_PID")
   export DARKROOM_TEST_REDIS_URL="redis://127.0.0.1:$port"
 fi
 
-echo "==> tests (runtime: ${DARKROOM_TEST_RUNTIME:-host}, redis: $DARKROOM_TEST_REDIS_URL)" >&2
+echo "==> tests (runtime: ${DARKROOM_TEST_RUNTIME:-host}, redis: $DARKROOM_TEST_REDIS_URL, blobs: key-value)" >&2
 cargo test --locked -p darkroom-core -p darkroom-spin -p darkroom-tests "$@"
+
+s3_root=$(mktemp -d)
+s3_port=$(free_port)
+export DARKROOM_TEST_S3_ACCESS_KEY=darkroom-test DARKROOM_TEST_S3_SECRET_KEY="darkroom-test-secret-$RANDOM"
+start_s3 "$s3_port" "$s3_root" "$DARKROOM_TEST_S3_ACCESS_KEY" "$DARKROOM_TEST_S3_SECRET_KEY"
+cleanup+=("$S3_PID")
+export DARKROOM_TEST_BLOB_STORE=s3 DARKROOM_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port" DARKROOM_TEST_S3_ROOT="$s3_root"
+echo "==> end-to-end suite again with blob_store = s3 ($DARKROOM_TEST_S3_ENDPOINT)" >&2
+cargo test --locked -p darkroom-tests --test e2e "$@"

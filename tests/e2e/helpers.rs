@@ -45,6 +45,35 @@ pub struct TestApp {
     pub channel: String,
 }
 
+/// The bucket the S3 pass uses.
+const S3_BUCKET: &str = "darkroom";
+
+/// The S3 server of the suite's S3 pass (`DARKROOM_TEST_BLOB_STORE=s3`, set
+/// up by scripts/test.sh).
+struct S3 {
+    endpoint: String,
+    access_key: String,
+    secret_key: String,
+    root: String,
+}
+
+impl S3 {
+    fn from_env() -> Option<Self> {
+        if std::env::var("DARKROOM_TEST_BLOB_STORE").ok()? != "s3" {
+            return None;
+        }
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set for the S3 pass"))
+        };
+        Some(Self {
+            endpoint: var("DARKROOM_TEST_S3_ENDPOINT"),
+            access_key: var("DARKROOM_TEST_S3_ACCESS_KEY"),
+            secret_key: var("DARKROOM_TEST_S3_SECRET_KEY"),
+            root: var("DARKROOM_TEST_S3_ROOT"),
+        })
+    }
+}
+
 /// How to start a [`TestApp`].
 #[derive(Default)]
 pub struct Options<'a> {
@@ -100,6 +129,15 @@ impl TestApp {
             ("redis_url".to_owned(), redis_url.clone()),
             ("queue_channel".to_owned(), channel.clone()),
         ]);
+        if let Some(s3) = S3::from_env() {
+            vars.extend([
+                ("blob_store".to_owned(), "s3".to_owned()),
+                ("s3_endpoint".to_owned(), s3.endpoint),
+                ("s3_bucket".to_owned(), S3_BUCKET.to_owned()),
+                ("s3_access_key_id".to_owned(), s3.access_key),
+                ("s3_secret_access_key".to_owned(), s3.secret_key),
+            ]);
+        }
         for (k, v) in &options.variables {
             vars.insert((*k).to_owned(), (*v).to_owned());
         }
@@ -278,6 +316,32 @@ impl TestApp {
             Some(Runtime::Spin { state_dir, .. }) => spin_logs(state_dir.path()),
             None => "(killed)".to_owned(),
         }
+    }
+
+    /// How many derivative objects job `id` has in the blob store, when the
+    /// test can see the store (key-value in the test host, or the S3 server's
+    /// folder).
+    pub fn derivative_count(&self, id: &str) -> Option<usize> {
+        if let Some(s3) = S3::from_env() {
+            let dir = PathBuf::from(s3.root)
+                .join(S3_BUCKET)
+                .join("derived")
+                .join(id);
+            let entries = std::fs::read_dir(dir).ok()?;
+            return Some(
+                entries
+                    .flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .count(),
+            );
+        }
+        let keys = self.kv_keys()?;
+        let prefix = format!("blob/derived/{id}/");
+        Some(
+            keys.iter()
+                .filter(|k| k.starts_with(&prefix) && !k.contains('#'))
+                .count(),
+        )
     }
 
     /// The keys in the app's `default` store, when the runtime lets a test see them.

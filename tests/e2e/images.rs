@@ -65,3 +65,21 @@ pub fn png_declaring_real(width: u32, height: u32) -> Vec<u8> {
 pub fn photo_24mp_rotated() -> Vec<u8> {
     encode_jpeg_with_orientation(&gradient(6000, 4000, false), 6)
 }
+
+/// Random noise at JPEG quality 100: the least compressible photo-like file.
+pub fn noisy_jpeg(width: u32, height: u32) -> Vec<u8> {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let noise = image::RgbImage::from_fn(width, height, |_, _| {
+        // xorshift64: deterministic, dependency-free noise
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let [r, g, b, ..] = state.to_le_bytes();
+        image::Rgb([r, g, b])
+    });
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 100)
+        .encode_image(&noise)
+        .expect("encode noise");
+    out
+}

@@ -207,3 +207,21 @@ fn a_24_megapixel_photo_is_processed_within_a_128_mib_instance() {
         assert_eq!(thumb.width(), 200);
     }
 }
+
+#[test]
+fn a_large_original_is_stored_and_served_back_byte_for_byte() {
+    // Over 8 MiB: a multipart upload on S3, nine chunks in the key-value store.
+    let app = TestApp::spawn();
+    let noisy = images::noisy_jpeg(2000, 2000);
+    assert!(
+        noisy.len() > 8 << 20,
+        "the test image must exceed 8 MiB, is {}",
+        noisy.len()
+    );
+    let id = app.upload(noisy.clone());
+    let done = app.wait_until_finished(&id);
+    assert_eq!(done["status"], "completed", "{done}");
+    let original = app.get(done["links"]["original"].as_str().expect("original link"));
+    assert_eq!(original.status().as_u16(), 200);
+    assert_eq!(original.bytes().expect("body").as_ref(), noisy.as_slice());
+}

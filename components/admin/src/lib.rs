@@ -14,9 +14,8 @@
 )]
 
 use darkroom_core::JobId;
-use darkroom_core::blob::KvBlobStore;
 use darkroom_core::queue::Queue as _;
-use darkroom_core::service::{self, Ports};
+use darkroom_core::service;
 use darkroom_spin::clock::SystemClock;
 use darkroom_spin::problem::{ApiError, respond};
 use darkroom_spin::queue::RedisQueue;
@@ -54,13 +53,7 @@ fn admin(req: &IncomingRequest) -> Result<Response, ApiError> {
         (Method::Post, ["dead-letters", id, "redrive"]) => {
             let id = JobId::parse(id).map_err(|_| ApiError::NotFound)?;
             let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
-            let blobs = KvBlobStore::new(&kv);
-            let ports = Ports {
-                kv: &kv,
-                blobs: &blobs,
-                clock: &SystemClock,
-            };
-            service::redrive(ports, &queue, id)?;
+            service::redrive(&kv, &SystemClock, &queue, id)?;
             report(&queue)
         }
         (_, ["sweep"] | ["dead-letters", ..]) => {

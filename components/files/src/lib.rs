@@ -7,7 +7,6 @@
 )]
 
 use darkroom_core::JobId;
-use darkroom_core::blob::KvBlobStore;
 use darkroom_core::service::{self, FileName, Ports};
 use darkroom_spin::clock::SystemClock;
 use darkroom_spin::problem::{ApiError, respond};
@@ -36,10 +35,10 @@ fn serve(req: &IncomingRequest) -> Result<Response, ApiError> {
         .and_then(|name| FileName::parse(&name))
         .ok_or(ApiError::NotFound)?;
     let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
-    let blobs = KvBlobStore::new(&kv);
+    let blobs = darkroom_spin::store::blob_store(&kv)?;
     let ports = Ports {
         kv: &kv,
-        blobs: &blobs,
+        blobs: blobs.as_ref(),
         clock: &SystemClock,
     };
     let blob = service::open_file(ports, id, name)?;

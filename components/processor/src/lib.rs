@@ -11,7 +11,6 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use darkroom_core::blob::KvBlobStore;
 use darkroom_core::service::{self, Ports, ProcessOutcome, Worker};
 use darkroom_spin::clock::{SystemClock, SystemRandom};
 use darkroom_spin::config;
@@ -29,12 +28,12 @@ fn work_queue(_doorbell: bytes::Bytes) -> anyhow::Result<()> {
     let policy = config::retry_policy().context("reading the retry policy")?;
     let queue_config = config::queue().context("reading the queue settings")?;
     let kv = SpinKv::open_default()?;
-    let blobs = KvBlobStore::new(&kv);
+    let blobs = darkroom_spin::store::blob_store(&kv).context("opening the blob store")?;
     let queue = RedisQueue::connect(&queue_config.redis_url, &queue_config.channel)?;
     let worker = Worker {
         ports: Ports {
             kv: &kv,
-            blobs: &blobs,
+            blobs: blobs.as_ref(),
             clock: &SystemClock,
         },
         queue: &queue,

@@ -7,8 +7,7 @@
 )]
 
 use darkroom_core::JobId;
-use darkroom_core::blob::KvBlobStore;
-use darkroom_core::service::{self, Ports};
+use darkroom_core::service;
 use darkroom_spin::clock::SystemClock;
 use darkroom_spin::problem::{ApiError, respond};
 use darkroom_spin::queue::connect_or_unreachable;
@@ -31,16 +30,10 @@ fn status(req: &IncomingRequest) -> Result<Response, ApiError> {
         .ok_or(ApiError::NotFound)?;
     let queue_config = config::queue()?;
     let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
-    let blobs = KvBlobStore::new(&kv);
-    let ports = Ports {
-        kv: &kv,
-        blobs: &blobs,
-        clock: &SystemClock,
-    };
     // The queue only sharpens Retry-After and re-rings the doorbell; a status
     // read still answers when Redis is down.
     let queue = connect_or_unreachable(&queue_config.redis_url, &queue_config.channel);
-    let report = service::job_status(ports, queue.as_ref(), id)
+    let report = service::job_status(&kv, &SystemClock, queue.as_ref(), id)
         .map_err(ApiError::StorageUnavailable)?
         .ok_or(ApiError::NotFound)?;
     if let Some(warning) = &report.warning {

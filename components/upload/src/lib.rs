@@ -6,7 +6,6 @@
     reason = "spin-sdk's export macro generates the unsafe component export"
 )]
 
-use darkroom_core::blob::KvBlobStore;
 use darkroom_core::service::{self, Ports};
 use darkroom_spin::clock::SystemClock;
 use darkroom_spin::problem::{ApiError, respond};
@@ -29,12 +28,12 @@ async fn accept(req: IncomingRequest) -> Result<Response, ApiError> {
     let queue_config = config::queue()?;
     let bytes = upload::read_upload(req, limits).await?;
     let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
-    let blobs = KvBlobStore::new(&kv);
+    let blobs = darkroom_spin::store::blob_store(&kv)?;
     let queue = RedisQueue::connect(&queue_config.redis_url, &queue_config.channel)
         .map_err(ApiError::QueueUnavailable)?;
     let ports = Ports {
         kv: &kv,
-        blobs: &blobs,
+        blobs: blobs.as_ref(),
         clock: &SystemClock,
     };
     let accepted = service::accept_upload(ports, &queue, &bytes, limits)?;

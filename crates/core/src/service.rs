@@ -147,14 +147,15 @@ pub struct StatusReport {
 /// # Errors
 /// [`PortError`] when the job record cannot be read.
 pub fn job_status(
-    ports: Ports<'_>,
+    kv: &dyn KeyValue,
+    clock: &dyn Clock,
     queue: &dyn Queue,
     id: JobId,
 ) -> Result<Option<StatusReport>, PortError> {
-    let Some(job) = load_job(ports.kv, id)? else {
+    let Some(job) = load_job(kv, id)? else {
         return Ok(None);
     };
-    let now = ports.clock.now();
+    let now = clock.now();
     let (overdue, due) = match job.state {
         JobState::Queued { retry_at } => {
             let due = retry_at.unwrap_or(job.updated_at);
@@ -432,11 +433,16 @@ pub enum RedriveError {
 ///
 /// # Errors
 /// [`RedriveError`].
-pub fn redrive(ports: Ports<'_>, queue: &dyn Queue, id: JobId) -> Result<Job, RedriveError> {
-    let mut job = load_job(ports.kv, id)?.ok_or(RedriveError::NoSuchJob)?;
-    let now = ports.clock.now();
+pub fn redrive(
+    kv: &dyn KeyValue,
+    clock: &dyn Clock,
+    queue: &dyn Queue,
+    id: JobId,
+) -> Result<Job, RedriveError> {
+    let mut job = load_job(kv, id)?.ok_or(RedriveError::NoSuchJob)?;
+    let now = clock.now();
     job.requeue(now)?;
-    save_job(ports.kv, &job)?;
+    save_job(kv, &job)?;
     queue.enqueue(id, now)?;
     Ok(job)
 }
@@ -592,7 +598,7 @@ mod tests {
         }
 
         fn status(&self, id: JobId) -> StatusReport {
-            self.with_ports(|p| job_status(p, &self.queue, id))
+            job_status(&self.kv, &self.clock, &self.queue, id)
                 .expect("readable")
                 .expect("exists")
         }
@@ -924,15 +930,13 @@ mod tests {
         }
         assert_eq!(world.queue.dead_letters().expect("dead"), vec![job.id]);
         world.blob_kv.heal();
-        let requeued = world
-            .with_ports(|p| redrive(p, &world.queue, job.id))
-            .expect("redrive");
+        let requeued = redrive(&world.kv, &world.clock, &world.queue, job.id).expect("redrive");
         assert_eq!((requeued.state.name(), requeued.attempts), ("queued", 0));
         assert!(world.queue.dead_letters().expect("dead").is_empty());
         let done = outcome_job(world.process_next());
         assert_eq!(done.state.name(), "completed");
         assert_eq!(done.history.len(), 4);
-        let not_failed = world.with_ports(|p| redrive(p, &world.queue, job.id));
+        let not_failed = redrive(&world.kv, &world.clock, &world.queue, job.id);
         assert!(matches!(not_failed, Err(RedriveError::NotFailed(_))));
     }
 

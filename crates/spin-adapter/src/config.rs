@@ -111,3 +111,50 @@ pub fn admin_token() -> Result<Option<String>, ConfigError> {
     let token = get("admin_token")?;
     Ok((!token.trim().is_empty()).then_some(token))
 }
+
+/// Which blob store to use (`blob_store`), with the S3 settings when `s3`.
+#[derive(Clone, Debug)]
+pub enum BlobStoreConfig {
+    /// Blobs in the key-value store (the default).
+    KeyValue,
+    /// Blobs in an S3-compatible bucket.
+    S3(crate::s3::S3Config),
+}
+
+/// The blob store settings (`blob_store`, `s3_*`).
+///
+/// # Errors
+/// [`ConfigError`].
+pub fn blob_store() -> Result<BlobStoreConfig, ConfigError> {
+    let kind = get("blob_store")?;
+    match kind.trim() {
+        "kv" => Ok(BlobStoreConfig::KeyValue),
+        "s3" => {
+            let style = get("s3_url_style")?;
+            let path_style = match style.trim() {
+                "path" => true,
+                "virtual" => false,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "s3_url_style",
+                        value: style,
+                        expected: "`path` or `virtual`",
+                    });
+                }
+            };
+            Ok(BlobStoreConfig::S3(crate::s3::S3Config {
+                endpoint: get("s3_endpoint")?,
+                bucket: get("s3_bucket")?,
+                region: get("s3_region")?,
+                path_style,
+                access_key_id: get("s3_access_key_id")?,
+                secret_access_key: get("s3_secret_access_key")?,
+            }))
+        }
+        _ => Err(ConfigError::Invalid {
+            name: "blob_store",
+            value: kind,
+            expected: "`kv` or `s3`",
+        }),
+    }
+}

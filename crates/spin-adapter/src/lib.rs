@@ -14,6 +14,7 @@ pub mod config;
 pub mod problem;
 pub mod queue;
 pub mod routes;
+pub mod s3;
 pub mod store;
 pub mod upload;
 pub mod views;

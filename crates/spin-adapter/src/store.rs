@@ -43,3 +43,21 @@ impl KeyValue for SpinKv {
             .map_err(|e| port_error("delete", key, &e))
     }
 }
+
+/// The configured blob store: chunks in `kv`, or an S3 bucket.
+///
+/// # Errors
+/// [`crate::problem::ApiError`] when the configuration is wrong.
+pub fn blob_store<'a>(
+    kv: &'a SpinKv,
+) -> Result<Box<dyn darkroom_core::ports::BlobStore + 'a>, crate::problem::ApiError> {
+    Ok(match crate::config::blob_store()? {
+        crate::config::BlobStoreConfig::KeyValue => {
+            Box::new(darkroom_core::blob::KvBlobStore::new(kv))
+        }
+        crate::config::BlobStoreConfig::S3(config) => Box::new(
+            crate::s3::S3BlobStore::new(&config)
+                .map_err(crate::problem::ApiError::StorageUnavailable)?,
+        ),
+    })
+}
