@@ -184,6 +184,7 @@ pub fn inspect(bytes: &[u8], limits: Limits) -> Result<ImageInfo, InvalidImage> 
         });
     }
     let format = ImageFormat::sniff(bytes).ok_or(InvalidImage::UnsupportedFormat)?;
+    check_container(format, bytes)?;
     let (width, height) = image::ImageReader::with_format(Cursor::new(bytes), format.codec())
         .into_dimensions()
         .map_err(|e| InvalidImage::UnreadableHeader {
@@ -197,6 +198,37 @@ pub fn inspect(bytes: &[u8], limits: Limits) -> Result<ImageInfo, InvalidImage> 
         height,
         bytes: len,
     })
+}
+
+/// Checks the container structure that decoders trust for allocation sizes.
+/// A WebP chunk declaring more bytes than the file holds would make the
+/// decoder allocate that much up front (found by fuzzing: a 353-byte file
+/// asking for 3.9 GB while its EXIF was read).
+///
+/// # Errors
+/// [`InvalidImage::UnreadableHeader`] when a chunk does not fit in the file.
+pub fn check_container(format: ImageFormat, bytes: &[u8]) -> Result<(), InvalidImage> {
+    if format != ImageFormat::Webp {
+        return Ok(());
+    }
+    let broken = |reason: &str| InvalidImage::UnreadableHeader {
+        format,
+        reason: reason.to_owned(),
+    };
+    let mut pos = 12; // "RIFF", size, "WEBP"
+    while pos < bytes.len() {
+        let header = bytes
+            .get(pos..pos + 8)
+            .ok_or_else(|| broken("truncated chunk header"))?;
+        let size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let end = pos
+            .checked_add(8)
+            .and_then(|p| p.checked_add(size))
+            .filter(|&end| end <= bytes.len())
+            .ok_or_else(|| broken("a chunk is larger than the file"))?;
+        pos = end + (size & 1); // chunks are padded to even sizes
+    }
+    Ok(())
 }
 
 /// Holds declared dimensions to the pixel limit.
@@ -293,6 +325,22 @@ mod tests {
                 pixels: 600,
                 limit: 599
             })
+        );
+    }
+
+    #[test]
+    fn a_webp_chunk_claiming_more_than_the_file_is_refused_before_any_decoder_allocates() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/regressions/webp-exif-chunk-claims-3.9GB.webp"
+        );
+        let bytes = std::fs::read(path).expect("the fuzzer's finding is kept");
+        let err = inspect(&bytes, Limits::default()).expect_err("forged chunk size");
+        assert!(err.to_string().contains("larger than the file"), "{err}");
+        let real = crate::testing::encode_with(&gradient(30, 20, false), image::ImageFormat::WebP);
+        assert!(
+            inspect(&real, Limits::default()).is_ok(),
+            "a real WebP passes"
         );
     }
 

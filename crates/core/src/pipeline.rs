@@ -249,6 +249,7 @@ fn decode(
     limits: Limits,
 ) -> Result<(DynamicImage, ImageFormat, Orientation), PipelineError> {
     let format = ImageFormat::sniff(bytes).ok_or(InvalidImage::UnsupportedFormat)?;
+    crate::format::check_container(format, bytes)?;
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format.codec());
     let mut codec_limits = image::Limits::default();
     // RGBA16 is the widest decoded form: 8 bytes a pixel.
