@@ -3,7 +3,7 @@
 //! several processors share one queue without doing a job twice; a job that
 //! kills its processor every time ends failed and dead-lettered.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::helpers::{Options, PrivateRedis, TestApp, assert_problem, header};
 use crate::images;
@@ -27,22 +27,6 @@ fn processor_for(front: &TestApp, variables: &[(&'static str, &'static str)]) ->
         variables: variables.to_vec(),
         ..Options::default()
     })
-}
-
-/// Polls until the job's status is `wanted`, and returns the document.
-fn wait_for_status(app: &TestApp, id: &str, wanted: &str, within: Duration) -> serde_json::Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let status: serde_json::Value = app.status(id).json().expect("status JSON");
-        if status["status"] == wanted {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {id} not {wanted} within {within:?}: {status}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]
@@ -81,7 +65,7 @@ fn a_job_whose_processor_is_killed_mid_job_is_finished_by_another_without_duplic
     let front = front(None, &lease);
     let doomed = processor_for(&front, &lease);
     let id = front.upload(images::photo_24mp());
-    wait_for_status(&front, &id, "processing", Duration::from_secs(30));
+    front.wait_for_status(&id, &["processing"], Duration::from_secs(30));
     doomed.kill();
 
     let _survivor = processor_for(&front, &lease);
@@ -180,4 +164,17 @@ fn admin_routes_are_hidden_until_a_token_is_configured() {
     assert_eq!(sweep.status().as_u16(), 200);
     let report: serde_json::Value = sweep.json().expect("JSON");
     assert_eq!(report["workers"], 1, "{report}");
+}
+
+#[test]
+fn a_status_read_still_answers_while_redis_is_down() {
+    let redis = PrivateRedis::start();
+    let app = TestApp::spawn_against(&redis.url(), &[]);
+    let id = app.upload(images::small_jpeg());
+    app.wait_until_finished(&id);
+    drop(redis);
+    let response = app.status(&id);
+    assert_eq!(response.status().as_u16(), 200);
+    let status: serde_json::Value = response.json().expect("status JSON");
+    assert_eq!(status["status"], "completed", "{status}");
 }

@@ -295,18 +295,24 @@ impl TestApp {
 
     /// Polls the status of `id` until it is `completed` or `failed`.
     pub fn wait_until_finished(&self, id: &str) -> Value {
-        let deadline = Instant::now() + FINISH_TIMEOUT;
+        self.wait_for_status(id, &["completed", "failed"], FINISH_TIMEOUT)
+    }
+
+    /// Polls the status of `id` until it is one of `wanted`, and returns the
+    /// document; fails the test after `within`, saying what it saw last.
+    pub fn wait_for_status(&self, id: &str, wanted: &[&str], within: Duration) -> Value {
+        let deadline = Instant::now() + within;
         let mut last = Value::Null;
         while Instant::now() < deadline {
             let response = self.status(id);
             assert_eq!(response.status().as_u16(), 200, "status of {id}");
             last = response.json().expect("status JSON");
-            if matches!(last["status"].as_str(), Some("completed" | "failed")) {
+            if last["status"].as_str().is_some_and(|s| wanted.contains(&s)) {
                 return last;
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("job {id} did not finish within {FINISH_TIMEOUT:?}; last status: {last}");
+        panic!("job {id} was not {wanted:?} within {within:?}; last status: {last}");
     }
 
     /// The app's log so far: guest stdout/stderr and host notes.

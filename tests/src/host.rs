@@ -153,11 +153,7 @@ impl WasiHttpView for HostState {
 
 impl variables::Host for HostState {
     async fn get(&mut self, name: String) -> Result<String, variables::Error> {
-        let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !valid {
+        if !crate::variables::is_valid_name(&name) {
             return Err(variables::Error::InvalidName(name));
         }
         self.component

@@ -74,14 +74,17 @@ impl Variables {
     }
 }
 
-/// Spin variable names: lower-case ASCII letters, digits and underscores,
-/// starting with a letter.
-fn check_name(name: &str) -> anyhow::Result<()> {
-    let ok = name.starts_with(|c: char| c.is_ascii_lowercase())
+/// Whether `name` is a valid Spin variable name: lower-case ASCII letters,
+/// digits and underscores, starting with a letter.
+pub fn is_valid_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if ok {
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn check_name(name: &str) -> anyhow::Result<()> {
+    if is_valid_name(name) {
         Ok(())
     } else {
         bail!("invalid variable name {name:?}")
