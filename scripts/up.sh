@@ -32,6 +32,7 @@ case "$runtime" in
   spin) spin up --build --listen 127.0.0.1:3000 "$@" ;;
   host)
     build_components
-    cargo run --release -p darkroom-tests --bin darkroom-host -- --listen 127.0.0.1:3000 "$@" ;;
+    # The dev profile builds dependencies optimised and shares them with scripts/test.sh.
+    cargo run -p darkroom-tests --bin darkroom-host -- --listen 127.0.0.1:3000 "$@" ;;
   *) echo "DARKROOM_RUNTIME must be spin or host" >&2; exit 1 ;;
 esac
