@@ -88,15 +88,7 @@ fn two_processors_share_one_queue_and_each_job_is_processed_once() {
     let _one = processor_for(&front, &[]);
     let _two = processor_for(&front, &[]);
     front.wait_for_subscribers(2);
-    let ids: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..12)
-            .map(|_| s.spawn(|| front.upload(images::small_jpeg())))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("upload thread"))
-            .collect()
-    });
+    let ids = front.upload_concurrently(12, &images::small_jpeg());
     for id in &ids {
         let done = front.wait_until_finished(id);
         assert_eq!(done["status"], "completed", "{done}");

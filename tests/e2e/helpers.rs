@@ -266,6 +266,20 @@ impl TestApp {
         body["id"].as_str().expect("id").to_owned()
     }
 
+    /// Uploads `n` copies of `bytes` at once, each from its own thread, and
+    /// returns the job ids.
+    pub fn upload_concurrently(&self, n: usize, bytes: &[u8]) -> Vec<String> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n)
+                .map(|_| s.spawn(|| self.upload(bytes.to_vec())))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("upload thread"))
+                .collect()
+        })
+    }
+
     /// `GET` the status resource of `id`.
     pub fn status(&self, id: &str) -> Response {
         self.get(&format!("/api/images/{id}/status"))

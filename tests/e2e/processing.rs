@@ -168,15 +168,7 @@ fn a_corrupt_image_ends_failed_with_a_reason() {
 #[test]
 fn twenty_concurrent_uploads_all_complete() {
     let app = TestApp::spawn();
-    let ids: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..20)
-            .map(|_| s.spawn(|| app.upload(images::small_jpeg())))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("upload thread"))
-            .collect()
-    });
+    let ids = app.upload_concurrently(20, &images::small_jpeg());
     let unique: std::collections::BTreeSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), 20, "every upload got its own id");
     for id in &ids {

@@ -22,6 +22,18 @@ fn other(e: impl std::fmt::Display) -> Error {
 impl Host for HostState {}
 
 impl HostState {
+    /// Runs `cmd` on connection `c`, refusing once the app was killed. The
+    /// connection is resolved before the returned future, which owns
+    /// everything it needs (host futures must be `Send`).
+    fn query<T: redis::FromRedisValue>(
+        &self,
+        c: &Resource<RedisConnection>,
+        cmd: redis::Cmd,
+    ) -> impl Future<Output = Result<T, Error>> + Send + 'static {
+        let conn = self.redis(c);
+        async move { cmd.query_async(&mut conn?).await.map_err(other) }
+    }
+
     fn redis(&self, c: &Resource<RedisConnection>) -> Result<MultiplexedConnection, Error> {
         if self.app.killed.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(other("the app was killed"));
@@ -84,12 +96,7 @@ impl HostConnection for HostState {
         c: Resource<RedisConnection>,
         key: String,
     ) -> Result<Option<Vec<u8>>, Error> {
-        let mut conn = self.redis(&c)?;
-        redis::cmd("GET")
-            .arg(key)
-            .query_async(&mut conn)
-            .await
-            .map_err(other)
+        self.query(&c, redis::cmd("GET").arg(key).clone()).await
     }
 
     async fn set(
@@ -98,13 +105,8 @@ impl HostConnection for HostState {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), Error> {
-        let mut conn = self.redis(&c)?;
-        redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .query_async::<()>(&mut conn)
+        self.query(&c, redis::cmd("SET").arg(key).arg(value).clone())
             .await
-            .map_err(other)
     }
 
     async fn incr(&mut self, c: Resource<RedisConnection>, key: String) -> Result<i64, Error> {
@@ -123,12 +125,7 @@ impl HostConnection for HostState {
     }
 
     async fn del(&mut self, c: Resource<RedisConnection>, keys: Vec<String>) -> Result<u32, Error> {
-        let mut conn = self.redis(&c)?;
-        redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .map_err(other)
+        self.query(&c, redis::cmd("DEL").arg(keys).clone()).await
     }
 
     async fn sadd(
@@ -137,13 +134,8 @@ impl HostConnection for HostState {
         key: String,
         values: Vec<String>,
     ) -> Result<u32, Error> {
-        let mut conn = self.redis(&c)?;
-        redis::cmd("SADD")
-            .arg(key)
-            .arg(values)
-            .query_async(&mut conn)
+        self.query(&c, redis::cmd("SADD").arg(key).arg(values).clone())
             .await
-            .map_err(other)
     }
 
     async fn smembers(
@@ -151,12 +143,8 @@ impl HostConnection for HostState {
         c: Resource<RedisConnection>,
         key: String,
     ) -> Result<Vec<String>, Error> {
-        let mut conn = self.redis(&c)?;
-        redis::cmd("SMEMBERS")
-            .arg(key)
-            .query_async(&mut conn)
+        self.query(&c, redis::cmd("SMEMBERS").arg(key).clone())
             .await
-            .map_err(other)
     }
 
     async fn srem(
@@ -165,13 +153,8 @@ impl HostConnection for HostState {
         key: String,
         values: Vec<String>,
     ) -> Result<u32, Error> {
-        let mut conn = self.redis(&c)?;
-        redis::cmd("SREM")
-            .arg(key)
-            .arg(values)
-            .query_async(&mut conn)
+        self.query(&c, redis::cmd("SREM").arg(key).arg(values).clone())
             .await
-            .map_err(other)
     }
 
     async fn execute(
