@@ -55,6 +55,9 @@ pub fn etag(bytes: &[u8]) -> String {
 
 impl<K: KeyValue + ?Sized> BlobStore for KvBlobStore<'_, K> {
     fn put(&self, key: &BlobKey, content_type: &str, bytes: &[u8]) -> Result<BlobMeta, PortError> {
+        // Only to delete chunks an earlier, larger blob leaves past the new
+        // end. If it cannot be read (or is damaged) the put is still correct;
+        // at worst those unreachable chunks stay behind.
         let old = self.manifest(key).ok().flatten();
         let chunks = u32::try_from(bytes.len().div_ceil(CHUNK_BYTES))
             .map_err(|_| PortError::new(format!("blob {key}: too large")))?;
