@@ -27,7 +27,7 @@ if [ -z "${DARKROOM_TEST_REDIS_URL:-}" ]; then
 fi
 
 echo "==> tests (runtime: ${DARKROOM_TEST_RUNTIME:-host}, redis: $DARKROOM_TEST_REDIS_URL, blobs: key-value)" >&2
-cargo test --locked -p darkroom-core -p darkroom-spin -p darkroom-tests "$@"
+cargo test --locked -p darkroom-core -p darkroom-jpeg-decoder -p darkroom-spin -p darkroom-tests "$@"
 
 s3_root=$(mktemp -d)
 s3_port=$(free_port)

@@ -43,10 +43,9 @@ pub struct TestApp {
     redis_url: String,
     /// The Redis channel this app's queue uses.
     pub channel: String,
+    /// The app's own bucket in the S3 pass.
+    bucket: Option<String>,
 }
-
-/// The bucket the S3 pass uses.
-const S3_BUCKET: &str = "darkroom";
 
 /// The S3 server of the suite's S3 pass (`DARKROOM_TEST_BLOB_STORE=s3`, set
 /// up by scripts/test.sh).
@@ -71,6 +70,59 @@ impl S3 {
             secret_key: var("DARKROOM_TEST_S3_SECRET_KEY"),
             root: var("DARKROOM_TEST_S3_ROOT"),
         })
+    }
+
+    /// Creates a bucket of the test's own through the S3 API, so that every
+    /// app starts with empty object storage.
+    fn create_bucket(&self) -> String {
+        let name = format!(
+            "darkroom-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..16]
+        );
+        let bucket = rusty_s3::Bucket::new(
+            self.endpoint.parse().expect("S3 endpoint URL"),
+            rusty_s3::UrlStyle::Path,
+            name.clone(),
+            "us-east-1",
+        )
+        .expect("bucket URL");
+        let credentials = rusty_s3::Credentials::new(&self.access_key, &self.secret_key);
+        let url = rusty_s3::actions::CreateBucket::new(&bucket, &credentials)
+            .sign(Duration::from_secs(60));
+        let response = reqwest::blocking::Client::new()
+            .put(url)
+            .header("content-length", "0")
+            .send()
+            .expect("CreateBucket reaches the S3 server");
+        assert!(
+            response.status().is_success(),
+            "CreateBucket {name}: {}",
+            response.status()
+        );
+        name
+    }
+
+    /// The keys of the objects in `bucket`, read from the server's folder
+    /// (s3s-fs keeps one file per object and its own state in dot-files).
+    fn object_keys(&self, bucket: &str) -> Vec<String> {
+        fn walk(dir: &std::path::Path, prefix: &str, keys: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                let key = format!("{prefix}{name}");
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&entry.path(), &format!("{key}/"), keys);
+                } else {
+                    keys.push(key);
+                }
+            }
+        }
+        let mut keys = Vec::new();
+        walk(&PathBuf::from(&self.root).join(bucket), "", &mut keys);
+        keys.sort();
+        keys
     }
 }
 
@@ -129,11 +181,16 @@ impl TestApp {
             ("redis_url".to_owned(), redis_url.clone()),
             ("queue_channel".to_owned(), channel.clone()),
         ]);
-        if let Some(s3) = S3::from_env() {
+        let bucket = S3::from_env().map(|s3| {
+            shared
+                .and_then(|a| a.bucket.clone())
+                .unwrap_or_else(|| s3.create_bucket())
+        });
+        if let (Some(s3), Some(bucket)) = (S3::from_env(), &bucket) {
             vars.extend([
                 ("blob_store".to_owned(), "s3".to_owned()),
                 ("s3_endpoint".to_owned(), s3.endpoint),
-                ("s3_bucket".to_owned(), S3_BUCKET.to_owned()),
+                ("s3_bucket".to_owned(), bucket.clone()),
                 ("s3_access_key_id".to_owned(), s3.access_key),
                 ("s3_secret_access_key".to_owned(), s3.secret_key),
             ]);
@@ -184,6 +241,7 @@ impl TestApp {
                 .expect("http client"),
             redis_url,
             channel,
+            bucket,
         };
         if runs_processor {
             app.wait_for_subscribers(1);
@@ -290,6 +348,23 @@ impl TestApp {
         self.client.get(self.url(path)).send().expect("GET request")
     }
 
+    /// `GET` an app path or link without following a redirect.
+    pub fn get_unfollowed(&self, path: &str) -> Response {
+        Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("http client")
+            .get(self.url(path))
+            .send()
+            .expect("GET request")
+    }
+
+    /// Whether this is the S3 pass (`blob_store = s3`).
+    pub fn uses_s3(&self) -> bool {
+        self.bucket.is_some()
+    }
+
     /// A request to an admin route with the token the tests configure.
     pub fn admin(&self, method: reqwest::Method, path: &str) -> Response {
         self.client
@@ -339,28 +414,31 @@ impl TestApp {
     }
 
     /// How many derivative objects job `id` has in the blob store, when the
-    /// test can see the store (key-value in the test host, or the S3 server's
-    /// folder).
+    /// test can see the store.
     pub fn derivative_count(&self, id: &str) -> Option<usize> {
-        if let Some(s3) = S3::from_env() {
-            let dir = PathBuf::from(s3.root)
-                .join(S3_BUCKET)
-                .join("derived")
-                .join(id);
-            let entries = std::fs::read_dir(dir).ok()?;
-            return Some(
-                entries
-                    .flatten()
-                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                    .count(),
-            );
+        let prefix = format!("derived/{id}/");
+        Some(
+            self.blob_keys()?
+                .iter()
+                .filter(|k| k.starts_with(&prefix))
+                .count(),
+        )
+    }
+
+    /// The keys of every blob in the app's blob store (`original/<id>`,
+    /// `derived/<id>/<file>`), when the test can see the store: the
+    /// key-value store in the test host, the app's own bucket in the S3 pass.
+    pub fn blob_keys(&self) -> Option<Vec<String>> {
+        if let (Some(s3), Some(bucket)) = (S3::from_env(), &self.bucket) {
+            return Some(s3.object_keys(bucket));
         }
         let keys = self.kv_keys()?;
-        let prefix = format!("blob/derived/{id}/");
         Some(
             keys.iter()
-                .filter(|k| k.starts_with(&prefix) && !k.contains('#'))
-                .count(),
+                .filter_map(|k| k.strip_prefix("blob/"))
+                .filter(|k| !k.contains('#'))
+                .map(str::to_owned)
+                .collect(),
         )
     }
 

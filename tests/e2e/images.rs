@@ -83,3 +83,18 @@ pub fn noisy_jpeg(width: u32, height: u32) -> Vec<u8> {
         .expect("encode noise");
     out
 }
+
+/// A `width` x `height` PNG of pseudo-random pixels: it hardly compresses,
+/// so the file is about 3 bytes a pixel.
+pub fn incompressible_png(width: u32, height: u32) -> Vec<u8> {
+    let mut state = 0x2545_F491_4F6C_DD1D_u64;
+    let noise = image::RgbImage::from_fn(width, height, |_, _| {
+        // xorshift64: fast, and plenty random for zlib.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let [r, g, b, ..] = state.to_le_bytes();
+        image::Rgb([r, g, b])
+    });
+    encode_png(&image::DynamicImage::ImageRgb8(noise))
+}

@@ -7,6 +7,7 @@
 //! server (scripts/test.sh starts one).
 
 mod delivery;
+mod files;
 mod helpers;
 mod images;
 mod processing;

@@ -128,6 +128,7 @@ fn an_upload_while_the_queue_is_unreachable_is_a_503_and_records_nothing() {
     let redis = crate::helpers::PrivateRedis::start();
     let app = TestApp::spawn_against(&redis.url(), &[]);
     let keys_before = app.kv_keys();
+    let blobs_before = app.blob_keys();
     drop(redis);
     let response = app.upload_multipart(images::small_jpeg(), "photo.jpg", "image/jpeg");
     assert!(
@@ -140,4 +141,12 @@ fn an_upload_while_the_queue_is_unreachable_is_a_503_and_records_nothing() {
         keys_before,
         "no job record and no original left behind"
     );
+    assert_eq!(
+        app.blob_keys(),
+        blobs_before,
+        "the stored original is removed again"
+    );
+    if let Some(blobs) = app.blob_keys() {
+        assert!(blobs.is_empty(), "a fresh app stores nothing: {blobs:?}");
+    }
 }

@@ -1,5 +1,8 @@
 //! `GET /api/images/:id/files/:name`: a job's original or one of its
 //! derivatives, with its content type, length, ETag and caching headers.
+//! The bytes are streamed from the blob store as they are read; with
+//! `blob_store = s3` and `s3_links = redirect` the answer is instead a `307`
+//! to a short-lived presigned URL of the object.
 
 #![expect(
     unsafe_code,
@@ -7,21 +10,49 @@
 )]
 
 use darkroom_core::JobId;
+use darkroom_core::ports::{BlobReader, BlobStore};
 use darkroom_core::service::{self, FileName, Ports};
 use darkroom_spin::clock::SystemClock;
-use darkroom_spin::problem::{ApiError, respond};
+use darkroom_spin::config::{self, BlobStoreConfig, S3Links};
+use darkroom_spin::problem::ApiError;
+use darkroom_spin::routes::header;
+use darkroom_spin::s3::PresignedLinks;
 use darkroom_spin::store::SpinKv;
-use darkroom_spin::upload::header;
-use darkroom_spin::{routes, views};
-use spin_sdk::http::{IncomingRequest, Method, Response};
+use darkroom_spin::{outparam, routes, views};
+use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
-fn serve_file(req: IncomingRequest) -> Response {
-    respond(serve(&req))
+fn serve_file(req: IncomingRequest, out: ResponseOutparam) {
+    let kv = match SpinKv::open_default() {
+        Ok(kv) => kv,
+        Err(e) => {
+            return outparam::send_buffered(out, ApiError::StorageUnavailable(e).into_response());
+        }
+    };
+    let blobs = match darkroom_spin::store::blob_store(&kv) {
+        Ok(blobs) => blobs,
+        Err(e) => return outparam::send_buffered(out, e.into_response()),
+    };
+    match serve(&req, &kv, blobs.as_ref()) {
+        Ok(Served::Stream(response, body)) => outparam::send(out, response, body),
+        Ok(Served::Whole(response)) => outparam::send_buffered(out, response),
+        Err(e) => outparam::send_buffered(out, e.into_response()),
+    }
 }
 
-fn serve(req: &IncomingRequest) -> Result<Response, ApiError> {
+enum Served<'a> {
+    /// Headers now, then the blob's pieces.
+    Stream(Response, BlobReader<'a>),
+    /// A complete answer (a redirect).
+    Whole(Response),
+}
+
+fn serve<'a>(
+    req: &IncomingRequest,
+    kv: &'a SpinKv,
+    blobs: &'a dyn BlobStore,
+) -> Result<Served<'a>, ApiError> {
     let head = match req.method() {
         Method::Get => false,
         Method::Head => true,
@@ -34,18 +65,35 @@ fn serve(req: &IncomingRequest) -> Result<Response, ApiError> {
     let name = routes::path_param(&headers, "name")
         .and_then(|name| FileName::parse(&name))
         .ok_or(ApiError::NotFound)?;
-    let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
-    let blobs = darkroom_spin::store::blob_store(&kv)?;
+    if let BlobStoreConfig::S3(s3) = config::blob_store()?
+        && let S3Links::Redirect {
+            public_endpoint,
+            ttl,
+        } = config::s3_links()?
+    {
+        let links = PresignedLinks::new(&s3, public_endpoint.as_deref(), ttl)
+            .map_err(ApiError::StorageUnavailable)?;
+        let key = service::locate_file(kv, id, name)?;
+        return Ok(Served::Whole(views::redirect(
+            links.url(&key).as_str(),
+            links.ttl(),
+        )));
+    }
     let ports = Ports {
-        kv: &kv,
-        blobs: blobs.as_ref(),
+        kv,
+        blobs,
         clock: &SystemClock,
     };
-    let blob = service::open_file(ports, id, name)?;
-    Ok(views::file(
-        blob,
+    let reader = service::open_file(ports, id, name)?;
+    let response = views::file(
+        &reader.meta,
         name,
         header(&headers, "if-none-match").as_deref(),
         head,
-    ))
+    );
+    Ok(if head || *response.status() != 200 {
+        Served::Whole(response)
+    } else {
+        Served::Stream(response, reader)
+    })
 }

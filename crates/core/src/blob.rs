@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::keys::{self, BlobKey};
-use crate::ports::{Blob, BlobMeta, BlobStore, KeyValue, PortError};
+use crate::ports::{BlobMeta, BlobReader, BlobStore, KeyValue, PortError};
 
 /// The largest value written to the key-value store.
 pub const CHUNK_BYTES: usize = 1_000_000;
@@ -92,25 +92,17 @@ impl<K: KeyValue + ?Sized> BlobStore for KvBlobStore<'_, K> {
         Ok(meta)
     }
 
-    fn get(&self, key: &BlobKey) -> Result<Option<Blob>, PortError> {
+    fn open(&self, key: &BlobKey) -> Result<Option<BlobReader<'_>>, PortError> {
         let Some(Manifest { meta, chunks }) = self.manifest(key)? else {
             return Ok(None);
         };
-        let size = usize::try_from(meta.size).map_err(PortError::new)?;
-        let mut bytes = Vec::with_capacity(size);
-        for n in 0..chunks {
-            let chunk = self.kv.get(&keys::blob_chunk(key, n))?.ok_or_else(|| {
+        let key = key.clone();
+        let pieces = (0..chunks).map(move |n| {
+            self.kv.get(&keys::blob_chunk(&key, n))?.ok_or_else(|| {
                 PortError::new(format!("blob {key}: chunk {n} of {chunks} is missing"))
-            })?;
-            bytes.extend_from_slice(&chunk);
-        }
-        if bytes.len() != size {
-            return Err(PortError::new(format!(
-                "blob {key}: {} bytes stored, manifest says {size}",
-                bytes.len()
-            )));
-        }
-        Ok(Some(Blob { meta, bytes }))
+            })
+        });
+        Ok(Some(BlobReader::new(meta, pieces)))
     }
 
     fn delete(&self, key: &BlobKey) -> Result<(), PortError> {
@@ -218,5 +210,65 @@ mod tests {
         kv.heal();
         assert_eq!(store.get(&key).expect("get"), None);
         assert_eq!(kv.len(), 0, "the chunk that was written is removed again");
+    }
+
+    #[test]
+    fn an_opened_blob_is_read_one_chunk_at_a_time() {
+        let kv = MemoryKv::default();
+        let store = KvBlobStore::new(&kv);
+        let key = key();
+        let original = bytes(2 * CHUNK_BYTES + 5);
+        store.put(&key, "a/b", &original).expect("put");
+        let reader = store.open(&key).expect("open").expect("exists");
+        assert_eq!(reader.meta.size, original.len() as u64);
+        let pieces: Vec<Vec<u8>> = reader.map(|p| p.expect("piece")).collect();
+        assert_eq!(
+            pieces.iter().map(Vec::len).collect::<Vec<_>>(),
+            [CHUNK_BYTES, CHUNK_BYTES, 5]
+        );
+        assert_eq!(pieces.concat(), original);
+    }
+
+    #[test]
+    fn a_chunk_lost_after_opening_ends_the_read_with_an_error() {
+        let kv = MemoryKv::default();
+        let store = KvBlobStore::new(&kv);
+        let key = key();
+        store
+            .put(&key, "a/b", &bytes(CHUNK_BYTES + 1))
+            .expect("put");
+        let mut reader = store.open(&key).expect("open").expect("exists");
+        assert!(reader.next().expect("first piece").is_ok());
+        kv.delete(&keys::blob_chunk(&key, 1)).expect("delete chunk");
+        let err = reader.next().expect("an error").expect_err("missing chunk");
+        assert!(err.to_string().contains("chunk 1 of 2 is missing"), "{err}");
+        assert!(reader.next().is_none(), "nothing after the error");
+    }
+
+    #[test]
+    fn a_reader_reports_contents_shorter_or_longer_than_the_recorded_size() {
+        let meta = |size| BlobMeta {
+            size,
+            content_type: "a/b".to_owned(),
+            etag: "\"x\"".to_owned(),
+        };
+        let pieces = || [Ok(vec![1, 2]), Ok(vec![3])].into_iter();
+        let short = BlobReader::new(meta(4), pieces()).read_all();
+        assert!(
+            short
+                .expect_err("short")
+                .to_string()
+                .contains("ends after 3 of"),
+            "short"
+        );
+        let long = BlobReader::new(meta(2), pieces()).read_all();
+        assert!(
+            long.expect_err("long").to_string().contains("longer than"),
+            "long"
+        );
+        let exact = BlobReader::new(meta(3), pieces())
+            .read_all()
+            .expect("exact");
+        assert_eq!(exact.bytes, [1, 2, 3]);
     }
 }

@@ -63,6 +63,88 @@ pub struct Blob {
     pub bytes: Vec<u8>,
 }
 
+/// An open blob: its metadata at once, its contents piece by piece, so a
+/// large blob can be served without holding all of it in memory. A piece
+/// that cannot be read, or contents that do not add up to `meta.size`, end
+/// the iteration with an error.
+pub struct BlobReader<'a> {
+    /// Metadata.
+    pub meta: BlobMeta,
+    pieces: Box<dyn Iterator<Item = Result<Vec<u8>, PortError>> + 'a>,
+}
+
+impl<'a> BlobReader<'a> {
+    /// A reader of `pieces`, which must add up to `meta.size` bytes; the
+    /// reader checks that and reports a shortfall or excess as an error.
+    pub fn new(
+        meta: BlobMeta,
+        pieces: impl Iterator<Item = Result<Vec<u8>, PortError>> + 'a,
+    ) -> Self {
+        let expected = meta.size;
+        let mut seen = 0_u64;
+        let mut done = false;
+        let mut pieces = pieces;
+        let checked = std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            let next = match pieces.next() {
+                Some(Ok(piece)) => {
+                    seen += piece.len() as u64;
+                    if seen <= expected {
+                        return Some(Ok(piece));
+                    }
+                    Err(PortError::new(format!(
+                        "blob longer than its recorded {expected} bytes"
+                    )))
+                }
+                Some(Err(e)) => Err(e),
+                None if seen == expected => return None,
+                None => Err(PortError::new(format!(
+                    "blob ends after {seen} of its recorded {expected} bytes"
+                ))),
+            };
+            done = true;
+            Some(next)
+        });
+        Self {
+            meta,
+            pieces: Box::new(checked),
+        }
+    }
+
+    /// Reads the rest into memory.
+    ///
+    /// # Errors
+    /// [`PortError`] when a piece cannot be read or the size is wrong.
+    pub fn read_all(self) -> Result<Blob, PortError> {
+        let mut bytes = Vec::with_capacity(usize::try_from(self.meta.size).unwrap_or(0));
+        for piece in self.pieces {
+            bytes.extend_from_slice(&piece?);
+        }
+        Ok(Blob {
+            meta: self.meta,
+            bytes,
+        })
+    }
+}
+
+impl Iterator for BlobReader<'_> {
+    type Item = Result<Vec<u8>, PortError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.pieces.next()
+    }
+}
+
+impl std::fmt::Debug for BlobReader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobReader")
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Object storage: the key-value default ([`crate::blob::KvBlobStore`]) or S3.
 pub trait BlobStore {
     /// Stores `bytes` under `key`, replacing any blob there.
@@ -76,11 +158,20 @@ pub trait BlobStore {
         bytes: &[u8],
     ) -> Result<BlobMeta, PortError>;
 
-    /// The blob under `key`, if it exists.
+    /// The blob under `key`, if it exists, opened for reading piece by piece.
+    ///
+    /// # Errors
+    /// [`PortError`] when the store cannot be read or the blob is damaged;
+    /// errors met later come out of the reader.
+    fn open(&self, key: &crate::keys::BlobKey) -> Result<Option<BlobReader<'_>>, PortError>;
+
+    /// The whole blob under `key`, if it exists.
     ///
     /// # Errors
     /// [`PortError`] when the store cannot be read or the blob is damaged.
-    fn get(&self, key: &crate::keys::BlobKey) -> Result<Option<Blob>, PortError>;
+    fn get(&self, key: &crate::keys::BlobKey) -> Result<Option<Blob>, PortError> {
+        self.open(key)?.map(BlobReader::read_all).transpose()
+    }
 
     /// Removes the blob; removing a missing blob succeeds.
     ///

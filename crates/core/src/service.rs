@@ -12,7 +12,7 @@ use crate::id::JobId;
 use crate::job::{Failure, FailureCode, Job, JobState, Output, Outputs, TransitionError};
 use crate::keys::{self, BlobKey};
 use crate::pipeline::{self, PipelineError, Rendition, Variant};
-use crate::ports::{Blob, BlobStore, Clock, KeyValue, PortError, Random};
+use crate::ports::{BlobReader, BlobStore, Clock, KeyValue, PortError, Random};
 use crate::queue::{Queue, RetryPolicy, estimate_wait_secs};
 
 /// How long past its due time a queued job may wait before a status read
@@ -494,12 +494,26 @@ pub enum FileError {
     Storage(#[from] PortError),
 }
 
-/// The bytes of `file` of job `id`.
+/// `file` of job `id`, opened for reading.
 ///
 /// # Errors
 /// [`FileError`].
-pub fn open_file(ports: Ports<'_>, id: JobId, file: FileName) -> Result<Blob, FileError> {
-    let job = load_job(ports.kv, id)?.ok_or(FileError::NoSuchJob)?;
+pub fn open_file<'a>(
+    ports: Ports<'a>,
+    id: JobId,
+    file: FileName,
+) -> Result<BlobReader<'a>, FileError> {
+    let key = locate_file(ports.kv, id, file)?;
+    ports.blobs.open(&key)?.ok_or(FileError::Missing)
+}
+
+/// Where `file` of job `id` is stored, when the job exists and has made it
+/// (for a store that hands out its own links instead of serving bytes).
+///
+/// # Errors
+/// [`FileError`] when the job is unknown or the file is not made yet.
+pub fn locate_file(kv: &dyn KeyValue, id: JobId, file: FileName) -> Result<BlobKey, FileError> {
+    let job = load_job(kv, id)?.ok_or(FileError::NoSuchJob)?;
     let key = match (file, &job.state) {
         (FileName::Original, _) => BlobKey::original(id),
         (FileName::Derivative(v), JobState::Completed { outputs }) => outputs.get(v).key.clone(),
@@ -510,7 +524,7 @@ pub fn open_file(ports: Ports<'_>, id: JobId, file: FileName) -> Result<Blob, Fi
             });
         }
     };
-    ports.blobs.get(&key)?.ok_or(FileError::Missing)
+    Ok(key)
 }
 
 #[cfg(test)]
@@ -555,6 +569,10 @@ mod tests {
                 blobs: &blobs,
                 clock: &self.clock,
             })
+        }
+
+        fn read_file(&self, id: JobId, name: FileName) -> Result<crate::ports::Blob, FileError> {
+            self.with_ports(|p| Ok(open_file(p, id, name)?.read_all()?))
         }
 
         fn worker<T>(&self, f: impl FnOnce(Worker<'_>) -> T) -> T {
@@ -630,7 +648,7 @@ mod tests {
         assert_eq!(world.queue.rings.get(), 1, "processors are woken");
         assert_eq!(world.job(job.id), job);
         let original = world
-            .with_ports(|p| open_file(p, job.id, FileName::Original))
+            .read_file(job.id, FileName::Original)
             .expect("original");
         assert_eq!(original.bytes, bytes);
     }
@@ -699,7 +717,7 @@ mod tests {
         );
         for v in Variant::ALL {
             let blob = world
-                .with_ports(|p| open_file(p, job.id, FileName::Derivative(v)))
+                .read_file(job.id, FileName::Derivative(v))
                 .expect("derivative stored");
             assert_eq!(blob.meta.content_type, "image/jpeg");
             assert_eq!(blob.meta.size, outputs.get(v).bytes);
@@ -945,7 +963,7 @@ mod tests {
         let world = World::new();
         let job = world.accept(&png(300, 200)).expect("accepted");
         let err = world
-            .with_ports(|p| open_file(p, job.id, FileName::Derivative(Variant::Thumbnail)))
+            .read_file(job.id, FileName::Derivative(Variant::Thumbnail))
             .expect_err("not ready");
         assert!(
             matches!(
@@ -957,7 +975,7 @@ mod tests {
             ),
             "{err}"
         );
-        let missing = world.with_ports(|p| open_file(p, JobId::new_random(), FileName::Original));
+        let missing = world.read_file(JobId::new_random(), FileName::Original);
         assert!(matches!(missing, Err(FileError::NoSuchJob)));
     }
 }

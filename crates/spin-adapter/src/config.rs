@@ -158,3 +158,50 @@ pub fn blob_store() -> Result<BlobStoreConfig, ConfigError> {
         }),
     }
 }
+
+/// How result links reach objects in an S3 bucket (`s3_links`); only the
+/// `files` component reads these settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum S3Links {
+    /// The `files` component reads the object and sends the bytes (default).
+    Proxy,
+    /// The `files` component answers `307` to a presigned GET URL.
+    Redirect {
+        /// `s3_public_endpoint`: where clients reach the bucket; `None`
+        /// (empty) means `s3_endpoint`.
+        public_endpoint: Option<String>,
+        /// `s3_link_seconds`: how long a presigned URL stays valid.
+        ttl: Duration,
+    },
+}
+
+/// The link settings (`s3_links`, `s3_link_seconds`, `s3_public_endpoint`).
+///
+/// # Errors
+/// [`ConfigError`].
+pub fn s3_links() -> Result<S3Links, ConfigError> {
+    let mode = get("s3_links")?;
+    match mode.trim() {
+        "proxy" => Ok(S3Links::Proxy),
+        "redirect" => {
+            let seconds = get_positive("s3_link_seconds")?;
+            if seconds > 7 * 24 * 3600 {
+                return Err(ConfigError::Invalid {
+                    name: "s3_link_seconds",
+                    value: seconds.to_string(),
+                    expected: "at most 604800 (7 days, SigV4's limit)",
+                });
+            }
+            let public = get("s3_public_endpoint")?;
+            Ok(S3Links::Redirect {
+                public_endpoint: (!public.trim().is_empty()).then(|| public.trim().to_owned()),
+                ttl: Duration::from_secs(seconds),
+            })
+        }
+        _ => Err(ConfigError::Invalid {
+            name: "s3_links",
+            value: mode,
+            expected: "`proxy` or `redirect`",
+        }),
+    }
+}

@@ -4,13 +4,16 @@
 //!   store, outbound Redis and the system clock;
 //! - [`config`]: Spin variables, parsed once per request;
 //! - [`problem`]: the one mapping from every error to an RFC 9457 response;
-//! - [`upload`], [`views`], [`routes`]: the HTTP edge the components share.
+//! - [`upload`], [`views`], [`routes`], [`outparam`]: the HTTP edge the
+//!   components share ([`outparam`] streams large bodies out);
+//! - [`s3`]: the S3-compatible blob store and its presigned links.
 //!
 //! Components build these adapters, call one `darkroom_core::service`
 //! function and return what it maps to.
 
 pub mod clock;
 pub mod config;
+pub mod outparam;
 pub mod problem;
 pub mod queue;
 pub mod routes;

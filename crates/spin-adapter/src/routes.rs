@@ -1,5 +1,6 @@
 //! The public URL layout. `spin.toml` routes these paths to the components;
-//! links in responses are built here and nowhere else.
+//! links in responses are built here and nowhere else; request headers
+//! (Spin's route headers among them) are read here too.
 
 use darkroom_core::JobId;
 use darkroom_core::service::FileName;
@@ -24,8 +25,13 @@ pub fn file(id: JobId, name: FileName) -> String {
 /// The value Spin gives a `:name` segment of the matched route, from the
 /// `spin-path-match-<name>` request header.
 pub fn path_param(headers: &spin_sdk::http::Headers, name: &str) -> Option<String> {
-    let values = headers.get(&format!("spin-path-match-{name}"));
-    values
+    header(headers, &format!("spin-path-match-{name}"))
+}
+
+/// The first value of request header `name`, as text.
+pub fn header(headers: &spin_sdk::http::Headers, name: &str) -> Option<String> {
+    headers
+        .get(name)
         .into_iter()
         .next()
         .and_then(|v| String::from_utf8(v).ok())

@@ -8,10 +8,11 @@
 use std::time::Duration;
 
 use darkroom_core::keys::BlobKey;
-use darkroom_core::ports::{Blob, BlobMeta, BlobStore, PortError};
+use darkroom_core::ports::{BlobMeta, BlobReader, BlobStore, PortError};
+use futures::StreamExt as _;
 use rusty_s3::actions::{CompleteMultipartUpload, CreateMultipartUpload};
 use rusty_s3::{Bucket, Credentials, S3Action as _, UrlStyle};
-use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http::{IncomingResponse, Method, Request, Response};
 
 /// Above this size an object is sent in parts.
 pub const MULTIPART_THRESHOLD: usize = 8 * 1024 * 1024;
@@ -43,6 +44,13 @@ pub struct S3BlobStore {
     credentials: Credentials,
 }
 
+fn credentials(config: &S3Config) -> Credentials {
+    Credentials::new(
+        config.access_key_id.clone(),
+        config.secret_access_key.clone(),
+    )
+}
+
 fn port_error(what: &str, e: impl std::fmt::Display) -> PortError {
     PortError::new(format!("s3 {what}: {e}"))
 }
@@ -54,31 +62,58 @@ fn header(response: &Response, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The bucket's base URL as rusty-s3 wants it. With virtual-hosted
+/// addressing the configured endpoint is the bucket's own host
+/// (`https://my-images.s3.eu-west-1.amazonaws.com`), because that host, and
+/// only it, is what `allowed_outbound_hosts` lets the components call.
+fn bucket(
+    endpoint: &str,
+    bucket: &str,
+    region: &str,
+    path_style: bool,
+) -> Result<Bucket, PortError> {
+    let mut endpoint = url::Url::parse(endpoint).map_err(|e| port_error("endpoint", e))?;
+    let style = if path_style {
+        UrlStyle::Path
+    } else {
+        let host = endpoint.host_str().unwrap_or_default().to_owned();
+        let base = host
+            .strip_prefix(bucket)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .filter(|base| !base.is_empty())
+            .ok_or_else(|| {
+                port_error(
+                    "endpoint",
+                    format!(
+                        "with s3_url_style = virtual, s3_endpoint must be the bucket's own \
+                         host ({bucket}.<endpoint>), not {host}"
+                    ),
+                )
+            })?
+            .to_owned();
+        endpoint
+            .set_host(Some(&base))
+            .map_err(|e| port_error("endpoint", e))?;
+        UrlStyle::VirtualHost
+    };
+    Bucket::new(endpoint, style, bucket.to_owned(), region.to_owned())
+        .map_err(|e| port_error("bucket", e))
+}
+
 impl S3BlobStore {
     /// A store for `config`.
     ///
     /// # Errors
     /// [`PortError`] when the endpoint or bucket name cannot form a bucket URL.
     pub fn new(config: &S3Config) -> Result<Self, PortError> {
-        let endpoint = url::Url::parse(&config.endpoint).map_err(|e| port_error("endpoint", e))?;
-        let style = if config.path_style {
-            UrlStyle::Path
-        } else {
-            UrlStyle::VirtualHost
-        };
-        let bucket = Bucket::new(
-            endpoint,
-            style,
-            config.bucket.clone(),
-            config.region.clone(),
-        )
-        .map_err(|e| port_error("bucket", e))?;
         Ok(Self {
-            bucket,
-            credentials: Credentials::new(
-                config.access_key_id.clone(),
-                config.secret_access_key.clone(),
-            ),
+            bucket: bucket(
+                &config.endpoint,
+                &config.bucket,
+                &config.region,
+                config.path_style,
+            )?,
+            credentials: credentials(config),
         })
     }
 
@@ -198,28 +233,47 @@ impl BlobStore for S3BlobStore {
         })
     }
 
-    fn get(&self, key: &BlobKey) -> Result<Option<Blob>, PortError> {
+    fn open(&self, key: &BlobKey) -> Result<Option<BlobReader<'_>>, PortError> {
         let url = self
             .bucket
             .get_object(Some(&self.credentials), key.as_str())
             .sign(SIGNATURE_TTL);
-        let response = self.send("get", Method::Get, &url, Vec::new(), None)?;
-        if *response.status() == 404 {
+        let request = Request::builder()
+            .method(Method::Get)
+            .uri(url.as_str())
+            .build();
+        let response: IncomingResponse =
+            spin_sdk::http::run(spin_sdk::http::send(request)).map_err(|e| port_error("get", e))?;
+        let status = response.status();
+        if status == 404 {
             return Ok(None);
         }
-        Self::expect_success("get", &response)?;
-        let content_type = header(&response, "content-type")
-            .unwrap_or_else(|| "application/octet-stream".to_owned());
-        let etag = header(&response, "etag");
-        let bytes = response.into_body();
-        Ok(Some(Blob {
-            meta: BlobMeta {
-                size: bytes.len() as u64,
-                content_type,
-                etag: etag.unwrap_or_else(|| darkroom_core::blob::etag(&bytes)),
-            },
-            bytes,
-        }))
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .first()
+                .and_then(|v| String::from_utf8(v.clone()).ok())
+        };
+        let content_type = header("content-type");
+        let etag = header("etag");
+        let length = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        let mut body = ObjectBody::new(response);
+        if !(200..300).contains(&status) {
+            let text = body.read_to_end(300);
+            return Err(port_error(
+                "get",
+                format!("HTTP {status}: {}", String::from_utf8_lossy(&text)),
+            ));
+        }
+        let size = length.ok_or_else(|| port_error("get", "no Content-Length"))?;
+        let meta = BlobMeta {
+            size,
+            content_type: content_type.unwrap_or_else(|| "application/octet-stream".to_owned()),
+            // S3 ETags are quoted already; every S3-compatible store sends one.
+            etag: etag.ok_or_else(|| port_error("get", "no ETag"))?,
+        };
+        Ok(Some(BlobReader::new(meta, body)))
     }
 
     fn delete(&self, key: &BlobKey) -> Result<(), PortError> {
@@ -232,5 +286,156 @@ impl BlobStore for S3BlobStore {
             return Ok(());
         }
         Self::expect_success("delete", &response)
+    }
+}
+
+/// The body of an object being read, piece by piece as the network delivers
+/// it (16 KiB at most each), so serving a 20 MB original never holds all of it.
+struct ObjectBody {
+    // Field order is drop order: the stream goes before the response it reads.
+    stream: std::pin::Pin<Box<dyn futures::Stream<Item = Result<Vec<u8>, PortError>>>>,
+    _response: IncomingResponse,
+}
+
+impl ObjectBody {
+    fn new(response: IncomingResponse) -> Self {
+        let stream = response
+            .take_body_stream()
+            .map(|piece| piece.map_err(|e| port_error("get", e.to_debug_string())));
+        Self {
+            stream: Box::pin(stream),
+            _response: response,
+        }
+    }
+
+    /// Up to `limit` bytes of the body (for error messages).
+    fn read_to_end(&mut self, limit: usize) -> Vec<u8> {
+        let mut text = Vec::new();
+        while text.len() < limit {
+            match self.next() {
+                Some(Ok(piece)) => text.extend_from_slice(&piece),
+                _ => break,
+            }
+        }
+        text.truncate(limit);
+        text
+    }
+}
+
+impl Iterator for ObjectBody {
+    type Item = Result<Vec<u8>, PortError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        spin_sdk::http::run(self.stream.next())
+    }
+}
+
+/// Short-lived presigned GET links to objects, for clients to fetch result
+/// files from the bucket directly (`s3_links = redirect`).
+pub struct PresignedLinks {
+    bucket: Bucket,
+    credentials: Credentials,
+    ttl: Duration,
+}
+
+impl PresignedLinks {
+    /// Links into `config`'s bucket through `public_endpoint` (the address
+    /// clients reach the store at; the configured endpoint when `None`),
+    /// valid for `ttl`.
+    ///
+    /// # Errors
+    /// [`PortError`] when the endpoint or bucket name cannot form a bucket URL.
+    pub fn new(
+        config: &S3Config,
+        public_endpoint: Option<&str>,
+        ttl: Duration,
+    ) -> Result<Self, PortError> {
+        Ok(Self {
+            bucket: bucket(
+                public_endpoint.unwrap_or(&config.endpoint),
+                &config.bucket,
+                &config.region,
+                config.path_style,
+            )?,
+            credentials: credentials(config),
+            ttl,
+        })
+    }
+
+    /// How long a link stays valid.
+    pub const fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A presigned GET URL of `key`.
+    pub fn url(&self, key: &BlobKey) -> url::Url {
+        self.bucket
+            .get_object(Some(&self.credentials), key.as_str())
+            .sign(self.ttl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_style_puts_the_bucket_in_the_path() {
+        let bucket = bucket("http://127.0.0.1:9000", "images", "us-east-1", true).expect("bucket");
+        let url = bucket.object_url("derived/a/b.jpg");
+        assert_eq!(url.as_str(), "http://127.0.0.1:9000/images/derived/a/b.jpg");
+    }
+
+    #[test]
+    fn virtual_hosted_style_calls_exactly_the_configured_bucket_host() {
+        let endpoint = "https://my-images.s3.eu-west-1.amazonaws.com";
+        let bucket = bucket(endpoint, "my-images", "eu-west-1", false).expect("bucket");
+        let url = bucket.object_url("original/x");
+        assert_eq!(
+            url.as_str(),
+            "https://my-images.s3.eu-west-1.amazonaws.com/original/x"
+        );
+    }
+
+    #[test]
+    fn virtual_hosted_style_refuses_an_endpoint_that_is_not_the_bucket_host() {
+        let err = bucket(
+            "https://s3.eu-west-1.amazonaws.com",
+            "my-images",
+            "eu-west-1",
+            false,
+        )
+        .err()
+        .expect("refused");
+        assert!(err.to_string().contains("bucket's own host"), "{err}");
+    }
+
+    #[test]
+    fn a_presigned_link_is_signed_for_the_public_endpoint_and_its_lifetime() {
+        let config = S3Config {
+            endpoint: "http://minio.internal:9000".to_owned(),
+            bucket: "images".to_owned(),
+            region: "us-east-1".to_owned(),
+            path_style: true,
+            access_key_id: "AKID".to_owned(),
+            secret_access_key: "secret".to_owned(),
+        };
+        let links = PresignedLinks::new(
+            &config,
+            Some("https://files.example.com"),
+            Duration::from_secs(120),
+        )
+        .expect("links");
+        let id = darkroom_core::JobId::new_random();
+        let key = BlobKey::original(id);
+        let url = links.url(&key);
+        assert!(
+            url.as_str()
+                .starts_with(&format!("https://files.example.com/images/original/{id}?")),
+            "{url}"
+        );
+        let query: std::collections::HashMap<_, _> = url.query_pairs().collect();
+        assert_eq!(query.get("X-Amz-Expires").map(|v| v.as_ref()), Some("120"));
+        assert!(query.contains_key("X-Amz-Signature"), "{url}");
     }
 }

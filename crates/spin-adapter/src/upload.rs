@@ -7,22 +7,14 @@
 
 use darkroom_core::format::{InvalidImage, Limits};
 use futures::StreamExt;
-use spin_sdk::http::{Headers, IncomingRequest};
+use spin_sdk::http::IncomingRequest;
 
 use crate::problem::ApiError;
+use crate::routes::header;
 
 /// Room for multipart framing (boundaries, part headers, other small fields)
 /// on top of the file itself.
 const MULTIPART_OVERHEAD_BYTES: u64 = 64 * 1024;
-
-/// The first value of header `name`, as text.
-pub fn header(headers: &Headers, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .into_iter()
-        .next()
-        .and_then(|v| String::from_utf8(v).ok())
-}
 
 enum BodyKind {
     Multipart(String),

@@ -4,7 +4,7 @@
 use darkroom_core::format::ImageInfo;
 use darkroom_core::job::{Attempt, Failure, Output};
 use darkroom_core::pipeline::Variant;
-use darkroom_core::ports::Blob;
+use darkroom_core::ports::BlobMeta;
 use darkroom_core::queue::QueueStats;
 use darkroom_core::service::{Accepted as AcceptedJob, FileName, StatusReport};
 use darkroom_core::{JobId, JobState};
@@ -154,9 +154,10 @@ pub fn queue(stats: QueueStats, dead: &[JobId]) -> Response {
     json_response(200, &body).build()
 }
 
-/// A job's file, or `304 Not Modified` when the client's copy is current.
-/// A `HEAD` gets the headers without the body.
-pub fn file(blob: Blob, name: FileName, if_none_match: Option<&str>, head: bool) -> Response {
+/// The status and headers of a served file; the body, when there is one
+/// (`200` to a GET), is streamed after them by the caller. `304` when the
+/// client's `If-None-Match` names the current ETag.
+pub fn file(meta: &BlobMeta, name: FileName, if_none_match: Option<&str>, head: bool) -> Response {
     let cache_control = if name.is_immutable() {
         "public, max-age=31536000, immutable"
     } else {
@@ -164,26 +165,36 @@ pub fn file(blob: Blob, name: FileName, if_none_match: Option<&str>, head: bool)
     };
     let mut builder = Response::builder();
     builder
-        .header("etag", blob.meta.etag.as_str())
+        .header("etag", meta.etag.as_str())
         .header("cache-control", cache_control)
         .header("x-content-type-options", "nosniff");
     let current = if_none_match.is_some_and(|tags| {
         tags.split(',')
             .map(str::trim)
-            .any(|t| t == "*" || t.trim_start_matches("W/") == blob.meta.etag)
+            .any(|t| t == "*" || t.trim_start_matches("W/") == meta.etag)
     });
     if current {
         return builder.status(304).build();
     }
     builder
         .status(200)
-        .header("content-type", blob.meta.content_type.as_str());
-    if head {
-        // Content-Length is left out: wasi-http would hold the empty body to it.
-        return builder.build();
+        .header("content-type", meta.content_type.as_str());
+    if !head {
+        // Left out of HEAD answers: wasi-http would hold the empty body to it.
+        builder.header("content-length", meta.size.to_string());
     }
-    builder
-        .header("content-length", blob.meta.size.to_string())
-        .body(blob.bytes)
+    builder.build()
+}
+
+/// A `307` to a presigned URL of a file, cacheable by the client for half
+/// the URL's lifetime.
+pub fn redirect(url: &str, ttl: std::time::Duration) -> Response {
+    Response::builder()
+        .status(307)
+        .header("location", url)
+        .header(
+            "cache-control",
+            format!("private, max-age={}", ttl.as_secs() / 2),
+        )
         .build()
 }
