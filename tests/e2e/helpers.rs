@@ -87,9 +87,11 @@ impl S3 {
         )
         .expect("bucket URL");
         let credentials = rusty_s3::Credentials::new(&self.access_key, &self.secret_key);
-        let url = rusty_s3::actions::CreateBucket::new(&bucket, &credentials)
-            .sign(Duration::from_secs(60));
-        let response = reqwest::blocking::Client::new()
+        let url = rusty_s3::S3Action::sign(
+            &rusty_s3::actions::CreateBucket::new(&bucket, &credentials),
+            Duration::from_secs(60),
+        );
+        let response = Client::new()
             .put(url)
             .header("content-length", "0")
             .send()

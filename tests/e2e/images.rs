@@ -68,33 +68,42 @@ pub fn photo_24mp_rotated() -> Vec<u8> {
 
 /// Random noise at JPEG quality 100: the least compressible photo-like file.
 pub fn noisy_jpeg(width: u32, height: u32) -> Vec<u8> {
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let noise = image::RgbImage::from_fn(width, height, |_, _| {
-        // xorshift64: deterministic, dependency-free noise
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let [r, g, b, ..] = state.to_le_bytes();
-        image::Rgb([r, g, b])
-    });
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 100)
-        .encode_image(&noise)
+        .encode_image(&noise(width, height))
         .expect("encode noise");
     out
 }
 
-/// A `width` x `height` PNG of pseudo-random pixels: it hardly compresses,
-/// so the file is about 3 bytes a pixel.
+/// A `width` x `height` PNG of noise: it hardly compresses, so the file is
+/// about 3 bytes a pixel.
 pub fn incompressible_png(width: u32, height: u32) -> Vec<u8> {
+    encode_png(&image::DynamicImage::ImageRgb8(noise(width, height)))
+}
+
+/// A 6000x4000 progressive JPEG without chroma subsampling: the costliest
+/// kind of JPEG to decode, since every scan refines the whole image.
+pub fn photo_24mp_progressive() -> Vec<u8> {
+    let image = gradient(6000, 4000, false).to_rgb8();
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 90);
+    encoder.set_progressive(true);
+    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_4_4);
+    encoder
+        .encode(&image, 6000, 4000, jpeg_encoder::ColorType::Rgb)
+        .expect("encode");
+    out
+}
+
+/// Pseudo-random pixels (xorshift64: deterministic, dependency-free, and
+/// plenty random for zlib and JPEG).
+fn noise(width: u32, height: u32) -> image::RgbImage {
     let mut state = 0x2545_F491_4F6C_DD1D_u64;
-    let noise = image::RgbImage::from_fn(width, height, |_, _| {
-        // xorshift64: fast, and plenty random for zlib.
+    image::RgbImage::from_fn(width, height, |_, _| {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         let [r, g, b, ..] = state.to_le_bytes();
         image::Rgb([r, g, b])
-    });
-    encode_png(&image::DynamicImage::ImageRgb8(noise))
+    })
 }
