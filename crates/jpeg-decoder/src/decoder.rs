@@ -863,6 +863,8 @@ impl<R: Read> Decoder<R> {
         let is_interleaved = components.len() > 1;
         let mut dummy_block = [0i16; 64];
         let mut progressive_block = [0i16; 64];
+        let refining = scan.successive_approximation_high > 0;
+        let band = crate::coefficients::band(scan.spectral_selection.clone(), &UNZIGZAG);
         let mut huffman = HuffmanDecoder::new();
         let mut dc_predictors = [0i16; MAX_COMPONENTS];
         let mut mcus_left_until_restart = self.restart_interval;
@@ -962,8 +964,11 @@ impl<R: Read> Decoder<R> {
                                 let block_y = (mcu_y * mcu_vertical_samples[i] + v_pos) as usize;
                                 let block_x = (mcu_x * mcu_horizontal_samples[i] + h_pos) as usize;
                                 let block = block_y * component.block_size.width as usize + block_x;
-                                self.coefficients[scan.component_indices[i]]
-                                    .load(block, &mut progressive_block);
+                                self.coefficients[scan.component_indices[i]].load(
+                                    block,
+                                    &mut progressive_block,
+                                    refining,
+                                );
                                 Some(block)
                             } else {
                                 None
@@ -1017,7 +1022,7 @@ impl<R: Read> Decoder<R> {
                             }
                             if let Some(block) = stored_block {
                                 self.coefficients[scan.component_indices[i]]
-                                    .store(block, &progressive_block);
+                                    .store(block, &progressive_block, band);
                             }
                         }
                     }
