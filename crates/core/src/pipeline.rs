@@ -644,6 +644,41 @@ mod tests {
     }
 
     #[test]
+    fn cmyk_and_ycck_jpegs_come_out_as_rgb_with_their_colours() {
+        // Left half full cyan ink, right half no ink (white paper).
+        let (w, h) = (400_u16, 300_u16);
+        let cmyk: Vec<u8> = (0..h)
+            .flat_map(|_| (0..w).flat_map(|x| if x < w / 2 { [255, 0, 0, 0] } else { [0; 4] }))
+            .collect();
+        for color in [
+            jpeg_encoder::ColorType::Cmyk,
+            jpeg_encoder::ColorType::CmykAsYcck,
+        ] {
+            let mut jpeg = Vec::new();
+            jpeg_encoder::Encoder::new(&mut jpeg, 95)
+                .encode(&cmyk, w, h, color)
+                .expect("encode");
+            let out = render(&jpeg, Limits::default()).expect("render");
+            for variant in Variant::ALL {
+                let r = by_variant(&out, variant);
+                assert_eq!(r.format, ImageFormat::Jpeg, "{color:?} {variant:?}");
+                let rgb = decode_output(r).to_rgb8();
+                let (rw, rh) = rgb.dimensions();
+                let cyan = rgb.get_pixel(rw / 4, rh / 2).0;
+                let white = rgb.get_pixel(rw * 3 / 4, rh / 2).0;
+                assert!(
+                    cyan[0] < 60 && cyan[1] > 200 && cyan[2] > 200,
+                    "{color:?} {variant:?}: cyan came out {cyan:?}"
+                );
+                assert!(
+                    white.iter().all(|c| *c > 235),
+                    "{color:?} {variant:?}: white came out {white:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn webp_and_gif_inputs_are_decoded() {
         for format in [image::ImageFormat::WebP, image::ImageFormat::Gif] {
             let bytes = encode_with(&gradient(300, 200, false), format);
