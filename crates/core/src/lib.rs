@@ -12,6 +12,7 @@ pub mod id;
 pub mod job;
 pub mod jpeg;
 pub mod keys;
+pub mod metadata;
 pub mod pipeline;
 pub mod ports;
 pub mod queue;

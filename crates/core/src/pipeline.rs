@@ -9,8 +9,9 @@
 //!   on load, as libvips does), turned upright, then resized.
 //!
 //! **PNG, WebP, GIF (first frame), and CMYK or 16-bit JPEG**: decoded in full,
-//! turned upright; the optimized copy is the re-encoded image or, for a PNG,
-//! the original without its text/time/EXIF chunks, whichever is smaller.
+//! turned upright; the optimized copy is the re-encoded image or the original
+//! without its metadata ([`crate::metadata::strip`]), whichever is smaller
+//! (a PNG, WebP or GIF original only when it needed no turning).
 //!
 //! Resizing: `fast_image_resize` (SIMD), Lanczos3, in linear light (averaging
 //! gamma-encoded values darkens fine detail). Sources more than 4x the target
@@ -206,13 +207,15 @@ fn render_decoded(original: &[u8], limits: Limits) -> Result<Vec<Rendition>, Pip
     let preview = pixels.resized_to_width(Variant::Preview.target_width())?;
     let thumbnail = preview.resized_to_width(Variant::Thumbnail.target_width())?;
     let mut optimized = pixels.encode(Variant::Optimized)?;
-    if format == ImageFormat::Png
-        && let Some(stripped) = strip_png_metadata(original)
+    // The original without its metadata, when that is smaller. JPEG keeps
+    // its orientation as a tag; other formats only qualify when upright.
+    let exif_orientation = u16::from(orientation.to_exif());
+    if (format == ImageFormat::Jpeg || !pixels.was_turned)
+        && let Some(stripped) = crate::metadata::strip(format, original, exif_orientation)
         && stripped.len() < optimized.bytes.len()
-        && !pixels.was_turned
     {
         optimized = Rendition {
-            format: ImageFormat::Png,
+            format,
             bytes: stripped,
             ..optimized
         };
@@ -222,25 +225,6 @@ fn render_decoded(original: &[u8], limits: Limits) -> Result<Vec<Rendition>, Pip
         preview.encode(Variant::Preview)?,
         optimized,
     ])
-}
-
-/// A PNG without its ancillary metadata chunks (text, time, EXIF); `None`
-/// if the chunk structure does not parse.
-fn strip_png_metadata(png: &[u8]) -> Option<Vec<u8>> {
-    const DROPPED: [&[u8; 4]; 5] = [b"tEXt", b"zTXt", b"iTXt", b"tIME", b"eXIf"];
-    let mut out = png.get(..8)?.to_vec();
-    let mut pos = 8;
-    while pos < png.len() {
-        let len =
-            usize::try_from(u32::from_be_bytes(png.get(pos..pos + 4)?.try_into().ok()?)).ok()?;
-        let end = pos.checked_add(12)?.checked_add(len)?;
-        let chunk = png.get(pos..end)?;
-        if !DROPPED.iter().any(|t| chunk[4..8] == t[..]) {
-            out.extend_from_slice(chunk);
-        }
-        pos = end;
-    }
-    Some(out)
 }
 
 /// Decodes the first frame, upright, holding the header to `limits` first.
@@ -482,11 +466,22 @@ mod tests {
 
     #[test]
     fn the_optimized_copy_is_never_bigger_than_the_original() {
+        // One flat colour: lossless WebP and GIF beat any JPEG re-encode.
+        let flat = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
+            400,
+            300,
+            image::Rgb([40, 90, 200]),
+        ));
         let inputs = [
+            encode_with(&flat, image::ImageFormat::WebP),
+            encode_with(&flat, image::ImageFormat::Gif),
             encode_png(&gradient(400, 300, false)),
             encode_png(&gradient(400, 300, true)),
             encode_with(&gradient(400, 300, false), image::ImageFormat::Jpeg),
             encode_jpeg_with_orientation(&gradient(400, 300, false), 3),
+            encode_with(&gradient(400, 300, false), image::ImageFormat::WebP),
+            encode_with(&gradient(400, 300, true), image::ImageFormat::WebP),
+            encode_with(&gradient(400, 300, false), image::ImageFormat::Gif),
         ];
         for input in inputs {
             let out = render(&input, Limits::default()).expect("render");

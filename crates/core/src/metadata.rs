@@ -1,0 +1,211 @@
+//! Lossless metadata removal from an original, per container: the image data
+//! is copied byte for byte, only metadata blocks (EXIF, XMP, text, comments)
+//! are left out. The pipeline uses this for the "optimized" copy whenever it
+//! is smaller than a re-encode, so that copy is never larger than the
+//! original and never leaks its metadata (camera, GPS position).
+//!
+//! Colour information is kept (JPEG APP2/APP14, PNG iCCP/gAMA/cHRM, WebP
+//! ICCP), as are GIF's looping extension and everything a decoder needs.
+
+use crate::format::ImageFormat;
+
+/// `bytes` without metadata; `None` when the container does not parse (the
+/// caller then keeps its re-encode). `orientation` (EXIF 1–8) is only kept
+/// by JPEG, as a minimal EXIF block; other formats must be passed 1.
+pub fn strip(format: ImageFormat, bytes: &[u8], orientation: u16) -> Option<Vec<u8>> {
+    match format {
+        ImageFormat::Jpeg => crate::jpeg::strip_metadata(bytes, orientation).ok(),
+        ImageFormat::Png => strip_png(bytes),
+        ImageFormat::Webp => strip_webp(bytes),
+        ImageFormat::Gif => strip_gif(bytes),
+    }
+}
+
+/// Drops the text, time and EXIF chunks.
+fn strip_png(png: &[u8]) -> Option<Vec<u8>> {
+    const DROPPED: [&[u8; 4]; 5] = [b"tEXt", b"zTXt", b"iTXt", b"tIME", b"eXIf"];
+    let mut out = png.get(..8)?.to_vec();
+    let mut pos = 8;
+    while pos < png.len() {
+        let len =
+            usize::try_from(u32::from_be_bytes(png.get(pos..pos + 4)?.try_into().ok()?)).ok()?;
+        let end = pos.checked_add(12)?.checked_add(len)?;
+        let chunk = png.get(pos..end)?;
+        if !DROPPED.iter().any(|t| chunk[4..8] == t[..]) {
+            out.extend_from_slice(chunk);
+        }
+        pos = end;
+    }
+    Some(out)
+}
+
+/// Drops the `EXIF` and `XMP ` chunks and clears their flags in `VP8X`.
+fn strip_webp(webp: &[u8]) -> Option<Vec<u8>> {
+    const EXIF_FLAG: u8 = 0x08;
+    const XMP_FLAG: u8 = 0x04;
+    if webp.get(..4)? != b"RIFF" || webp.get(8..12)? != b"WEBP" {
+        return None;
+    }
+    let mut out = webp[..12].to_vec();
+    let mut pos = 12;
+    while pos < webp.len() {
+        let header = webp.get(pos..pos + 8)?;
+        let size = usize::try_from(u32::from_le_bytes(header[4..8].try_into().ok()?)).ok()?;
+        let end = pos.checked_add(8)?.checked_add(size)?;
+        webp.get(..end)?;
+        // Chunks are padded to an even size; a missing final pad byte is tolerated.
+        let padded = (end + (size & 1)).min(webp.len());
+        match &header[..4] {
+            b"EXIF" | b"XMP " => {}
+            b"VP8X" => {
+                let start = out.len();
+                out.extend_from_slice(&webp[pos..padded]);
+                *out.get_mut(start + 8)? &= !(EXIF_FLAG | XMP_FLAG);
+            }
+            _ => out.extend_from_slice(&webp[pos..padded]),
+        }
+        pos = padded;
+    }
+    let riff_size = u32::try_from(out.len() - 8).ok()?;
+    out[4..8].copy_from_slice(&riff_size.to_le_bytes());
+    Some(out)
+}
+
+/// Drops comment extensions and application extensions other than the
+/// looping ones (`NETSCAPE2.0`, `ANIMEXTS1.0`), e.g. XMP.
+fn strip_gif(gif: &[u8]) -> Option<Vec<u8>> {
+    /// The end of the data sub-blocks starting at `pos` (after the terminator).
+    fn sub_blocks_end(gif: &[u8], mut pos: usize) -> Option<usize> {
+        loop {
+            let len = usize::from(*gif.get(pos)?);
+            pos = pos.checked_add(1 + len)?;
+            if len == 0 {
+                return Some(pos);
+            }
+        }
+    }
+    fn color_table_bytes(packed: u8) -> usize {
+        if packed & 0x80 == 0 {
+            0
+        } else {
+            3 << ((packed & 0x07) + 1)
+        }
+    }
+    if !gif.starts_with(b"GIF87a") && !gif.starts_with(b"GIF89a") {
+        return None;
+    }
+    let mut pos = 13 + color_table_bytes(*gif.get(10)?);
+    let mut out = gif.get(..pos)?.to_vec();
+    loop {
+        match *gif.get(pos)? {
+            // Trailer.
+            0x3B => {
+                out.push(0x3B);
+                return Some(out);
+            }
+            // Image: descriptor, local colour table, LZW code size, data.
+            0x2C => {
+                let packed = *gif.get(pos + 9)?;
+                let data = pos + 10 + color_table_bytes(packed) + 1;
+                let end = sub_blocks_end(gif, data)?;
+                out.extend_from_slice(gif.get(pos..end)?);
+                pos = end;
+            }
+            0x21 => {
+                let label = *gif.get(pos + 1)?;
+                let end = sub_blocks_end(gif, pos + 2)?;
+                let application = gif.get(pos + 3..pos + 14).unwrap_or_default();
+                let keep = match label {
+                    0xFE => false,
+                    0xFF => application == b"NETSCAPE2.0" || application == b"ANIMEXTS1.0",
+                    _ => true,
+                };
+                if keep {
+                    out.extend_from_slice(gif.get(pos..end)?);
+                }
+                pos = end;
+            }
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{encode_with, gradient};
+
+    fn chunk(fourcc: &[u8; 4], data: &[u8]) -> Vec<u8> {
+        let mut c = fourcc.to_vec();
+        c.extend_from_slice(&u32::try_from(data.len()).expect("small").to_le_bytes());
+        c.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            c.push(0);
+        }
+        c
+    }
+
+    fn riff(chunks: &[Vec<u8>]) -> Vec<u8> {
+        let body: Vec<u8> = chunks.concat();
+        let mut out = b"RIFF".to_vec();
+        out.extend_from_slice(&u32::try_from(body.len() + 4).expect("small").to_le_bytes());
+        out.extend_from_slice(b"WEBP");
+        out.extend_from_slice(&body);
+        out
+    }
+
+    #[test]
+    fn a_webp_loses_its_exif_and_xmp_and_keeps_its_pixels() {
+        let simple = encode_with(&gradient(60, 40, false), image::ImageFormat::WebP);
+        let image_chunk = simple[12..].to_vec();
+        let mut vp8x = vec![0x08 | 0x04, 0, 0, 0];
+        vp8x.extend_from_slice(&59_u32.to_le_bytes()[..3]);
+        vp8x.extend_from_slice(&39_u32.to_le_bytes()[..3]);
+        let with_metadata = riff(&[
+            chunk(b"VP8X", &vp8x),
+            image_chunk.clone(),
+            chunk(b"EXIF", b"Exif\0\0GPS here"),
+            chunk(b"XMP ", b"<x:xmpmeta/>"),
+        ]);
+        let stripped = strip(ImageFormat::Webp, &with_metadata, 1).expect("parses");
+        let mut vp8x_clear = vp8x.clone();
+        vp8x_clear[0] = 0;
+        assert_eq!(stripped, riff(&[chunk(b"VP8X", &vp8x_clear), image_chunk]));
+        let before = image::load_from_memory(&with_metadata).expect("decodes");
+        let after = image::load_from_memory(&stripped).expect("decodes");
+        assert_eq!(before.to_rgba8(), after.to_rgba8());
+    }
+
+    #[test]
+    fn a_gif_loses_comments_and_xmp_and_keeps_looping_and_frames() {
+        let plain = encode_with(&gradient(30, 20, false), image::ImageFormat::Gif);
+        let after_header = 13 + 3 * (1 << ((plain[10] & 0x07) + 1)) * usize::from(plain[10] >> 7);
+        let comment = b"\x21\xFE\x05hello\x00".to_vec();
+        let xmp = b"\x21\xFF\x0BXMP DataXMP\x03abc\x00".to_vec();
+        let looping = b"\x21\xFF\x0BNETSCAPE2.0\x03\x01\x00\x00\x00".to_vec();
+        let insert = |blocks: &[&[u8]]| {
+            let mut gif = plain[..after_header].to_vec();
+            for b in blocks {
+                gif.extend_from_slice(b);
+            }
+            gif.extend_from_slice(&plain[after_header..]);
+            gif
+        };
+        let with_metadata = insert(&[&looping, &comment, &xmp]);
+        let stripped = strip(ImageFormat::Gif, &with_metadata, 1).expect("parses");
+        assert_eq!(stripped, insert(&[&looping]));
+        assert_eq!(
+            strip(ImageFormat::Gif, &plain, 1).expect("parses"),
+            plain,
+            "nothing to strip"
+        );
+    }
+
+    #[test]
+    fn a_truncated_container_is_not_stripped() {
+        let gif = encode_with(&gradient(30, 20, false), image::ImageFormat::Gif);
+        assert_eq!(strip(ImageFormat::Gif, &gif[..gif.len() - 5], 1), None);
+        let webp = encode_with(&gradient(30, 20, false), image::ImageFormat::WebP);
+        assert_eq!(strip(ImageFormat::Webp, &webp[..webp.len() - 5], 1), None);
+    }
+}
