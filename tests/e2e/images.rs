@@ -107,3 +107,16 @@ fn noise(width: u32, height: u32) -> image::RgbImage {
         image::Rgb([r, g, b])
     })
 }
+
+/// A 120x80 animated GIF of `frames` frames.
+pub fn animated_gif(frames: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut encoder = image::codecs::gif::GifEncoder::new(&mut out);
+        for _ in 0..frames {
+            let frame = image::Frame::new(gradient(120, 80, true).to_rgba8());
+            encoder.encode_frame(frame).expect("encode a frame");
+        }
+    }
+    out
+}

@@ -115,6 +115,17 @@ fn a_header_declaring_more_pixels_than_the_limit_is_a_422_problem() {
 }
 
 #[test]
+fn an_animated_gif_with_more_frames_than_the_limit_is_a_422_problem() {
+    let app = TestApp::spawn_with(&[("max_gif_frames", "5")]);
+    let response = app.upload_multipart(images::animated_gif(6), "loop.gif", "image/gif");
+    let problem = assert_problem(response, 422);
+    assert_eq!(problem["type"], "urn:darkroom:problem:too-many-frames");
+    assert_eq!(problem["limit_frames"], 5);
+    let response = app.upload_raw(images::animated_gif(5), Some("image/gif"));
+    assert_eq!(response.status().as_u16(), 202, "at the limit is accepted");
+}
+
+#[test]
 fn other_methods_on_the_upload_route_are_405_problems_with_allow() {
     let app = TestApp::spawn();
     let response = app.request(reqwest::Method::GET, "/api/images");

@@ -99,6 +99,9 @@ pub struct Limits {
     pub max_upload_bytes: u64,
     /// The largest accepted width × height, read from the header.
     pub max_pixels: u64,
+    /// The most frames an animated GIF may have (only the first is
+    /// processed, but the file may be kept as the optimized copy).
+    pub max_frames: u32,
 }
 
 impl Default for Limits {
@@ -106,6 +109,7 @@ impl Default for Limits {
         Self {
             max_upload_bytes: 20 * 1024 * 1024,
             max_pixels: 50_000_000,
+            max_frames: 1000,
         }
     }
 }
@@ -166,6 +170,12 @@ pub enum InvalidImage {
     /// The header declares a zero dimension.
     #[error("the image declares a zero width or height")]
     ZeroDimension,
+    /// An animated GIF with more frames than [`Limits::max_frames`].
+    #[error("the animation has more than the limit of {limit} frames")]
+    TooManyFrames {
+        /// The configured limit.
+        limit: u32,
+    },
 }
 
 /// Checks an upload against the limits from its bytes alone: size, magic
@@ -192,6 +202,7 @@ pub fn inspect(bytes: &[u8], limits: Limits) -> Result<ImageInfo, InvalidImage> 
             reason: e.to_string(),
         })?;
     check_pixels(width, height, limits)?;
+    check_frames(format, bytes, limits)?;
     Ok(ImageInfo {
         format,
         width,
@@ -227,6 +238,22 @@ pub fn check_container(format: ImageFormat, bytes: &[u8]) -> Result<(), InvalidI
             .filter(|&end| end <= bytes.len())
             .ok_or_else(|| broken("a chunk is larger than the file"))?;
         pos = end + (size & 1); // chunks are padded to even sizes
+    }
+    Ok(())
+}
+
+/// Holds an animated GIF to the frame limit, walking its blocks without
+/// decoding them.
+///
+/// # Errors
+/// [`InvalidImage::TooManyFrames`].
+pub fn check_frames(format: ImageFormat, bytes: &[u8], limits: Limits) -> Result<(), InvalidImage> {
+    if format == ImageFormat::Gif
+        && crate::gif::count_frames(bytes, limits.max_frames) > limits.max_frames
+    {
+        return Err(InvalidImage::TooManyFrames {
+            limit: limits.max_frames,
+        });
     }
     Ok(())
 }
@@ -358,5 +385,26 @@ mod tests {
             ),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn an_animated_gif_over_the_frame_limit_is_refused_from_its_blocks() {
+        let mut gif = Vec::new();
+        {
+            let mut encoder = image::codecs::gif::GifEncoder::new(&mut gif);
+            for _ in 0..4 {
+                let frame = image::Frame::new(gradient(20, 10, true).to_rgba8());
+                encoder.encode_frame(frame).expect("frame");
+            }
+        }
+        let limits = |max_frames| Limits {
+            max_frames,
+            ..Limits::default()
+        };
+        assert_eq!(
+            inspect(&gif, limits(3)),
+            Err(InvalidImage::TooManyFrames { limit: 3 })
+        );
+        assert!(inspect(&gif, limits(4)).is_ok());
     }
 }

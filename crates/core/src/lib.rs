@@ -8,6 +8,7 @@
 
 pub mod blob;
 pub mod format;
+mod gif;
 pub mod id;
 pub mod job;
 pub mod jpeg;

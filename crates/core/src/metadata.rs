@@ -74,60 +74,26 @@ fn strip_webp(webp: &[u8]) -> Option<Vec<u8>> {
 /// Drops comment extensions and application extensions other than the
 /// looping ones (`NETSCAPE2.0`, `ANIMEXTS1.0`), e.g. XMP.
 fn strip_gif(gif: &[u8]) -> Option<Vec<u8>> {
-    /// The end of the data sub-blocks starting at `pos` (after the terminator).
-    fn sub_blocks_end(gif: &[u8], mut pos: usize) -> Option<usize> {
-        loop {
-            let len = usize::from(*gif.get(pos)?);
-            pos = pos.checked_add(1 + len)?;
-            if len == 0 {
-                return Some(pos);
-            }
+    use crate::gif::{Block, blocks, header_len};
+    let mut out = gif.get(..header_len(gif)?)?.to_vec();
+    for block in blocks(gif) {
+        let (block, range) = block?;
+        let keep = match block {
+            Block::Image => true,
+            Block::Extension { label: 0xFE, .. } => false,
+            Block::Extension {
+                label: 0xFF,
+                application,
+            } => application == b"NETSCAPE2.0" || application == b"ANIMEXTS1.0",
+            Block::Extension { .. } => true,
+        };
+        if keep {
+            out.extend_from_slice(&gif[range]);
         }
     }
-    fn color_table_bytes(packed: u8) -> usize {
-        if packed & 0x80 == 0 {
-            0
-        } else {
-            3 << ((packed & 0x07) + 1)
-        }
-    }
-    if !gif.starts_with(b"GIF87a") && !gif.starts_with(b"GIF89a") {
-        return None;
-    }
-    let mut pos = 13 + color_table_bytes(*gif.get(10)?);
-    let mut out = gif.get(..pos)?.to_vec();
-    loop {
-        match *gif.get(pos)? {
-            // Trailer.
-            0x3B => {
-                out.push(0x3B);
-                return Some(out);
-            }
-            // Image: descriptor, local colour table, LZW code size, data.
-            0x2C => {
-                let packed = *gif.get(pos + 9)?;
-                let data = pos + 10 + color_table_bytes(packed) + 1;
-                let end = sub_blocks_end(gif, data)?;
-                out.extend_from_slice(gif.get(pos..end)?);
-                pos = end;
-            }
-            0x21 => {
-                let label = *gif.get(pos + 1)?;
-                let end = sub_blocks_end(gif, pos + 2)?;
-                let application = gif.get(pos + 3..pos + 14).unwrap_or_default();
-                let keep = match label {
-                    0xFE => false,
-                    0xFF => application == b"NETSCAPE2.0" || application == b"ANIMEXTS1.0",
-                    _ => true,
-                };
-                if keep {
-                    out.extend_from_slice(gif.get(pos..end)?);
-                }
-                pos = end;
-            }
-            _ => return None,
-        }
-    }
+    // `blocks` ends quietly only at the trailer.
+    out.push(0x3B);
+    Some(out)
 }
 
 #[cfg(test)]

@@ -46,7 +46,16 @@ fn get_positive(name: &'static str) -> Result<u64, ConfigError> {
     }
 }
 
-/// The upload limits (`max_upload_bytes`, `max_pixels`).
+fn get_positive_u32(name: &'static str) -> Result<u32, ConfigError> {
+    let value = get_positive(name)?;
+    u32::try_from(value).map_err(|_| ConfigError::Invalid {
+        name,
+        value: value.to_string(),
+        expected: "a number below 2^32",
+    })
+}
+
+/// The upload limits (`max_upload_bytes`, `max_pixels`, `max_gif_frames`).
 ///
 /// # Errors
 /// [`ConfigError`].
@@ -54,6 +63,7 @@ pub fn limits() -> Result<Limits, ConfigError> {
     Ok(Limits {
         max_upload_bytes: get_positive("max_upload_bytes")?,
         max_pixels: get_positive("max_pixels")?,
+        max_frames: get_positive_u32("max_gif_frames")?,
     })
 }
 
@@ -90,13 +100,8 @@ pub fn queue() -> Result<QueueConfig, ConfigError> {
 /// # Errors
 /// [`ConfigError`].
 pub fn retry_policy() -> Result<RetryPolicy, ConfigError> {
-    let max_attempts = get_positive("max_attempts")?;
     Ok(RetryPolicy {
-        max_attempts: u32::try_from(max_attempts).map_err(|_| ConfigError::Invalid {
-            name: "max_attempts",
-            value: max_attempts.to_string(),
-            expected: "a number below 2^32",
-        })?,
+        max_attempts: get_positive_u32("max_attempts")?,
         base_delay: Duration::from_millis(get_positive("retry_base_delay_ms")?),
         lease: Duration::from_secs(get_positive("lease_seconds")?),
         ..RetryPolicy::default()

@@ -140,6 +140,10 @@ impl ApiError {
                     extensions: json!({ "limit_pixels": limit }),
                     ..p(422, "too-many-pixels", "Image dimensions too large", e.to_string())
                 },
+                InvalidImage::TooManyFrames { limit } => Problem {
+                    extensions: json!({ "limit_frames": limit }),
+                    ..p(422, "too-many-frames", "Too many animation frames", e.to_string())
+                },
                 InvalidImage::UnreadableHeader { .. } | InvalidImage::ZeroDimension | InvalidImage::Empty => {
                     p(422, "invalid-image", "Invalid image", e.to_string())
                 }

@@ -12,6 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let limits = Limits {
         max_upload_bytes: 1 << 20,
         max_pixels: 4_000_000,
+        max_frames: 100,
     };
     if inspect(data, limits).is_ok() {
         drop(render(data, limits));
