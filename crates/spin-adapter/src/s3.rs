@@ -405,8 +405,7 @@ mod tests {
             "eu-west-1",
             false,
         )
-        .err()
-        .expect("refused");
+        .expect_err("refused");
         assert!(err.to_string().contains("bucket's own host"), "{err}");
     }
 
