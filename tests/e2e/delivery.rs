@@ -1,11 +1,12 @@
 //! The delivery guarantee on top of Redis pub/sub: jobs are not lost when no
 //! processor runs, when Redis restarts, or when a processor dies mid-job;
 //! several processors share one queue without doing a job twice; a job that
-//! kills its processor every time ends failed and dead-lettered.
+//! kills its processor every time ends failed and dead-lettered; a job
+//! whose object storage goes away is retried until it comes back.
 
 use std::time::Duration;
 
-use crate::helpers::{Options, PrivateRedis, TestApp, assert_problem, header};
+use crate::helpers::{Options, PrivateRedis, PrivateS3, TestApp, assert_problem, header};
 use crate::images;
 
 const FRONT: &[&str] = &["upload", "status", "files"];
@@ -169,4 +170,52 @@ fn a_status_read_still_answers_while_redis_is_down() {
     assert_eq!(response.status().as_u16(), 200);
     let status: serde_json::Value = response.json().expect("status JSON");
     assert_eq!(status["status"], "completed", "{status}");
+}
+
+#[test]
+fn a_job_whose_storage_fails_while_processing_is_retried_and_completes_when_it_returns() {
+    let s3 = PrivateS3::start();
+    let mut variables = s3.variables();
+    variables.push(("retry_base_delay_ms", "200"));
+    let front = TestApp::start(Options {
+        components: Some(FRONT),
+        variables: variables.clone(),
+        ..Options::default()
+    });
+    let id = front.upload(images::small_jpeg());
+    s3.stop();
+    let _processor = TestApp::start(Options {
+        components: Some(PROCESSOR),
+        share_state_with: Some(&front),
+        variables,
+        ..Options::default()
+    });
+    // The first attempt cannot read the original: a transient failure,
+    // so the job goes back to the queue with a retry time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let waiting = loop {
+        let status: serde_json::Value = front.status(&id).json().expect("JSON");
+        if status["attempts"].as_u64() >= Some(1) && status["status"] == "queued" {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed attempt within 30 s: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        waiting["history"][0]["error"]["code"], "storage_unavailable",
+        "{waiting}"
+    );
+    s3.resume();
+    let done = front.wait_until_finished(&id);
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(done["attempts"].as_u64() >= Some(2), "{done}");
+    let derived = s3
+        .object_keys()
+        .into_iter()
+        .filter(|k| k.starts_with(&format!("derived/{id}/")))
+        .count();
+    assert_eq!(derived, 3, "one set of outputs");
 }

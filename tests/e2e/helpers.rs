@@ -655,3 +655,99 @@ impl Drop for PrivateRedis {
         self.stop();
     }
 }
+
+/// An `s3s-fs` server owned by one test (on `PATH`; scripts/test.sh installs
+/// it), on a free port with its own folder and one bucket, stopped on drop.
+pub struct PrivateS3 {
+    child: std::cell::RefCell<Option<Child>>,
+    server: S3,
+    bucket: String,
+    port: u16,
+    _root: tempfile::TempDir,
+}
+
+impl PrivateS3 {
+    /// Starts the server and creates a bucket.
+    pub fn start() -> Self {
+        let root = tempfile::tempdir().expect("S3 root folder");
+        let port = free_port();
+        let server = S3 {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            access_key: "private-test".to_owned(),
+            secret_key: format!("private-secret-{}", uuid::Uuid::new_v4().simple()),
+            root: root.path().display().to_string(),
+        };
+        let mut s3 = Self {
+            child: std::cell::RefCell::new(None),
+            server,
+            bucket: String::new(),
+            port,
+            _root: root,
+        };
+        s3.launch();
+        s3.bucket = s3.server.create_bucket();
+        s3
+    }
+
+    fn launch(&self) {
+        let child = Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", &self.server.access_key])
+            .args(["--secret-key", &self.server.secret_key])
+            .arg(&self.server.root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs on PATH (scripts/test.sh installs it)");
+        *self.child.borrow_mut() = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "s3s-fs did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (SIGKILL); [`Self::resume`] starts it again.
+    pub fn stop(&self) {
+        if let Some(mut child) = self.child.borrow_mut().take() {
+            if let Err(e) = child.kill() {
+                eprintln!("stopping s3s-fs: {e}");
+            }
+            if let Err(e) = child.wait() {
+                eprintln!("waiting for s3s-fs: {e}");
+            }
+        }
+    }
+
+    /// Starts the server again on the same port and folder.
+    pub fn resume(&self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// The Spin variables that point an app at this server's bucket.
+    pub fn variables(&self) -> Vec<(&str, &str)> {
+        vec![
+            ("blob_store", "s3"),
+            ("s3_endpoint", &self.server.endpoint),
+            ("s3_bucket", &self.bucket),
+            ("s3_access_key_id", &self.server.access_key),
+            ("s3_secret_access_key", &self.server.secret_key),
+        ]
+    }
+
+    /// The keys of the objects in the bucket.
+    pub fn object_keys(&self) -> Vec<String> {
+        self.server.object_keys(&self.bucket)
+    }
+}
+
+impl Drop for PrivateS3 {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -161,3 +161,23 @@ fn an_upload_while_the_queue_is_unreachable_is_a_503_and_records_nothing() {
         assert!(blobs.is_empty(), "a fresh app stores nothing: {blobs:?}");
     }
 }
+
+#[test]
+fn an_upload_while_object_storage_is_unreachable_is_a_503_and_records_nothing() {
+    let s3 = crate::helpers::PrivateS3::start();
+    s3.stop();
+    let app = TestApp::start(crate::helpers::Options {
+        variables: s3.variables(),
+        ..crate::helpers::Options::default()
+    });
+    let keys_before = app.kv_keys();
+    let response = app.upload_multipart(images::small_jpeg(), "photo.jpg", "image/jpeg");
+    assert!(
+        header(&response, "retry-after").is_some(),
+        "503 carries Retry-After"
+    );
+    assert_problem(response, 503);
+    assert_eq!(app.kv_keys(), keys_before, "no job record left behind");
+    s3.resume();
+    assert_eq!(s3.object_keys(), Vec::<String>::new(), "no object either");
+}
