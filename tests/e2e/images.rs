@@ -14,7 +14,12 @@ pub fn small_jpeg() -> Vec<u8> {
 
 /// A 1000x500 PNG with real transparency.
 pub fn png_with_alpha() -> Vec<u8> {
-    encode_png(&gradient(1000, 500, true))
+    png_with_alpha_sized(1000, 500)
+}
+
+/// A `width` x `height` PNG with real transparency.
+pub fn png_with_alpha_sized(width: u32, height: u32) -> Vec<u8> {
+    encode_png(&gradient(width, height, true))
 }
 
 /// A 600x400 image in `format`.

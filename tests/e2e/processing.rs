@@ -178,7 +178,7 @@ fn twenty_concurrent_uploads_all_complete() {
 }
 
 #[test]
-fn a_24_megapixel_photo_baseline_or_progressive_is_processed_within_a_128_mib_instance() {
+fn a_24_megapixel_jpeg_baseline_or_progressive_or_png_is_processed_within_a_128_mib_instance() {
     let app = TestApp::start(Options {
         max_instance_memory: Some(128 << 20),
         ..Options::default()
@@ -187,6 +187,7 @@ fn a_24_megapixel_photo_baseline_or_progressive_is_processed_within_a_128_mib_in
         (images::photo_24mp(), (6000, 4000)),
         (images::photo_24mp_rotated(), (4000, 6000)),
         (images::photo_24mp_progressive(), (6000, 4000)),
+        (images::png_declaring_real(6000, 4000), (6000, 4000)),
     ] {
         let done = app.wait_until_finished(&app.upload(photo));
         assert_eq!(done["status"], "completed", "{done}");

@@ -3,7 +3,6 @@
 //! header, checked against the limits before anything is decoded.
 
 use std::fmt;
-use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -102,6 +101,9 @@ pub struct Limits {
     /// The most frames an animated GIF may have (only the first is
     /// processed, but the file may be kept as the optimized copy).
     pub max_frames: u32,
+    /// The most memory, in bytes, that processing one image may be
+    /// estimated to need ([`crate::cost`]).
+    pub max_memory: u64,
 }
 
 impl Default for Limits {
@@ -110,6 +112,7 @@ impl Default for Limits {
             max_upload_bytes: 20 * 1024 * 1024,
             max_pixels: 50_000_000,
             max_frames: 1000,
+            max_memory: 120 << 20,
         }
     }
 }
@@ -170,6 +173,23 @@ pub enum InvalidImage {
     /// The header declares a zero dimension.
     #[error("the image declares a zero width or height")]
     ZeroDimension,
+    /// Processing would need more memory than [`Limits::max_memory`].
+    #[error(
+        "a {width}x{height} image of this kind needs about {needed_mib} MiB to process, more than \
+         the {limit_mib} MiB available; images of this kind may have at most {max_pixels} pixels"
+    )]
+    TooMuchMemory {
+        /// Declared width.
+        width: u32,
+        /// Declared height.
+        height: u32,
+        /// The estimate.
+        needed_mib: u64,
+        /// The configured limit.
+        limit_mib: u64,
+        /// The most pixels an image of this kind and file size may have.
+        max_pixels: u64,
+    },
     /// An animated GIF with more frames than [`Limits::max_frames`].
     #[error("the animation has more than the limit of {limit} frames")]
     TooManyFrames {
@@ -195,14 +215,11 @@ pub fn inspect(bytes: &[u8], limits: Limits) -> Result<ImageInfo, InvalidImage> 
     }
     let format = ImageFormat::sniff(bytes).ok_or(InvalidImage::UnsupportedFormat)?;
     check_container(format, bytes)?;
-    let (width, height) = image::ImageReader::with_format(Cursor::new(bytes), format.codec())
-        .into_dimensions()
-        .map_err(|e| InvalidImage::UnreadableHeader {
-            format,
-            reason: e.to_string(),
-        })?;
+    let header = crate::cost::read_header(format, bytes)?;
+    let (width, height) = (header.width, header.height);
     check_pixels(width, height, limits)?;
     check_frames(format, bytes, limits)?;
+    header.check(len, limits)?;
     Ok(ImageInfo {
         format,
         width,
@@ -256,6 +273,24 @@ pub fn check_frames(format: ImageFormat, bytes: &[u8], limits: Limits) -> Result
         });
     }
     Ok(())
+}
+
+/// Whether a WebP holds a lossless (`VP8L`) rather than a lossy (`VP8 `) image.
+pub(crate) fn webp_is_lossless(bytes: &[u8]) -> bool {
+    let mut pos = 12;
+    while let Some(header) = bytes.get(pos..pos + 8) {
+        match &header[..4] {
+            b"VP8L" => return true,
+            b"VP8 " => return false,
+            _ => {}
+        }
+        let size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        pos = pos
+            .saturating_add(8)
+            .saturating_add(size)
+            .saturating_add(size & 1);
+    }
+    false
 }
 
 /// Holds declared dimensions to the pixel limit.

@@ -7,6 +7,7 @@
 //! in-memory fakes in [`testing`] implement for unit tests.
 
 pub mod blob;
+mod cost;
 pub mod format;
 mod gif;
 pub mod id;

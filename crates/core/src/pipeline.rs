@@ -38,6 +38,11 @@ use crate::format::{ImageFormat, InvalidImage, Limits, check_pixels};
 /// third of the size of quality 95.
 pub const JPEG_QUALITY: u8 = 82;
 
+/// The largest image encoded as progressive JPEG with optimised Huffman
+/// tables (both need every DCT block in memory); larger ones are encoded
+/// baseline, row by row.
+const BUFFERED_ENCODE_MAX_PIXELS: u64 = 4_000_000;
+
 /// The derivatives Darkroom makes of every upload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Variant {
@@ -114,6 +119,9 @@ pub enum PipelineError {
 /// [`PipelineError`] when the image is unsupported, over the limits, corrupt,
 /// or cannot be encoded (JPEG allows at most 65 535 px a side).
 pub fn render(original: &[u8], limits: Limits) -> Result<Vec<Rendition>, PipelineError> {
+    // The upload's checks again (the limits may have changed since), the
+    // memory estimate among them.
+    crate::format::inspect(original, limits)?;
     if ImageFormat::sniff(original) == Some(ImageFormat::Jpeg)
         && let Some(renditions) = render_jpeg(original, limits)?
     {
@@ -165,10 +173,7 @@ fn render_jpeg(bytes: &[u8], limits: Limits) -> Result<Option<Vec<Rendition>>, P
     let wanted = Variant::Preview
         .target_width()
         .map_or(shown_width, |t| t.min(shown_width));
-    let denominator = [8, 4, 2, 1]
-        .into_iter()
-        .find(|d| shown_width.div_ceil(*d) >= wanted)
-        .unwrap_or(1);
+    let denominator = crate::cost::jpeg_denominator(shown_width, wanted);
     let request = |v: u32| u16::try_from(v.div_ceil(denominator)).unwrap_or(u16::MAX);
     let (w, h) = decoder
         .scale(request(width), request(height))
@@ -183,7 +188,7 @@ fn render_jpeg(bytes: &[u8], limits: Limits) -> Result<Option<Vec<Rendition>>, P
     let mut image = image.ok_or_else(|| decode_error("the decoder returned too few pixels"))?;
     image.apply_orientation(orientation);
 
-    let small = Pixels::from_image(image);
+    let small = Pixels::from_image(image).into_working_size(Variant::Preview.target_width())?;
     let preview = small.resized_to_width(Variant::Preview.target_width())?;
     let thumbnail = preview.resized_to_width(Variant::Thumbnail.target_width())?;
     Ok(Some(vec![
@@ -204,22 +209,42 @@ fn render_decoded(original: &[u8], limits: Limits) -> Result<Vec<Rendition>, Pip
     let (image, format, orientation) = decode(original, limits)?;
     let mut pixels = Pixels::from_image(image);
     pixels.was_turned = orientation != Orientation::NoTransforms;
-    let preview = pixels.resized_to_width(Variant::Preview.target_width())?;
-    let thumbnail = preview.resized_to_width(Variant::Thumbnail.target_width())?;
-    let mut optimized = pixels.encode(Variant::Optimized)?;
-    // The original without its metadata, when that is smaller. JPEG keeps
-    // its orientation as a tag; other formats only qualify when upright.
+    // The full-size copy first: the derivatives are made from pixels that
+    // may be premultiplied in place. The original without its metadata
+    // competes with the re-encode. JPEG keeps its orientation as a tag;
+    // other formats only qualify when upright.
     let exif_orientation = u16::from(orientation.to_exif());
-    if (format == ImageFormat::Jpeg || !pixels.was_turned)
-        && let Some(stripped) = crate::metadata::strip(format, original, exif_orientation)
-        && stripped.len() < optimized.bytes.len()
-    {
-        optimized = Rendition {
+    let stripped = (format == ImageFormat::Jpeg || !pixels.was_turned)
+        .then(|| crate::metadata::strip(format, original, exif_orientation))
+        .flatten();
+    let (width, height) = (pixels.image.width(), pixels.image.height());
+    let large = u64::from(width) * u64::from(height) > BUFFERED_ENCODE_MAX_PIXELS;
+    let optimized = match stripped {
+        // A full-size PNG re-encode is held whole in memory and rarely beats
+        // the original's own compression: a large one is not attempted.
+        Some(stripped) if large && pixels.has_alpha() => Rendition {
+            variant: Variant::Optimized,
             format,
+            width,
+            height,
             bytes: stripped,
-            ..optimized
-        };
-    }
+        },
+        stripped => {
+            let encoded = pixels.encode(Variant::Optimized)?;
+            match stripped {
+                Some(stripped) if stripped.len() < encoded.bytes.len() => Rendition {
+                    format,
+                    bytes: stripped,
+                    ..encoded
+                },
+                _ => encoded,
+            }
+        }
+    };
+    let working = pixels.into_working_size(Variant::Preview.target_width())?;
+    let preview = working.resized_to_width(Variant::Preview.target_width())?;
+    drop(working);
+    let thumbnail = preview.resized_to_width(Variant::Thumbnail.target_width())?;
     Ok(vec![
         thumbnail.encode(Variant::Thumbnail)?,
         preview.encode(Variant::Preview)?,
@@ -271,15 +296,28 @@ fn resize(src: &Image<'_>, dst: &mut Image<'_>, filter: FilterType) -> Result<()
 }
 
 impl Pixels {
+    /// Takes over the decoded buffer. 8-bit RGB and RGBA are used in place
+    /// (an opaque RGBA buffer is compacted to RGB in place); other colour
+    /// types are converted once.
     fn from_image(image: DynamicImage) -> Self {
         let (width, height) = (image.width(), image.height());
-        let rgba = image.color().has_alpha().then(|| image.to_rgba8());
-        let image = match rgba {
-            Some(rgba) if rgba.pixels().any(|p| p.0[3] != u8::MAX) => {
-                Image::from_vec_u8(width, height, rgba.into_raw(), PixelType::U8x4)
+        let buffer = if image.color().has_alpha() {
+            let mut rgba = image.into_rgba8().into_raw();
+            if rgba.chunks_exact(4).all(|p| p[3] == u8::MAX) {
+                let pixels = rgba.len() / 4;
+                for i in 0..pixels {
+                    rgba.copy_within(4 * i..4 * i + 3, 3 * i);
+                }
+                rgba.truncate(3 * pixels);
+                rgba.shrink_to_fit();
+                (rgba, PixelType::U8x3)
+            } else {
+                (rgba, PixelType::U8x4)
             }
-            _ => Image::from_vec_u8(width, height, image.into_rgb8().into_raw(), PixelType::U8x3),
+        } else {
+            (image.into_rgb8().into_raw(), PixelType::U8x3)
         };
+        let image = Image::from_vec_u8(width, height, buffer.0, buffer.1);
         Self {
             image: image.unwrap_or_else(|_| unreachable!("image's buffers are tightly packed")),
             was_turned: false,
@@ -288,6 +326,44 @@ impl Pixels {
 
     fn has_alpha(&self) -> bool {
         self.image.pixel_type() == PixelType::U8x4
+    }
+
+    /// For derivatives no wider than `target`: the pixels box-shrunk in sRGB
+    /// to twice `target` when they are more than four times as wide, which
+    /// bounds the memory and time of the linear-light resize (the linear
+    /// copy of a 24 MP image alone would take 144 MB). Consumes the pixels
+    /// so that transparency can be premultiplied in place rather than in a
+    /// full-size copy.
+    fn into_working_size(mut self, target: Option<u32>) -> Result<Self, PipelineError> {
+        let (width, height) = (self.image.width(), self.image.height());
+        let Some(target) = target.filter(|&t| width > t.saturating_mul(4)) else {
+            return Ok(self);
+        };
+        let half_height = (u64::from(height) * u64::from(target) * 2 / u64::from(width)).max(1);
+        let half_height = u32::try_from(half_height).unwrap_or(u32::MAX);
+        let mut half_way = Image::new(target * 2, half_height, self.image.pixel_type());
+        let options = ResizeOptions::new()
+            .resize_alg(ResizeAlg::Convolution(FilterType::Box))
+            .use_alpha(false);
+        let failed = |e: &dyn std::fmt::Display| PipelineError::Encode(e.to_string());
+        let muldiv = fast_image_resize::MulDiv::default();
+        if self.has_alpha() {
+            muldiv
+                .multiply_alpha_inplace(&mut self.image)
+                .map_err(|e| failed(&e))?;
+        }
+        Resizer::new()
+            .resize(&self.image, &mut half_way, &options)
+            .map_err(|e| failed(&e))?;
+        if self.has_alpha() {
+            muldiv
+                .divide_alpha_inplace(&mut half_way)
+                .map_err(|e| failed(&e))?;
+        }
+        Ok(Self {
+            image: half_way,
+            was_turned: self.was_turned,
+        })
     }
 
     /// A copy no wider than `target`, keeping the aspect ratio; never
@@ -305,17 +381,7 @@ impl Pixels {
             u32::try_from(h.max(1)).unwrap_or(u32::MAX)
         };
         let pixel_type = self.image.pixel_type();
-        // A huge source is first box-shrunk in sRGB to twice the target: the
-        // linear-light copy of a 24 MP image alone would take 144 MB.
-        let shrunk;
-        let source = if width > target.saturating_mul(4) {
-            let mut half_way = Image::new(target * 2, height_for(target * 2), pixel_type);
-            resize(&self.image, &mut half_way, FilterType::Box)?;
-            shrunk = half_way;
-            &shrunk
-        } else {
-            &self.image
-        };
+        let source = &self.image;
         let linear_type = if pixel_type == PixelType::U8x4 {
             PixelType::U16x4
         } else {
@@ -360,8 +426,13 @@ impl Pixels {
         let height = u16::try_from(self.image.height()).map_err(too_big)?;
         let mut out = Vec::new();
         let mut encoder = jpeg_encoder::Encoder::new(&mut out, JPEG_QUALITY);
-        encoder.set_progressive(true);
-        encoder.set_optimized_huffman_tables(true);
+        // Progressive and optimised tables take two passes over every DCT
+        // block, which the encoder buffers (3 bytes a pixel at 4:2:0). Above
+        // a few megapixels that costs more memory than the pixels
+        // themselves, so large images go out baseline, streamed.
+        let buffered = u64::from(width) * u64::from(height) <= BUFFERED_ENCODE_MAX_PIXELS;
+        encoder.set_progressive(buffered);
+        encoder.set_optimized_huffman_tables(buffered);
         encoder
             .encode(
                 self.image.buffer(),
@@ -705,7 +776,14 @@ mod tests {
     fn bytes_that_are_not_an_image_are_refused() {
         let err =
             render(b"GIF89a\x02\x00\x02\x00\x00\x00\x00", Limits::default()).expect_err("garbage");
-        assert!(matches!(err, PipelineError::Decode(_)), "{err}");
+        assert!(
+            matches!(
+                err,
+                PipelineError::Decode(_)
+                    | PipelineError::Invalid(InvalidImage::UnreadableHeader { .. })
+            ),
+            "{err}"
+        );
     }
 
     #[test]

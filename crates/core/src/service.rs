@@ -376,9 +376,12 @@ fn make_outputs(ports: Ports<'_>, id: JobId, limits: Limits) -> Result<Outputs, 
         })?;
     let renditions = pipeline::render(&original.bytes, limits).map_err(|e| Failure {
         code: match e {
-            PipelineError::Invalid(InvalidImage::TooManyPixels { .. }) => {
-                FailureCode::LimitsExceeded
-            }
+            PipelineError::Invalid(
+                InvalidImage::TooManyPixels { .. }
+                | InvalidImage::TooMuchMemory { .. }
+                | InvalidImage::TooManyFrames { .. }
+                | InvalidImage::TooLarge { .. },
+            ) => FailureCode::LimitsExceeded,
             PipelineError::Invalid(_) | PipelineError::Decode(_) | PipelineError::Encode(_) => {
                 FailureCode::UndecodableImage
             }

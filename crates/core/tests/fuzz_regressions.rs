@@ -12,6 +12,7 @@ fn every_kept_fuzz_input_is_handled_without_a_panic() {
         max_upload_bytes: 1 << 20,
         max_pixels: 4_000_000,
         max_frames: 100,
+        ..Limits::default()
     };
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).expect("fuzz/regressions exists") {

@@ -55,7 +55,8 @@ fn get_positive_u32(name: &'static str) -> Result<u32, ConfigError> {
     })
 }
 
-/// The upload limits (`max_upload_bytes`, `max_pixels`, `max_gif_frames`).
+/// The upload limits (`max_upload_bytes`, `max_pixels`, `max_gif_frames`,
+/// `max_memory_mib`).
 ///
 /// # Errors
 /// [`ConfigError`].
@@ -64,6 +65,7 @@ pub fn limits() -> Result<Limits, ConfigError> {
         max_upload_bytes: get_positive("max_upload_bytes")?,
         max_pixels: get_positive("max_pixels")?,
         max_frames: get_positive_u32("max_gif_frames")?,
+        max_memory: get_positive("max_memory_mib")?.saturating_mul(1 << 20),
     })
 }
 

@@ -140,6 +140,10 @@ impl ApiError {
                     extensions: json!({ "limit_pixels": limit }),
                     ..p(422, "too-many-pixels", "Image dimensions too large", e.to_string())
                 },
+                InvalidImage::TooMuchMemory { limit_mib, max_pixels, .. } => Problem {
+                    extensions: json!({ "limit_pixels": max_pixels, "limit_memory_mib": limit_mib }),
+                    ..p(422, "too-many-pixels", "Image dimensions too large", e.to_string())
+                },
                 InvalidImage::TooManyFrames { limit } => Problem {
                     extensions: json!({ "limit_frames": limit }),
                     ..p(422, "too-many-frames", "Too many animation frames", e.to_string())

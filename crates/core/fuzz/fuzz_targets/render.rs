@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
         max_upload_bytes: 1 << 20,
         max_pixels: 4_000_000,
         max_frames: 100,
+        ..Limits::default()
     };
     if inspect(data, limits).is_ok() {
         drop(render(data, limits));
