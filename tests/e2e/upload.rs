@@ -119,7 +119,7 @@ fn an_image_that_would_need_more_memory_than_the_limit_is_a_422_naming_the_pixel
  {
     let app = TestApp::spawn();
     // 24 MP with transparency: about 132 MiB to process, over the default 120.
-    let rgba = crate::images::png_with_alpha_sized(6000, 4000);
+    let rgba = images::png_with_alpha_sized(6000, 4000);
     let problem = assert_problem(app.upload_raw(rgba, Some("image/png")), 422);
     assert_eq!(problem["type"], "urn:darkroom:problem:too-many-pixels");
     assert_eq!(problem["limit_memory_mib"], 120);
