@@ -24,6 +24,33 @@ if [ ! -d "$photos/usr/share/backgrounds" ]; then
 fi
 set -- "$photos"/usr/share/backgrounds/{Painting-Colors_by__herobrine7gamer,Kleiber_by_Lukas_Baubkus,Infinite-Sea_by_Aury88,Fossa_by_Jasper_Roks}.jpg
 
+# The same 24 MP photograph in every other kind of input, for the memory
+# each kind costs (crates/core/src/cost.rs is calibrated on these).
+kinds="$photos/kinds"
+if [ ! -f "$kinds/painting-lossy-alpha.webp" ]; then
+  echo "==> converting the 24 MP photograph to PNG, WebP and GIF variants" >&2
+  mkdir -p "$kinds"
+  src="$1"
+  tmp=$(mktemp -d)
+  vips copy "$src" "$tmp/rgb.v"
+  vips bandjoin_const "$tmp/rgb.v" "$tmp/rgba.v" 200
+  vips cast "$tmp/rgb.v" "$tmp/c.v" ushort
+  vips linear "$tmp/c.v" "$tmp/l.v" 257 0
+  vips cast "$tmp/l.v" "$tmp/u.v" ushort
+  vips copy "$tmp/u.v" "$tmp/rgb16.v" --interpretation rgb16
+  vips colourspace "$tmp/rgb.v" "$tmp/grey.v" b-w
+  vips pngsave "$tmp/rgb.v" "$kinds/painting-rgb.png"
+  vips pngsave "$tmp/rgba.v" "$kinds/painting-rgba.png"
+  vips pngsave "$tmp/rgb16.v" "$kinds/painting-rgb16.png"
+  vips pngsave "$tmp/grey.v" "$kinds/painting-grey.png"
+  vips webpsave "$tmp/rgb.v" "$kinds/painting-lossless.webp" --lossless
+  vips gifsave "$tmp/rgb.v" "$kinds/painting.gif"
+  vips webpsave "$tmp/rgb.v" "$kinds/painting-lossy.webp" --Q 80
+  vips webpsave "$tmp/rgba.v" "$kinds/painting-lossy-alpha.webp" --Q 80
+  rm -rf "$tmp"
+fi
+set -- "$@" "$kinds"/painting-{rgb,rgba,rgb16,grey}.png "$kinds"/painting-{lossy,lossy-alpha,lossless}.webp "$kinds"/painting.gif
+
 echo "==> building the benchmark (native and wasm32-wasip2) and the report runner" >&2
 cargo build --release -p darkroom-bench
 cargo build --release --target wasm32-wasip2 -p darkroom-bench
