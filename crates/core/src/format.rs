@@ -102,7 +102,7 @@ pub struct Limits {
     /// processed, but the file may be kept as the optimized copy).
     pub max_frames: u32,
     /// The most memory, in bytes, that processing one image may be
-    /// estimated to need ([`crate::cost`]).
+    /// estimated to need, from its header (see `cost.rs`).
     pub max_memory: u64,
 }
 
