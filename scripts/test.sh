@@ -34,6 +34,6 @@ s3_port=$(free_port)
 export DARKROOM_TEST_S3_ACCESS_KEY=darkroom-test DARKROOM_TEST_S3_SECRET_KEY="darkroom-test-secret-$RANDOM"
 start_s3 "$s3_port" "$s3_root" "$DARKROOM_TEST_S3_ACCESS_KEY" "$DARKROOM_TEST_S3_SECRET_KEY"
 cleanup+=("$S3_PID")
-export DARKROOM_TEST_BLOB_STORE=s3 DARKROOM_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port" DARKROOM_TEST_S3_ROOT="$s3_root"
+export DARKROOM_TEST_BLOB_STORE=s3 DARKROOM_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
 echo "==> end-to-end suite again with blob_store = s3 ($DARKROOM_TEST_S3_ENDPOINT)" >&2
 cargo test --locked -p darkroom-tests --test e2e "$@"

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use darkroom_tests::host::{HostConfig, RunningApp};
 use reqwest::blocking::{Client, Response, multipart};
+use rusty_s3::S3Action;
 use serde_json::Value;
 
 /// Longest wait for a job to finish before the test fails.
@@ -53,7 +54,6 @@ struct S3 {
     endpoint: String,
     access_key: String,
     secret_key: String,
-    root: String,
 }
 
 impl S3 {
@@ -68,8 +68,22 @@ impl S3 {
             endpoint: var("DARKROOM_TEST_S3_ENDPOINT"),
             access_key: var("DARKROOM_TEST_S3_ACCESS_KEY"),
             secret_key: var("DARKROOM_TEST_S3_SECRET_KEY"),
-            root: var("DARKROOM_TEST_S3_ROOT"),
         })
+    }
+
+    /// `name` on this server, path-style.
+    fn bucket(&self, name: &str) -> rusty_s3::Bucket {
+        rusty_s3::Bucket::new(
+            self.endpoint.parse().expect("S3 endpoint URL"),
+            rusty_s3::UrlStyle::Path,
+            name.to_owned(),
+            "us-east-1",
+        )
+        .expect("bucket URL")
+    }
+
+    fn credentials(&self) -> rusty_s3::Credentials {
+        rusty_s3::Credentials::new(&self.access_key, &self.secret_key)
     }
 
     /// Creates a bucket of the test's own through the S3 API, so that every
@@ -79,16 +93,8 @@ impl S3 {
             "darkroom-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..16]
         );
-        let bucket = rusty_s3::Bucket::new(
-            self.endpoint.parse().expect("S3 endpoint URL"),
-            rusty_s3::UrlStyle::Path,
-            name.clone(),
-            "us-east-1",
-        )
-        .expect("bucket URL");
-        let credentials = rusty_s3::Credentials::new(&self.access_key, &self.secret_key);
-        let url = rusty_s3::S3Action::sign(
-            &rusty_s3::actions::CreateBucket::new(&bucket, &credentials),
+        let url = S3Action::sign(
+            &rusty_s3::actions::CreateBucket::new(&self.bucket(&name), &self.credentials()),
             Duration::from_secs(60),
         );
         let response = Client::new()
@@ -104,25 +110,36 @@ impl S3 {
         name
     }
 
-    /// The keys of the objects in `bucket`, read from the server's folder
-    /// (s3s-fs keeps one file per object and its own state in dot-files).
+    /// The keys of the objects in `bucket`, listed through the S3 API.
     fn object_keys(&self, bucket: &str) -> Vec<String> {
-        fn walk(dir: &std::path::Path, prefix: &str, keys: &mut Vec<String>) {
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') {
-                    continue;
-                }
-                let key = format!("{prefix}{name}");
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    walk(&entry.path(), &format!("{key}/"), keys);
-                } else {
-                    keys.push(key);
-                }
+        let (bucket, credentials) = (self.bucket(bucket), self.credentials());
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let mut list = rusty_s3::actions::ListObjectsV2::new(&bucket, Some(&credentials));
+            if let Some(token) = &token {
+                list.with_continuation_token(String::clone(token));
+            }
+            let url = S3Action::sign(&list, Duration::from_secs(60));
+            let response = Client::new()
+                .get(url)
+                .send()
+                .expect("ListObjectsV2 reaches the S3 server");
+            assert!(
+                response.status().is_success(),
+                "ListObjectsV2: {}",
+                response.status()
+            );
+            let page = rusty_s3::actions::ListObjectsV2::parse_response(
+                &response.text().expect("a listing"),
+            )
+            .expect("a ListObjectsV2 document");
+            keys.extend(page.contents.into_iter().map(|o| o.key));
+            token = page.next_continuation_token;
+            if token.is_none() {
+                break;
             }
         }
-        let mut keys = Vec::new();
-        walk(&PathBuf::from(&self.root).join(bucket), "", &mut keys);
         keys.sort();
         keys
     }
@@ -663,7 +680,7 @@ pub struct PrivateS3 {
     server: S3,
     bucket: String,
     port: u16,
-    _root: tempfile::TempDir,
+    root: tempfile::TempDir,
 }
 
 impl PrivateS3 {
@@ -675,14 +692,13 @@ impl PrivateS3 {
             endpoint: format!("http://127.0.0.1:{port}"),
             access_key: "private-test".to_owned(),
             secret_key: format!("private-secret-{}", uuid::Uuid::new_v4().simple()),
-            root: root.path().display().to_string(),
         };
         let mut s3 = Self {
             child: std::cell::RefCell::new(None),
             server,
             bucket: String::new(),
             port,
-            _root: root,
+            root,
         };
         s3.launch();
         s3.bucket = s3.server.create_bucket();
@@ -694,7 +710,7 @@ impl PrivateS3 {
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--access-key", &self.server.access_key])
             .args(["--secret-key", &self.server.secret_key])
-            .arg(&self.server.root)
+            .arg(self.root.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

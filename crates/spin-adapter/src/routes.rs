@@ -28,7 +28,8 @@ pub fn path_param(headers: &spin_sdk::http::Headers, name: &str) -> Option<Strin
     header(headers, &format!("spin-path-match-{name}"))
 }
 
-/// The first value of request header `name`, as text.
+/// The first value of header `name`, as text (request headers, and the
+/// headers of responses to outbound requests).
 pub fn header(headers: &spin_sdk::http::Headers, name: &str) -> Option<String> {
     headers
         .get(name)

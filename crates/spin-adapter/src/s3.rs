@@ -248,13 +248,8 @@ impl BlobStore for S3BlobStore {
         if status == 404 {
             return Ok(None);
         }
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .first()
-                .and_then(|v| String::from_utf8(v.clone()).ok())
-        };
+        let headers = response.headers();
+        let header = |name: &str| crate::routes::header(&headers, name);
         let content_type = header("content-type");
         let etag = header("etag");
         let length = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
