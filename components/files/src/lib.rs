@@ -44,7 +44,7 @@ fn serve_file(req: IncomingRequest, out: ResponseOutparam) {
 enum Served<'a> {
     /// Headers now, then the blob's pieces.
     Stream(Response, BlobReader<'a>),
-    /// A complete answer (a redirect).
+    /// A complete answer: a redirect, a `304`, or the headers of a `HEAD`.
     Whole(Response),
 }
 
