@@ -17,7 +17,14 @@ use crate::format::{ImageFormat, InvalidImage, Limits};
 
 /// Memory held whatever the image: allocator slack, resize intermediates,
 /// encoder state. In quarter bytes per pixel, like every figure here.
-const SLACK_QUARTERS: u64 = 7;
+const SLACK_QUARTERS: u64 = 8;
+
+/// The WebP decoder's own buffers: YUV planes for a lossy image; with
+/// alpha, also the alpha plane and an RGBA staging buffer; a 32-bit ARGB
+/// buffer for a lossless one.
+const WEBP_LOSSY: u64 = 2;
+const WEBP_LOSSY_ALPHA: u64 = 20;
+const WEBP_LOSSLESS: u64 = 12;
 
 /// What decides an image's cost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,11 +98,9 @@ pub(crate) fn read_header(format: ImageFormat, bytes: &[u8]) -> Result<Header, I
     let (width, height) = decoder.dimensions();
     let color = decoder.color_type();
     let extra_quarters = match format {
-        // Lossy: YUV planes; with alpha, also the alpha plane and an RGBA
-        // staging buffer. Lossless: a 32-bit ARGB buffer.
-        ImageFormat::Webp if crate::format::webp_is_lossless(bytes) => 10,
-        ImageFormat::Webp if color.has_alpha() => 20,
-        ImageFormat::Webp => 2,
+        ImageFormat::Webp if crate::format::webp_is_lossless(bytes) => WEBP_LOSSLESS,
+        ImageFormat::Webp if color.has_alpha() => WEBP_LOSSY_ALPHA,
+        ImageFormat::Webp => WEBP_LOSSY,
         ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::Gif => 0,
     };
     Ok(Header {
@@ -179,56 +184,18 @@ mod tests {
     #[test]
     fn the_estimates_cover_what_24_mp_images_were_measured_to_take_in_wasm() {
         // (header kind, measured whole-job peak in wasm for 24 MP, BENCHMARKS.md)
+        let full = |color, extra_quarters| Kind::FullDecode {
+            color,
+            extra_quarters,
+        };
         let cases = [
-            (
-                Kind::FullDecode {
-                    color: ColorType::Rgb8,
-                    extra_quarters: 0,
-                },
-                95,
-            ),
-            (
-                Kind::FullDecode {
-                    color: ColorType::Rgba8,
-                    extra_quarters: 0,
-                },
-                130,
-            ),
-            (
-                Kind::FullDecode {
-                    color: ColorType::Rgb16,
-                    extra_quarters: 0,
-                },
-                210,
-            ),
-            (
-                Kind::FullDecode {
-                    color: ColorType::L8,
-                    extra_quarters: 0,
-                },
-                112,
-            ),
-            (
-                Kind::FullDecode {
-                    color: ColorType::Rgb8,
-                    extra_quarters: 2,
-                },
-                112,
-            ),
-            (
-                Kind::FullDecode {
-                    color: ColorType::Rgba8,
-                    extra_quarters: 20,
-                },
-                242,
-            ),
-            (
-                Kind::FullDecode {
-                    color: ColorType::Rgb8,
-                    extra_quarters: 10,
-                },
-                163,
-            ),
+            (full(ColorType::Rgb8, 0), 100),          // PNG
+            (full(ColorType::Rgba8, 0), 132),         // PNG with alpha, GIF (127)
+            (full(ColorType::Rgb16, 0), 210),         // 16-bit PNG
+            (full(ColorType::L8, 0), 112),            // grey PNG
+            (full(ColorType::Rgb8, WEBP_LOSSY), 113), // lossy WebP
+            (full(ColorType::Rgba8, WEBP_LOSSY_ALPHA), 244),
+            (full(ColorType::Rgb8, WEBP_LOSSLESS), 172),
             (
                 Kind::ScaledJpeg {
                     progressive: false,
@@ -266,7 +233,7 @@ mod tests {
             header(&lossless).kind,
             Kind::FullDecode {
                 color: ColorType::Rgb8,
-                extra_quarters: 10
+                extra_quarters: WEBP_LOSSLESS
             }
         );
         let jpeg = encode_with(&gradient(4000, 3000, false), image::ImageFormat::Jpeg);
