@@ -98,7 +98,7 @@ pub(crate) fn read_header(format: ImageFormat, bytes: &[u8]) -> Result<Header, I
     let (width, height) = decoder.dimensions();
     let color = decoder.color_type();
     let extra_quarters = match format {
-        ImageFormat::Webp if crate::format::webp_is_lossless(bytes) => WEBP_LOSSLESS,
+        ImageFormat::Webp if crate::webp::is_lossless(bytes) => WEBP_LOSSLESS,
         ImageFormat::Webp if color.has_alpha() => WEBP_LOSSY_ALPHA,
         ImageFormat::Webp => WEBP_LOSSY,
         ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::Gif => 0,

@@ -239,24 +239,12 @@ pub fn check_container(format: ImageFormat, bytes: &[u8]) -> Result<(), InvalidI
     if format != ImageFormat::Webp {
         return Ok(());
     }
-    let broken = |reason: &str| InvalidImage::UnreadableHeader {
-        format,
-        reason: reason.to_owned(),
-    };
-    let mut pos = 12; // "RIFF", size, "WEBP"
-    while pos < bytes.len() {
-        let header = bytes
-            .get(pos..pos + 8)
-            .ok_or_else(|| broken("truncated chunk header"))?;
-        let size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        let end = pos
-            .checked_add(8)
-            .and_then(|p| p.checked_add(size))
-            .filter(|&end| end <= bytes.len())
-            .ok_or_else(|| broken("a chunk is larger than the file"))?;
-        pos = end + (size & 1); // chunks are padded to even sizes
-    }
-    Ok(())
+    crate::webp::chunks(bytes)
+        .try_for_each(|chunk| chunk.map(drop))
+        .map_err(|reason| InvalidImage::UnreadableHeader {
+            format,
+            reason: reason.to_owned(),
+        })
 }
 
 /// Holds an animated GIF to the frame limit, walking its blocks without
@@ -273,24 +261,6 @@ pub fn check_frames(format: ImageFormat, bytes: &[u8], limits: Limits) -> Result
         });
     }
     Ok(())
-}
-
-/// Whether a WebP holds a lossless (`VP8L`) rather than a lossy (`VP8 `) image.
-pub(crate) fn webp_is_lossless(bytes: &[u8]) -> bool {
-    let mut pos = 12;
-    while let Some(header) = bytes.get(pos..pos + 8) {
-        match &header[..4] {
-            b"VP8L" => return true,
-            b"VP8 " => return false,
-            _ => {}
-        }
-        let size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        pos = pos
-            .saturating_add(8)
-            .saturating_add(size)
-            .saturating_add(size & 1);
-    }
-    false
 }
 
 /// Holds declared dimensions to the pixel limit.

@@ -21,6 +21,7 @@ pub mod queue;
 pub mod service;
 pub mod testing;
 pub mod time;
+mod webp;
 
 pub use id::JobId;
 pub use job::{Job, JobState};

@@ -47,24 +47,17 @@ fn strip_webp(webp: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let mut out = webp[..12].to_vec();
-    let mut pos = 12;
-    while pos < webp.len() {
-        let header = webp.get(pos..pos + 8)?;
-        let size = usize::try_from(u32::from_le_bytes(header[4..8].try_into().ok()?)).ok()?;
-        let end = pos.checked_add(8)?.checked_add(size)?;
-        webp.get(..end)?;
-        // Chunks are padded to an even size; a missing final pad byte is tolerated.
-        let padded = (end + (size & 1)).min(webp.len());
-        match &header[..4] {
+    for chunk in crate::webp::chunks(webp) {
+        let (fourcc, range) = chunk.ok()?;
+        match &fourcc {
             b"EXIF" | b"XMP " => {}
             b"VP8X" => {
                 let start = out.len();
-                out.extend_from_slice(&webp[pos..padded]);
+                out.extend_from_slice(&webp[range]);
                 *out.get_mut(start + 8)? &= !(EXIF_FLAG | XMP_FLAG);
             }
-            _ => out.extend_from_slice(&webp[pos..padded]),
+            _ => out.extend_from_slice(&webp[range]),
         }
-        pos = padded;
     }
     let riff_size = u32::try_from(out.len() - 8).ok()?;
     out[4..8].copy_from_slice(&riff_size.to_le_bytes());

@@ -267,7 +267,6 @@ fn decode(
     let mut decoder = reader.into_decoder().map_err(decode_error)?;
     let (width, height) = decoder.dimensions();
     check_pixels(width, height, limits)?;
-    crate::format::check_frames(format, bytes, limits)?;
     // A broken EXIF block must not sink an otherwise good image.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
