@@ -32,7 +32,7 @@ use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 use thiserror::Error;
 
-use crate::format::{ImageFormat, InvalidImage, Limits, check_pixels};
+use crate::format::{ImageFormat, InvalidImage, Limits};
 
 /// JPEG quality of every output: visually lossless for photographs at a
 /// third of the size of quality 95.
@@ -119,15 +119,16 @@ pub enum PipelineError {
 /// [`PipelineError`] when the image is unsupported, over the limits, corrupt,
 /// or cannot be encoded (JPEG allows at most 65 535 px a side).
 pub fn render(original: &[u8], limits: Limits) -> Result<Vec<Rendition>, PipelineError> {
-    // The upload's checks again (the limits may have changed since), the
-    // memory estimate among them.
-    crate::format::inspect(original, limits)?;
-    if ImageFormat::sniff(original) == Some(ImageFormat::Jpeg)
-        && let Some(renditions) = render_jpeg(original, limits)?
+    // The upload's checks again (the limits may have changed since): the
+    // format, the container, the pixel, frame and memory limits. The paths
+    // below rely on them.
+    let format = crate::format::inspect(original, limits)?.format;
+    if format == ImageFormat::Jpeg
+        && let Some(renditions) = render_jpeg(original)?
     {
         return Ok(renditions);
     }
-    render_decoded(original, limits)
+    render_decoded(original, format, limits)
 }
 
 fn decode_error(e: impl std::fmt::Display) -> PipelineError {
@@ -136,14 +137,13 @@ fn decode_error(e: impl std::fmt::Display) -> PipelineError {
 
 /// The JPEG path: lossless optimized copy, shrink-on-load derivatives.
 /// `None` for colour models it leaves to the general path (CMYK, 16-bit).
-fn render_jpeg(bytes: &[u8], limits: Limits) -> Result<Option<Vec<Rendition>>, PipelineError> {
+fn render_jpeg(bytes: &[u8]) -> Result<Option<Vec<Rendition>>, PipelineError> {
     let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
     decoder.read_info().map_err(decode_error)?;
     let info = decoder
         .info()
         .ok_or_else(|| decode_error("no frame header"))?;
     let (width, height) = (u32::from(info.width), u32::from(info.height));
-    check_pixels(width, height, limits)?;
     let grey = match info.pixel_format {
         jpeg_decoder::PixelFormat::RGB24 => false,
         jpeg_decoder::PixelFormat::L8 => true,
@@ -205,8 +205,12 @@ fn render_jpeg(bytes: &[u8], limits: Limits) -> Result<Option<Vec<Rendition>>, P
 }
 
 /// The general path: full decode, upright, every output from the pixels.
-fn render_decoded(original: &[u8], limits: Limits) -> Result<Vec<Rendition>, PipelineError> {
-    let (image, format, orientation) = decode(original, limits)?;
+fn render_decoded(
+    original: &[u8],
+    format: ImageFormat,
+    limits: Limits,
+) -> Result<Vec<Rendition>, PipelineError> {
+    let (image, orientation) = decode(original, format, limits)?;
     let mut pixels = Pixels::from_image(image);
     pixels.was_turned = orientation != Orientation::NoTransforms;
     // The full-size copy first: the derivatives are made from pixels that
@@ -252,26 +256,24 @@ fn render_decoded(original: &[u8], limits: Limits) -> Result<Vec<Rendition>, Pip
     ])
 }
 
-/// Decodes the first frame, upright, holding the header to `limits` first.
+/// Decodes the first frame, upright; the decoder may allocate no more than
+/// the widest decode of `max_pixels` (the header was checked by `render`).
 fn decode(
     bytes: &[u8],
+    format: ImageFormat,
     limits: Limits,
-) -> Result<(DynamicImage, ImageFormat, Orientation), PipelineError> {
-    let format = ImageFormat::sniff(bytes).ok_or(InvalidImage::UnsupportedFormat)?;
-    crate::format::check_container(format, bytes)?;
+) -> Result<(DynamicImage, Orientation), PipelineError> {
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format.codec());
     let mut codec_limits = image::Limits::default();
     // RGBA16 is the widest decoded form: 8 bytes a pixel.
     codec_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(1 << 20));
     reader.limits(codec_limits);
     let mut decoder = reader.into_decoder().map_err(decode_error)?;
-    let (width, height) = decoder.dimensions();
-    check_pixels(width, height, limits)?;
     // A broken EXIF block must not sink an otherwise good image.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
     image.apply_orientation(orientation);
-    Ok((image, format, orientation))
+    Ok((image, orientation))
 }
 
 /// Decoded 8-bit pixels, RGB or RGBA.
