@@ -48,49 +48,35 @@ pub(crate) fn header_len(gif: &[u8]) -> Option<usize> {
 }
 
 /// The blocks between the header and the trailer, each with its byte range.
-/// Yields `None` once when the structure breaks (truncated, unknown
-/// introducer) and then stops; ends quietly at the trailer.
-pub(crate) fn blocks(gif: &[u8]) -> impl Iterator<Item = Option<(Block<'_>, Range<usize>)>> {
+/// Ends at the trailer, or at the end of a file that lacks one; yields `Err`
+/// with a reason once when a block is truncated or unknown, then stops.
+pub(crate) fn blocks(
+    gif: &[u8],
+) -> impl Iterator<Item = Result<(Block<'_>, Range<usize>), &'static str>> + '_ {
     let mut pos = header_len(gif);
     std::iter::from_fn(move || {
         let start = pos?;
-        let next = match *gif.get(start)? {
-            0x3B => None,
+        let introducer = *gif.get(start)?;
+        if introducer == 0x3B {
+            return None;
+        }
+        let block = match introducer {
             0x2C => gif.get(start + 9).and_then(|packed| {
                 let data = start + 10 + color_table_bytes(*packed) + 1;
                 Some((Block::Image, start..sub_blocks_end(gif, data)?))
             }),
             0x21 => gif.get(start + 1).and_then(|label| {
-                let end = sub_blocks_end(gif, start + 2)?;
                 let application = gif.get(start + 3..start + 14).unwrap_or_default();
-                Some((
-                    Block::Extension {
-                        label: *label,
-                        application,
-                    },
-                    start..end,
-                ))
+                let block = Block::Extension {
+                    label: *label,
+                    application,
+                };
+                Some((block, start..sub_blocks_end(gif, start + 2)?))
             }),
-            _ => {
-                pos = None;
-                return Some(None);
-            }
+            _ => None,
         };
-        match next {
-            Some((block, range)) => {
-                pos = Some(range.end);
-                Some(Some((block, range)))
-            }
-            // The trailer, or a block that does not fit in the file.
-            None if gif.get(start) == Some(&0x3B) => {
-                pos = None;
-                None
-            }
-            None => {
-                pos = None;
-                Some(None)
-            }
-        }
+        pos = block.as_ref().map(|(_, range)| range.end);
+        Some(block.ok_or("a block is truncated or of an unknown kind"))
     })
 }
 
@@ -98,14 +84,12 @@ pub(crate) fn blocks(gif: &[u8]) -> impl Iterator<Item = Option<(Block<'_>, Rang
 /// a broken structure ends the count where it breaks.
 pub(crate) fn count_frames(gif: &[u8], stop_after: u32) -> u32 {
     let mut frames = 0;
-    for block in blocks(gif) {
-        if let Some((Block::Image, _)) = block {
+    for block in blocks(gif).map_while(Result::ok) {
+        if matches!(block, (Block::Image, _)) {
             frames += 1;
             if frames > stop_after {
                 break;
             }
-        } else if block.is_none() {
-            break;
         }
     }
     frames
@@ -141,7 +125,10 @@ mod tests {
         let still = encode_with(&gradient(30, 20, false), image::ImageFormat::Gif);
         let cut = &still[..still.len() - 10];
         assert_eq!(count_frames(cut, 100), 0);
-        assert_eq!(blocks(cut).last(), Some(None), "the walk reports the break");
+        assert!(
+            blocks(cut).last().is_some_and(|b| b.is_err()),
+            "the walk reports the break"
+        );
         assert_eq!(header_len(b"GIF89a"), None);
     }
 }

@@ -70,7 +70,7 @@ fn strip_gif(gif: &[u8]) -> Option<Vec<u8>> {
     use crate::gif::{Block, blocks, header_len};
     let mut out = gif.get(..header_len(gif)?)?.to_vec();
     for block in blocks(gif) {
-        let (block, range) = block?;
+        let (block, range) = block.ok()?;
         let keep = match block {
             Block::Image => true,
             Block::Extension { label: 0xFE, .. } => false,
@@ -84,7 +84,7 @@ fn strip_gif(gif: &[u8]) -> Option<Vec<u8>> {
             out.extend_from_slice(&gif[range]);
         }
     }
-    // `blocks` ends quietly only at the trailer.
+    // `blocks` ends quietly at the trailer or the end of the file.
     out.push(0x3B);
     Some(out)
 }
