@@ -512,6 +512,37 @@ mod tests {
     }
 
     #[test]
+    fn shrinking_a_wide_transparent_image_ignores_the_colour_of_invisible_pixels() {
+        // Over 4x the preview's width, so the box pre-shrink (premultiplied
+        // in place) runs. Every other column is fully transparent black.
+        let image = image::RgbaImage::from_fn(3400, 60, |x, _| {
+            image::Rgba(if x % 2 == 0 {
+                [200, 40, 40, 255]
+            } else {
+                [0; 4]
+            })
+        });
+        let out = render(
+            &encode_png(&DynamicImage::ImageRgba8(image)),
+            Limits::default(),
+        )
+        .expect("render");
+        for variant in [Variant::Preview, Variant::Thumbnail] {
+            let r = by_variant(&out, variant);
+            assert_eq!(r.format, ImageFormat::Png, "{variant:?}");
+            let decoded = decode_output(r).to_rgba8();
+            let p = decoded
+                .get_pixel(decoded.width() / 2, decoded.height() / 2)
+                .0;
+            assert!(
+                p[0].abs_diff(200) <= 6 && p[1].abs_diff(40) <= 6 && p[2].abs_diff(40) <= 6,
+                "{variant:?}: colour {p:?} is darkened by invisible pixels"
+            );
+            assert!(p[3].abs_diff(128) <= 12, "{variant:?}: alpha {p:?}");
+        }
+    }
+
+    #[test]
     fn transparency_survives_as_png() {
         let png = encode_png(&gradient(400, 300, true));
         let out = render(&png, Limits::default()).expect("render");

@@ -545,6 +545,8 @@ mod tests {
         queue: MemoryQueue,
         clock: ManualClock,
         policy: RetryPolicy,
+        /// The limits processing holds jobs to (uploads use the defaults).
+        limits: std::cell::Cell<Limits>,
     }
 
     const LEASE_MS: u64 = 10_000;
@@ -562,6 +564,7 @@ mod tests {
                     max_delay: Duration::from_secs(60),
                     lease: Duration::from_millis(LEASE_MS),
                 },
+                limits: std::cell::Cell::new(Limits::default()),
             }
         }
 
@@ -585,7 +588,7 @@ mod tests {
                     queue: &self.queue,
                     random: &FixedRandom(0.5),
                     policy: self.policy,
-                    limits: Limits::default(),
+                    limits: self.limits.get(),
                 })
             })
         }
@@ -777,6 +780,27 @@ mod tests {
             "permanent failures are not dead letters"
         );
         assert!(world.queue.waiting().is_empty() && world.queue.leased().is_empty());
+        assert_eq!(world.job(job.id), failed);
+    }
+
+    #[test]
+    fn a_job_over_limits_lowered_since_its_upload_fails_at_once_as_limits_exceeded() {
+        let world = World::new();
+        let job = world
+            .accept(&png(300, 200))
+            .expect("accepted under the defaults");
+        world.limits.set(Limits {
+            max_memory: 64 * 1024,
+            ..Limits::default()
+        });
+        let failed = outcome_job(world.process_next());
+        let JobState::Failed { error } = &failed.state else {
+            panic!("not failed: {:?}", failed.state);
+        };
+        assert_eq!(error.code, FailureCode::LimitsExceeded, "{}", error.message);
+        assert!(error.message.contains("MiB"), "{}", error.message);
+        assert_eq!(failed.attempts, 1);
+        assert!(world.queue.dead_letters().expect("dead").is_empty());
         assert_eq!(world.job(job.id), failed);
     }
 
