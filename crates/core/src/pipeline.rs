@@ -514,12 +514,12 @@ mod tests {
     #[test]
     fn shrinking_a_wide_transparent_image_ignores_the_colour_of_invisible_pixels() {
         // Over 4x the preview's width, so the box pre-shrink (premultiplied
-        // in place) runs. Every other column is fully transparent black.
+        // in place) runs. Every other column is fully transparent green.
         let image = image::RgbaImage::from_fn(3400, 60, |x, _| {
             image::Rgba(if x % 2 == 0 {
                 [200, 40, 40, 255]
             } else {
-                [0; 4]
+                [0, 255, 0, 0]
             })
         });
         let out = render(
@@ -536,7 +536,7 @@ mod tests {
                 .0;
             assert!(
                 p[0].abs_diff(200) <= 6 && p[1].abs_diff(40) <= 6 && p[2].abs_diff(40) <= 6,
-                "{variant:?}: colour {p:?} is darkened by invisible pixels"
+                "{variant:?}: colour {p:?} is tinted by invisible pixels"
             );
             assert!(p[3].abs_diff(128) <= 12, "{variant:?}: alpha {p:?}");
         }
