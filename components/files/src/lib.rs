@@ -30,11 +30,15 @@ fn serve_file(req: IncomingRequest, out: ResponseOutparam) {
             return outparam::send_buffered(out, ApiError::StorageUnavailable(e).into_response());
         }
     };
-    let blobs = match darkroom_spin::store::blob_store(&kv) {
+    let blob_config = match config::blob_store() {
+        Ok(config) => config,
+        Err(e) => return outparam::send_buffered(out, ApiError::from(e).into_response()),
+    };
+    let blobs = match darkroom_spin::store::blob_store_for(&kv, blob_config.clone()) {
         Ok(blobs) => blobs,
         Err(e) => return outparam::send_buffered(out, e.into_response()),
     };
-    match serve(&req, &kv, blobs.as_ref()) {
+    match serve(&req, &kv, blobs.as_ref(), &blob_config) {
         Ok(Served::Stream(response, body)) => outparam::send(out, response, body),
         Ok(Served::Whole(response)) => outparam::send_buffered(out, response),
         Err(e) => outparam::send_buffered(out, e.into_response()),
@@ -52,6 +56,7 @@ fn serve<'a>(
     req: &IncomingRequest,
     kv: &'a SpinKv,
     blobs: &'a dyn BlobStore,
+    blob_config: &BlobStoreConfig,
 ) -> Result<Served<'a>, ApiError> {
     let head = match req.method() {
         Method::Get => false,
@@ -65,13 +70,13 @@ fn serve<'a>(
     let name = routes::path_param(&headers, "name")
         .and_then(|name| FileName::parse(&name))
         .ok_or(ApiError::NotFound)?;
-    if let BlobStoreConfig::S3(s3) = config::blob_store()?
+    if let BlobStoreConfig::S3(s3) = blob_config
         && let S3Links::Redirect {
             public_endpoint,
             ttl,
         } = config::s3_links()?
     {
-        let links = PresignedLinks::new(&s3, public_endpoint.as_deref(), ttl)
+        let links = PresignedLinks::new(s3, public_endpoint.as_deref(), ttl)
             .map_err(ApiError::StorageUnavailable)?;
         let key = service::locate_file(kv, id, name)?;
         return Ok(Served::Whole(views::redirect(

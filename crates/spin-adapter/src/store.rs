@@ -51,7 +51,19 @@ impl KeyValue for SpinKv {
 pub fn blob_store<'a>(
     kv: &'a SpinKv,
 ) -> Result<Box<dyn darkroom_core::ports::BlobStore + 'a>, crate::problem::ApiError> {
-    Ok(match crate::config::blob_store()? {
+    blob_store_for(kv, crate::config::blob_store()?)
+}
+
+/// The blob store `config` names, for a caller that has read the settings
+/// already.
+///
+/// # Errors
+/// [`crate::problem::ApiError`] when the S3 settings do not form a bucket URL.
+pub fn blob_store_for(
+    kv: &SpinKv,
+    config: crate::config::BlobStoreConfig,
+) -> Result<Box<dyn darkroom_core::ports::BlobStore + '_>, crate::problem::ApiError> {
+    Ok(match config {
         crate::config::BlobStoreConfig::KeyValue => {
             Box::new(darkroom_core::blob::KvBlobStore::new(kv))
         }
