@@ -10,6 +10,7 @@ pub mod blob;
 mod cost;
 pub mod format;
 mod gif;
+mod icc;
 pub mod id;
 pub mod job;
 pub mod jpeg;

@@ -13,6 +13,10 @@
 //! without its metadata ([`crate::metadata::strip`]), whichever is smaller
 //! (a PNG, WebP or GIF original only when it needed no turning).
 //!
+//! Colour: the thumbnail and the preview are converted from the original's
+//! ICC profile to sRGB; a re-encoded optimized copy keeps the profile
+//! ([`crate::icc`]).
+//!
 //! Resizing: `fast_image_resize` (SIMD), Lanczos3, in linear light (averaging
 //! gamma-encoded values darkens fine detail). Sources more than 4x the target
 //! are first box-shrunk in sRGB to 2x, which bounds memory and time.
@@ -33,6 +37,7 @@ use image::{DynamicImage, ImageDecoder, ImageReader};
 use thiserror::Error;
 
 use crate::format::{ImageFormat, InvalidImage, Limits};
+use crate::icc::RgbProfile;
 
 /// JPEG quality of every output: visually lossless for photographs at a
 /// third of the size of quality 95.
@@ -168,6 +173,7 @@ fn render_jpeg(bytes: &[u8]) -> Result<Option<Vec<Rendition>>, PipelineError> {
     };
     let optimized = crate::jpeg::strip_metadata(bytes, u16::from(orientation.to_exif()))
         .map_err(decode_error)?;
+    let profile = decoder.icc_profile().and_then(RgbProfile::read);
 
     // The smallest DCT scale that still leaves the preview's width.
     let wanted = Variant::Preview
@@ -188,12 +194,13 @@ fn render_jpeg(bytes: &[u8]) -> Result<Option<Vec<Rendition>>, PipelineError> {
     let mut image = image.ok_or_else(|| decode_error("the decoder returned too few pixels"))?;
     image.apply_orientation(orientation);
 
-    let small = Pixels::from_image(image).into_working_size(Variant::Preview.target_width())?;
+    let mut small = Pixels::from_image(image).into_working_size(Variant::Preview.target_width())?;
+    small.convert_to_srgb(profile.as_ref());
     let preview = small.resized_to_width(Variant::Preview.target_width())?;
     let thumbnail = preview.resized_to_width(Variant::Thumbnail.target_width())?;
     Ok(Some(vec![
-        thumbnail.encode(Variant::Thumbnail)?,
-        preview.encode(Variant::Preview)?,
+        thumbnail.encode(Variant::Thumbnail, None)?,
+        preview.encode(Variant::Preview, None)?,
         Rendition {
             variant: Variant::Optimized,
             format: ImageFormat::Jpeg,
@@ -210,7 +217,7 @@ fn render_decoded(
     format: ImageFormat,
     limits: Limits,
 ) -> Result<Vec<Rendition>, PipelineError> {
-    let (image, orientation) = decode(original, format, limits)?;
+    let (image, orientation, profile) = decode(original, format, limits)?;
     let mut pixels = Pixels::from_image(image);
     pixels.was_turned = orientation != Orientation::NoTransforms;
     // The full-size copy first: the derivatives are made from pixels that
@@ -234,7 +241,7 @@ fn render_decoded(
             bytes: stripped,
         },
         stripped => {
-            let encoded = pixels.encode(Variant::Optimized)?;
+            let encoded = pixels.encode(Variant::Optimized, profile.as_ref())?;
             match stripped {
                 Some(stripped) if stripped.len() < encoded.bytes.len() => Rendition {
                     format,
@@ -245,24 +252,26 @@ fn render_decoded(
             }
         }
     };
-    let working = pixels.into_working_size(Variant::Preview.target_width())?;
+    let mut working = pixels.into_working_size(Variant::Preview.target_width())?;
+    working.convert_to_srgb(profile.as_ref());
     let preview = working.resized_to_width(Variant::Preview.target_width())?;
     drop(working);
     let thumbnail = preview.resized_to_width(Variant::Thumbnail.target_width())?;
     Ok(vec![
-        thumbnail.encode(Variant::Thumbnail)?,
-        preview.encode(Variant::Preview)?,
+        thumbnail.encode(Variant::Thumbnail, None)?,
+        preview.encode(Variant::Preview, None)?,
         optimized,
     ])
 }
 
-/// Decodes the first frame, upright; the decoder may allocate no more than
-/// the widest decode of `max_pixels` (the header was checked by `render`).
+/// Decodes the first frame, upright, and reads its RGB colour profile; the
+/// decoder may allocate no more than the widest decode of `max_pixels` (the
+/// header was checked by `render`).
 fn decode(
     bytes: &[u8],
     format: ImageFormat,
     limits: Limits,
-) -> Result<(DynamicImage, Orientation), PipelineError> {
+) -> Result<(DynamicImage, Orientation, Option<RgbProfile>), PipelineError> {
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format.codec());
     let mut codec_limits = image::Limits::default();
     // RGBA16 is the widest decoded form: 8 bytes a pixel.
@@ -271,9 +280,14 @@ fn decode(
     let mut decoder = reader.into_decoder().map_err(decode_error)?;
     // A broken EXIF block must not sink an otherwise good image.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let profile = decoder
+        .icc_profile()
+        .ok()
+        .flatten()
+        .and_then(RgbProfile::read);
     let mut image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
     image.apply_orientation(orientation);
-    Ok((image, orientation))
+    Ok((image, orientation, profile))
 }
 
 /// Decoded 8-bit pixels, RGB or RGBA.
@@ -405,12 +419,28 @@ impl Pixels {
         })
     }
 
-    fn encode(&self, variant: Variant) -> Result<Rendition, PipelineError> {
+    /// Converts the pixels from `profile` to sRGB; without a profile they
+    /// are sRGB already.
+    fn convert_to_srgb(&mut self, profile: Option<&RgbProfile>) {
+        if let Some(profile) = profile {
+            let alpha = self.has_alpha();
+            profile.convert_to_srgb(self.image.buffer_mut(), alpha);
+        }
+    }
+
+    /// Encodes the pixels, embedding `profile` when given (the pixels are
+    /// in that colour space, not sRGB).
+    fn encode(
+        &self,
+        variant: Variant,
+        profile: Option<&RgbProfile>,
+    ) -> Result<Rendition, PipelineError> {
         let (width, height) = (self.image.width(), self.image.height());
+        let profile = profile.map(RgbProfile::bytes);
         let (format, bytes) = if self.has_alpha() {
-            (ImageFormat::Png, self.encode_png()?)
+            (ImageFormat::Png, self.encode_png(profile)?)
         } else {
-            (ImageFormat::Jpeg, self.encode_jpeg()?)
+            (ImageFormat::Jpeg, self.encode_jpeg(profile)?)
         };
         Ok(Rendition {
             variant,
@@ -421,7 +451,7 @@ impl Pixels {
         })
     }
 
-    fn encode_jpeg(&self) -> Result<Vec<u8>, PipelineError> {
+    fn encode_jpeg(&self, profile: Option<&[u8]>) -> Result<Vec<u8>, PipelineError> {
         let too_big = |_| PipelineError::Encode("JPEG allows at most 65535 pixels a side".into());
         let width = u16::try_from(self.image.width()).map_err(too_big)?;
         let height = u16::try_from(self.image.height()).map_err(too_big)?;
@@ -434,6 +464,11 @@ impl Pixels {
         let buffered = u64::from(width) * u64::from(height) <= BUFFERED_ENCODE_MAX_PIXELS;
         encoder.set_progressive(buffered);
         encoder.set_optimized_huffman_tables(buffered);
+        if let Some(profile) = profile {
+            encoder
+                .add_icc_profile(profile)
+                .map_err(|e| PipelineError::Encode(e.to_string()))?;
+        }
         encoder
             .encode(
                 self.image.buffer(),
@@ -445,11 +480,18 @@ impl Pixels {
         Ok(out)
     }
 
-    fn encode_png(&self) -> Result<Vec<u8>, PipelineError> {
+    fn encode_png(&self, profile: Option<&[u8]>) -> Result<Vec<u8>, PipelineError> {
         use image::ImageEncoder;
         use image::codecs::png::{CompressionType, FilterType, PngEncoder};
         let mut out = Vec::new();
-        PngEncoder::new_with_quality(&mut out, CompressionType::Default, FilterType::Adaptive)
+        let mut encoder =
+            PngEncoder::new_with_quality(&mut out, CompressionType::Default, FilterType::Adaptive);
+        if let Some(profile) = profile {
+            encoder
+                .set_icc_profile(profile.to_vec())
+                .map_err(|e| PipelineError::Encode(e.to_string()))?;
+        }
+        encoder
             .write_image(
                 self.image.buffer(),
                 self.image.width(),
@@ -614,6 +656,74 @@ mod tests {
             .expect("decodes")
             .to_rgb8();
         assert_eq!(before, after, "no re-quantization");
+    }
+
+    fn embedded_profile(r: &Rendition) -> Option<Vec<u8>> {
+        ImageReader::with_format(Cursor::new(&r.bytes), r.format.codec())
+            .into_decoder()
+            .expect("output decodes")
+            .icc_profile()
+            .expect("profile readable")
+    }
+
+    #[test]
+    fn derivatives_of_a_display_p3_image_are_converted_to_srgb_and_the_optimized_copy_keeps_its_profile()
+     {
+        let p3 = moxcms::ColorProfile::new_display_p3()
+            .encode()
+            .expect("moxcms encodes its profiles");
+        // A flat orange, as a P3 camera would store it: in sRGB numbers the
+        // same colour is redder and less blue.
+        let orange = |alpha: bool| {
+            DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+                1000,
+                600,
+                image::Rgba([200, 120, 60, if alpha { 200 } else { 255 }]),
+            ))
+        };
+        let inputs = [
+            (image::ImageFormat::Jpeg, false),
+            (image::ImageFormat::Png, false),
+            (image::ImageFormat::Png, true),
+        ];
+        for (format, alpha) in inputs {
+            let image = orange(alpha);
+            let tagged = render(
+                &crate::testing::encode_with_icc(&image, format, &p3),
+                Limits::default(),
+            )
+            .expect("render");
+            let untagged = render(&encode_with(&image, format), Limits::default()).expect("render");
+            for variant in [Variant::Thumbnail, Variant::Preview] {
+                let centre = |out: &[Rendition]| {
+                    let decoded = decode_output(by_variant(out, variant)).to_rgba8();
+                    decoded
+                        .get_pixel(decoded.width() / 2, decoded.height() / 2)
+                        .0
+                };
+                let (p, plain) = (centre(&tagged), centre(&untagged));
+                let case = format!("{format:?} alpha={alpha} {variant:?}");
+                assert!(
+                    p[0] >= plain[0] + 10 && p[2] + 10 <= plain[2],
+                    "{case}: {p:?} is not the P3 orange in sRGB (untagged: {plain:?})"
+                );
+                assert!(
+                    plain[0].abs_diff(200) <= 3 && plain[2].abs_diff(60) <= 3,
+                    "{case}: untagged {plain:?}"
+                );
+                assert_eq!(p[3], plain[3], "{case}: alpha");
+                assert_eq!(
+                    embedded_profile(by_variant(&tagged, variant)),
+                    None,
+                    "{case}: sRGB needs no profile"
+                );
+            }
+            assert_eq!(
+                embedded_profile(by_variant(&tagged, Variant::Optimized)).as_deref(),
+                Some(p3.as_slice()),
+                "{format:?} alpha={alpha}: the optimized copy keeps the original's colours and profile"
+            );
+        }
     }
 
     /// A 40x20 image whose top-left quadrant is red, top-right green,

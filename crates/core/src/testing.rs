@@ -315,3 +315,36 @@ pub fn encode_jpeg_with_orientation(image: &DynamicImage, orientation: u16) -> V
     out.extend_from_slice(&jpeg[2..]);
     out
 }
+
+/// `image` as JPEG or PNG with `icc` embedded as its colour profile.
+///
+/// # Panics
+/// If encoding fails or `format` is neither JPEG nor PNG, which is a bug in
+/// the test.
+pub fn encode_with_icc(image: &DynamicImage, format: image::ImageFormat, icc: &[u8]) -> Vec<u8> {
+    use image::codecs::{jpeg::JpegEncoder, png::PngEncoder};
+    use image::{ImageEncoder, ImageError};
+    fn write(
+        mut encoder: impl ImageEncoder,
+        image: &DynamicImage,
+        icc: &[u8],
+    ) -> image::ImageResult<()> {
+        encoder
+            .set_icc_profile(icc.to_vec())
+            .map_err(ImageError::Unsupported)?;
+        let (width, height) = (image.width(), image.height());
+        encoder.write_image(image.as_bytes(), width, height, image.color().into())
+    }
+    let mut out = Vec::new();
+    let written = match format {
+        image::ImageFormat::Jpeg => {
+            let rgb = DynamicImage::ImageRgb8(image.to_rgb8());
+            write(JpegEncoder::new_with_quality(&mut out, 90), &rgb, icc)
+        }
+        image::ImageFormat::Png => write(PngEncoder::new(&mut out), image, icc),
+        other => panic!("no ICC embedding for {other:?} in the tests"),
+    };
+    #[expect(clippy::unwrap_used, reason = "test helper; see # Panics")]
+    written.unwrap();
+    out
+}
