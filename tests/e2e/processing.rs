@@ -98,6 +98,38 @@ fn a_matching_if_none_match_gets_304_without_a_body() {
 }
 
 #[test]
+fn a_head_of_a_file_answers_its_headers_and_a_stale_etag_gets_the_bytes() {
+    let app = TestApp::spawn();
+    let done = app.wait_until_finished(&app.upload(images::small_jpeg()));
+    let client = reqwest::blocking::Client::new();
+    for link in ["original", "thumbnail"] {
+        let path = done["links"][link].as_str().expect("link");
+        let got = app.get(path);
+        let head = client.head(app.url(path)).send().expect("HEAD");
+        assert_eq!(head.status().as_u16(), 200, "{link}");
+        for name in ["etag", "content-type", "cache-control"] {
+            assert_eq!(header(&head, name), header(&got, name), "{link}: {name}");
+        }
+        assert!(
+            head.bytes().expect("body").is_empty(),
+            "{link}: HEAD has no body"
+        );
+
+        let stale = client
+            .get(app.url(path))
+            .header("if-none-match", "\"not-the-etag\"")
+            .send()
+            .expect("conditional GET");
+        assert_eq!(stale.status().as_u16(), 200, "{link}");
+        assert_eq!(
+            stale.bytes().expect("body"),
+            got.bytes().expect("body"),
+            "{link}: a stale ETag gets the whole file"
+        );
+    }
+}
+
+#[test]
 fn transparency_is_kept_as_png() {
     let app = TestApp::spawn();
     let done = app.wait_until_finished(&app.upload(images::png_with_alpha()));

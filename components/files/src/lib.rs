@@ -89,16 +89,17 @@ fn serve<'a>(
         blobs,
         clock: &SystemClock,
     };
+    let if_none_match = header(&headers, "if-none-match");
+    // A HEAD or a revalidation needs only what the file is; storage is
+    // asked for the bytes only when they are to be sent.
+    if head || if_none_match.is_some() {
+        let meta = service::stat_file(ports, id, name)?;
+        let response = views::file(&meta, name, if_none_match.as_deref(), head);
+        if head || *response.status() != 200 {
+            return Ok(Served::Whole(response));
+        }
+    }
     let reader = service::open_file(ports, id, name)?;
-    let response = views::file(
-        &reader.meta,
-        name,
-        header(&headers, "if-none-match").as_deref(),
-        head,
-    );
-    Ok(if head || *response.status() != 200 {
-        Served::Whole(response)
-    } else {
-        Served::Stream(response, reader)
-    })
+    let response = views::file(&reader.meta, name, None, false);
+    Ok(Served::Stream(response, reader))
 }

@@ -165,6 +165,15 @@ pub trait BlobStore {
     /// errors met later come out of the reader.
     fn open(&self, key: &crate::keys::BlobKey) -> Result<Option<BlobReader<'_>>, PortError>;
 
+    /// What the blob under `key` is, if it exists, without reading it (for
+    /// `HEAD` and conditional requests). By default opened and not read.
+    ///
+    /// # Errors
+    /// [`PortError`] when the store cannot be read.
+    fn stat(&self, key: &crate::keys::BlobKey) -> Result<Option<BlobMeta>, PortError> {
+        Ok(self.open(key)?.map(|reader| reader.meta))
+    }
+
     /// The whole blob under `key`, if it exists.
     ///
     /// # Errors

@@ -12,7 +12,7 @@ use crate::id::JobId;
 use crate::job::{Failure, FailureCode, Job, JobState, Output, Outputs, TransitionError};
 use crate::keys::{self, BlobKey};
 use crate::pipeline::{self, PipelineError, Rendition, Variant};
-use crate::ports::{BlobReader, BlobStore, Clock, KeyValue, PortError, Random};
+use crate::ports::{BlobMeta, BlobReader, BlobStore, Clock, KeyValue, PortError, Random};
 use crate::queue::{Queue, RetryPolicy, estimate_wait_secs};
 
 /// How long past its due time a queued job may wait before a status read
@@ -510,6 +510,15 @@ pub fn open_file<'a>(
     ports.blobs.open(&key)?.ok_or(FileError::Missing)
 }
 
+/// What `file` of job `id` is (type, size, ETag), without reading it.
+///
+/// # Errors
+/// [`FileError`].
+pub fn stat_file(ports: Ports<'_>, id: JobId, file: FileName) -> Result<BlobMeta, FileError> {
+    let key = locate_file(ports.kv, id, file)?;
+    ports.blobs.stat(&key)?.ok_or(FileError::Missing)
+}
+
 /// Where `file` of job `id` is stored, when the job exists and has made it
 /// (for a store that hands out its own links instead of serving bytes).
 ///
@@ -727,6 +736,12 @@ mod tests {
                 .expect("derivative stored");
             assert_eq!(blob.meta.content_type, "image/jpeg");
             assert_eq!(blob.meta.size, outputs.get(v).bytes);
+            let meta = world.with_ports(|p| stat_file(p, job.id, FileName::Derivative(v)));
+            assert_eq!(
+                meta.expect("described"),
+                blob.meta,
+                "{v:?}: stat agrees with a read"
+            );
         }
         assert!(world.queue.waiting().is_empty() && world.queue.leased().is_empty());
         assert_eq!(world.process_next(), None, "nothing left to do");

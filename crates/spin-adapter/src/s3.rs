@@ -100,6 +100,21 @@ fn bucket(
         .map_err(|e| port_error("bucket", e))
 }
 
+/// An object's type, size and ETag from the headers of a GET or HEAD answer.
+fn object_meta(what: &str, headers: &spin_sdk::http::Headers) -> Result<BlobMeta, PortError> {
+    let header = |name: &str| crate::routes::header(headers, name);
+    let size = header("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| port_error(what, "no Content-Length"))?;
+    Ok(BlobMeta {
+        size,
+        content_type: header("content-type")
+            .unwrap_or_else(|| "application/octet-stream".to_owned()),
+        // S3 ETags are quoted already; every S3-compatible store sends one.
+        etag: header("etag").ok_or_else(|| port_error(what, "no ETag"))?,
+    })
+}
+
 impl S3BlobStore {
     /// A store for `config`.
     ///
@@ -137,6 +152,27 @@ impl S3BlobStore {
         let request = builder.body(body).build();
         spin_sdk::http::run(spin_sdk::http::send::<_, Response>(request))
             .map_err(|e| port_error(what, e))
+    }
+
+    /// Sends a signed GET or HEAD of the object under `key`.
+    fn request_object(&self, method: Method, key: &BlobKey) -> Result<IncomingResponse, PortError> {
+        let credentials = Some(&self.credentials);
+        let (what, url) = match method {
+            Method::Head => (
+                "head",
+                self.bucket
+                    .head_object(credentials, key.as_str())
+                    .sign(SIGNATURE_TTL),
+            ),
+            _ => (
+                "get",
+                self.bucket
+                    .get_object(credentials, key.as_str())
+                    .sign(SIGNATURE_TTL),
+            ),
+        };
+        let request = Request::builder().method(method).uri(url.as_str()).build();
+        spin_sdk::http::run(spin_sdk::http::send(request)).map_err(|e| port_error(what, e))
     }
 
     fn expect_success(what: &str, response: &Response) -> Result<(), PortError> {
@@ -234,25 +270,12 @@ impl BlobStore for S3BlobStore {
     }
 
     fn open(&self, key: &BlobKey) -> Result<Option<BlobReader<'_>>, PortError> {
-        let url = self
-            .bucket
-            .get_object(Some(&self.credentials), key.as_str())
-            .sign(SIGNATURE_TTL);
-        let request = Request::builder()
-            .method(Method::Get)
-            .uri(url.as_str())
-            .build();
-        let response: IncomingResponse =
-            spin_sdk::http::run(spin_sdk::http::send(request)).map_err(|e| port_error("get", e))?;
+        let response = self.request_object(Method::Get, key)?;
         let status = response.status();
         if status == 404 {
             return Ok(None);
         }
-        let headers = response.headers();
-        let header = |name: &str| crate::routes::header(&headers, name);
-        let content_type = header("content-type");
-        let etag = header("etag");
-        let length = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        let meta = object_meta("get", &response.headers());
         let mut body = ObjectBody::new(response);
         if !(200..300).contains(&status) {
             let text = body.read_to_end(300);
@@ -261,14 +284,19 @@ impl BlobStore for S3BlobStore {
                 format!("HTTP {status}: {}", String::from_utf8_lossy(&text)),
             ));
         }
-        let size = length.ok_or_else(|| port_error("get", "no Content-Length"))?;
-        let meta = BlobMeta {
-            size,
-            content_type: content_type.unwrap_or_else(|| "application/octet-stream".to_owned()),
-            // S3 ETags are quoted already; every S3-compatible store sends one.
-            etag: etag.ok_or_else(|| port_error("get", "no ETag"))?,
-        };
-        Ok(Some(BlobReader::new(meta, body)))
+        Ok(Some(BlobReader::new(meta?, body)))
+    }
+
+    fn stat(&self, key: &BlobKey) -> Result<Option<BlobMeta>, PortError> {
+        let response = self.request_object(Method::Head, key)?;
+        match response.status() {
+            404 => Ok(None),
+            status if (200..300).contains(&status) => {
+                object_meta("head", &response.headers()).map(Some)
+            }
+            // A HEAD answer has no body to explain itself.
+            status => Err(port_error("head", format!("HTTP {status}"))),
+        }
     }
 
     fn delete(&self, key: &BlobKey) -> Result<(), PortError> {
