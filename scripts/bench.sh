@@ -2,7 +2,8 @@
 # Benchmarks the image pipeline on real photographs (Debian's
 # lomiri-wallpapers packages) natively, in wasm under wasmtime, and against
 # libvips' CLI (Debian's libvips-tools) side by side, and writes the figures
-# with the machine and date into BENCHMARKS.md.
+# with the machine and date into BENCHMARKS.md; then times the built
+# components draining one queue with 1, 2 and 3 processors.
 #
 #   scripts/bench.sh [RUNS]      # default 5 runs per measurement, medians
 set -euo pipefail
@@ -57,6 +58,18 @@ cargo build --release --target wasm32-wasip2 -p darkroom-bench
 cargo build --release -p darkroom-tests --bin darkroom-bench-report
 
 table=$(./target/release/darkroom-bench-report "$runs" "$@")
+
+# Queue throughput: the built components in the test host, 1 to 3 processors
+# sharing one queue and one Redis server.
+ensure_redis_server
+build_components
+echo "==> queue throughput with 1, 2 and 3 processors" >&2
+redis_port=$(free_port)
+start_redis "$redis_port"
+trap 'kill "$REDIS_PID" 2>/dev/null || true' EXIT
+queue_photo="$PWD/$photos/usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg"
+queue_table=$(DARKROOM_TEST_REDIS_URL="redis://127.0.0.1:$redis_port" \
+  cargo bench -q -p darkroom-tests --profile dev --bench throughput -- "$queue_photo" 16)
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
 {
   sed '/^<!-- bench:start -->/,$d' BENCHMARKS.md
@@ -64,6 +77,11 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
   echo "Measured $(date -u +%Y-%m-%d) on ${cpu:-unknown CPU}, $(nproc) cores, $(rustc --version | cut -d' ' -f1-2), $(vips --version 2>/dev/null || echo 'no libvips'); medians of $runs runs."
   echo
   echo "$table"
+  echo
+  echo "Queue throughput: one batch of jobs uploaded while no processor runs, then drained by 1, 2 or 3 processors (each its own test-host app subscribed to the queue, like \`spin up\` instances or replicas) on this $(nproc)-core machine; one run each."
+  echo
+  echo "$queue_table"
 } > BENCHMARKS.md.new
 mv BENCHMARKS.md.new BENCHMARKS.md
 echo "$table"
+echo "$queue_table"

@@ -22,6 +22,26 @@ pub(crate) struct RgbProfile {
     bytes: Vec<u8>,
     rgb: Arc<Transform8BitExecutor>,
     rgba: Arc<Transform8BitExecutor>,
+    /// Whether the profile is sRGB in effect (most cameras embed one), so
+    /// converting would change nothing.
+    is_srgb: bool,
+}
+
+/// Whether `transform` leaves colours as they are: a lattice of 125 colours
+/// across the cube, each channel within 1.
+fn maps_to_itself(transform: &Transform8BitExecutor) -> bool {
+    const LEVELS: [u8; 5] = [0, 64, 128, 192, 255];
+    let probe: Vec<u8> = LEVELS
+        .iter()
+        .flat_map(|&r| {
+            LEVELS
+                .iter()
+                .flat_map(move |&g| LEVELS.iter().flat_map(move |&b| [r, g, b]))
+        })
+        .collect();
+    let mut mapped = vec![0; probe.len()];
+    transform.transform(&probe, &mut mapped).is_ok()
+        && probe.iter().zip(&mapped).all(|(a, b)| a.abs_diff(*b) <= 1)
 }
 
 impl RgbProfile {
@@ -38,9 +58,11 @@ impl RgbProfile {
                 .create_transform_8bit(layout, &srgb, layout, TransformOptions::default())
                 .ok()
         };
+        let rgb = to_srgb(Layout::Rgb)?;
         Some(Self {
-            rgb: to_srgb(Layout::Rgb)?,
+            is_srgb: maps_to_itself(rgb.as_ref()),
             rgba: to_srgb(Layout::Rgba)?,
+            rgb,
             bytes,
         })
     }
@@ -53,6 +75,9 @@ impl RgbProfile {
     /// Converts 8-bit RGB or RGBA (alpha untouched) `pixels` from this
     /// profile to sRGB, in place.
     pub(crate) fn convert_to_srgb(&self, pixels: &mut [u8], alpha: bool) {
+        if self.is_srgb {
+            return;
+        }
         let (transform, channels) = if alpha {
             (&self.rgba, 4)
         } else {
@@ -104,6 +129,14 @@ mod tests {
         let mut pixels = vec![200, 120, 60];
         p3.convert_to_srgb(&mut pixels, false);
         assert!(pixels[0] > 200 && pixels[2] < 60, "{pixels:?}");
+    }
+
+    #[test]
+    fn an_srgb_profile_is_recognised_and_a_wide_gamut_one_is_not() {
+        let read = |p: ColorProfile| RgbProfile::read(encoded(&p)).expect("an RGB profile");
+        assert!(read(ColorProfile::new_srgb()).is_srgb);
+        assert!(!read(ColorProfile::new_display_p3()).is_srgb);
+        assert!(!read(ColorProfile::new_adobe_rgb()).is_srgb);
     }
 
     #[test]
