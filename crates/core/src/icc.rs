@@ -11,7 +11,18 @@
 
 use std::sync::Arc;
 
-use moxcms::{ColorProfile, DataColorSpace, Layout, Transform8BitExecutor, TransformOptions};
+use moxcms::{
+    ColorProfile, DataColorSpace, Layout, ParsingOptions, Transform8BitExecutor, TransformOptions,
+};
+
+/// Profile bounds that keep a hostile profile's tables small next to the
+/// image (moxcms' defaults allow 10 MB). Real RGB profiles, even those with
+/// lookup tables, are far below them; a profile beyond them is ignored.
+const PARSING: ParsingOptions = ParsingOptions {
+    max_profile_size: 1 << 20,
+    max_allowed_clut_size: 1 << 18,
+    max_allowed_trc_size: 40_000,
+};
 
 /// Pixels converted per call: bounds the scratch buffer.
 const CHUNK_PIXELS: usize = 4096;
@@ -48,7 +59,7 @@ impl RgbProfile {
     /// The profile in `bytes`, when it can be read, describes RGB, and
     /// converts to sRGB.
     pub(crate) fn read(bytes: Vec<u8>) -> Option<Self> {
-        let profile = ColorProfile::new_from_slice(&bytes).ok()?;
+        let profile = ColorProfile::new_from_slice_with_options(&bytes, PARSING).ok()?;
         if profile.color_space != DataColorSpace::Rgb {
             return None;
         }
@@ -162,6 +173,14 @@ mod tests {
         p3.convert_to_srgb(&mut pixels, false);
         assert!(pixels.chunks(3).all(|p| p == pixels[..3].as_ref()));
         assert!(pixels[1] < 40, "converted: {:?}", &pixels[..3]);
+    }
+
+    #[test]
+    fn a_profile_over_a_mebibyte_is_ignored() {
+        let mut p3 = encoded(&ColorProfile::new_display_p3());
+        assert!(RgbProfile::read(p3.clone()).is_some());
+        p3.resize(1 << 20, 0);
+        assert!(RgbProfile::read(p3).is_none());
     }
 
     #[test]
