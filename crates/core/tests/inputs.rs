@@ -3,7 +3,8 @@
 //! lomiri-wallpapers package): progressive JPEG, 16-bit PNG with and without
 //! alpha, interlaced (Adam7) PNG, palette PNG with transparency, lossy WebP
 //! with and without alpha. Each must come out at the right size, in the
-//! right format, with the colours of the original.
+//! right format, with the colours of the original. A photograph that libvips
+//! (lcms2) converted to Display P3 must come out with its sRGB colours.
 
 use darkroom_core::format::{ImageFormat, Limits};
 use darkroom_core::pipeline::{Variant, render};
@@ -28,6 +29,55 @@ fn mean_rgb(image: &image::DynamicImage) -> [f64; 3] {
         }
     }
     sum.map(|s| s / n)
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/images")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The mean difference between two images of one size, per channel value.
+fn mean_difference(a: &image::DynamicImage, b: &image::DynamicImage) -> f64 {
+    let (a, b) = (a.to_rgb8(), b.to_rgb8());
+    assert_eq!(a.dimensions(), b.dimensions());
+    let total: f64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| f64::from(x.abs_diff(*y)))
+        .sum();
+    total / a.as_raw().len() as f64
+}
+
+#[test]
+fn a_display_p3_photograph_comes_out_with_the_colours_of_its_srgb_original() {
+    let decode = |bytes: &[u8]| image::load_from_memory(bytes).expect("decodes");
+    let srgb_bytes = fixture("srgb.jpg");
+    let srgb = render(&srgb_bytes, Limits::default()).expect("render");
+    for name in ["display-p3.jpg", "display-p3.png"] {
+        let bytes = fixture(name);
+        // The P3 numbers taken for sRGB: what a pipeline ignoring the
+        // profile would show.
+        let naive = mean_difference(&decode(&bytes), &decode(&srgb_bytes));
+        let out = render(&bytes, Limits::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for variant in [Variant::Thumbnail, Variant::Preview] {
+            let made = |out: &[darkroom_core::pipeline::Rendition]| {
+                decode(
+                    &out.iter()
+                        .find(|r| r.variant == variant)
+                        .expect("every variant")
+                        .bytes,
+                )
+            };
+            let off = mean_difference(&made(&out), &made(&srgb));
+            assert!(
+                off < 2.5 && naive > 2.0 * off,
+                "{name} {variant:?}: {off:.2} from the sRGB photograph's; the profile ignored: {naive:.2}"
+            );
+        }
+    }
 }
 
 #[test]
