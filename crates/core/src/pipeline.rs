@@ -15,7 +15,7 @@
 //!
 //! Colour: the thumbnail and the preview are converted from the original's
 //! ICC profile to sRGB; a re-encoded optimized copy keeps the profile
-//! ([`crate::icc`]).
+//! (the private `icc` module).
 //!
 //! Resizing: `fast_image_resize` (SIMD), Lanczos3, in linear light (averaging
 //! gamma-encoded values darkens fine detail). Sources more than 4x the target
