@@ -94,12 +94,12 @@ fn serve<'a>(
     // asked for the bytes only when they are to be sent.
     if head || if_none_match.is_some() {
         let meta = service::stat_file(ports, id, name)?;
-        let response = views::file(&meta, name, if_none_match.as_deref(), head);
+        let response = views::file(&meta, name, if_none_match.as_deref());
         if head || *response.status() != 200 {
             return Ok(Served::Whole(response));
         }
     }
     let reader = service::open_file(ports, id, name)?;
-    let response = views::file(&reader.meta, name, None, false);
+    let response = views::file(&reader.meta, name, None);
     Ok(Served::Stream(response, reader))
 }

@@ -46,23 +46,37 @@ pub fn send(
     }
 }
 
-/// Sends a response whose body is already in memory.
+/// Sends a response whose body is already in memory. An empty one is sent
+/// without a body resource at all: wasi-http holds a body resource to the
+/// `Content-Length` header (and aborts the response when fewer bytes were
+/// written), while a response without one goes out with its headers as they
+/// are, so the answer to a HEAD keeps the length of the GET.
 pub fn send_buffered(out: ResponseOutparam, mut response: Response) {
     let body = std::mem::take(response.body_mut());
-    let body = (!body.is_empty()).then_some(Ok(body));
-    send(out, response, body);
+    if body.is_empty() {
+        if let Some(outgoing) = outgoing(response) {
+            out.set(outgoing);
+        }
+        return;
+    }
+    send(out, response, Some(Ok(body)));
 }
 
-fn start(out: ResponseOutparam, mut head: Response) -> Option<OutgoingBody> {
-    drop(std::mem::take(head.body_mut()));
-    let outgoing: OutgoingResponse = match head.try_into() {
-        Ok(outgoing) => outgoing,
-        Err(e) => {
-            eprintln!("darkroom: the response cannot be built: {e}");
-            return None;
-        }
-    };
+fn start(out: ResponseOutparam, head: Response) -> Option<OutgoingBody> {
+    let outgoing = outgoing(head)?;
     let body = outgoing.body().ok();
     out.set(outgoing);
     body
+}
+
+/// `response`'s status and headers (its body is dropped).
+fn outgoing(mut response: Response) -> Option<OutgoingResponse> {
+    drop(std::mem::take(response.body_mut()));
+    match response.try_into() {
+        Ok(outgoing) => Some(outgoing),
+        Err(e) => {
+            eprintln!("darkroom: the response cannot be built: {e}");
+            None
+        }
+    }
 }

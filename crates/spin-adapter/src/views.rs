@@ -154,10 +154,10 @@ pub fn queue(stats: QueueStats, dead: &[JobId]) -> Response {
     json_response(200, &body).build()
 }
 
-/// The status and headers of a served file; the body, when there is one
-/// (`200` to a GET), is streamed after them by the caller. `304` when the
-/// client's `If-None-Match` names the current ETag.
-pub fn file(meta: &BlobMeta, name: FileName, if_none_match: Option<&str>, head: bool) -> Response {
+/// The status and headers of a served file, the same for a GET and a HEAD;
+/// the body, when there is one (`200` to a GET), is streamed after them by
+/// the caller. `304` when the client's `If-None-Match` names the current ETag.
+pub fn file(meta: &BlobMeta, name: FileName, if_none_match: Option<&str>) -> Response {
     let cache_control = if name.is_immutable() {
         "public, max-age=31536000, immutable"
     } else {
@@ -178,12 +178,9 @@ pub fn file(meta: &BlobMeta, name: FileName, if_none_match: Option<&str>, head: 
     }
     builder
         .status(200)
-        .header("content-type", meta.content_type.as_str());
-    if !head {
-        // Left out of HEAD answers: wasi-http would hold the empty body to it.
-        builder.header("content-length", meta.size.to_string());
-    }
-    builder.build()
+        .header("content-type", meta.content_type.as_str())
+        .header("content-length", meta.size.to_string())
+        .build()
 }
 
 /// A `307` to a presigned URL of a file, cacheable by the client for half
