@@ -432,40 +432,37 @@ impl TestApp {
         }
     }
 
-    /// How many derivative objects job `id` has in the blob store, when the
-    /// test can see the store.
-    pub fn derivative_count(&self, id: &str) -> Option<usize> {
+    /// How many derivative objects job `id` has in the blob store.
+    pub fn derivative_count(&self, id: &str) -> usize {
         let prefix = format!("derived/{id}/");
-        Some(
-            self.blob_keys()?
-                .iter()
-                .filter(|k| k.starts_with(&prefix))
-                .count(),
-        )
+        self.blob_keys()
+            .iter()
+            .filter(|k| k.starts_with(&prefix))
+            .count()
     }
 
     /// The keys of every blob in the app's blob store (`original/<id>`,
-    /// `derived/<id>/<file>`), when the test can see the store: the
-    /// key-value store in the test host, the app's own bucket in the S3 pass.
-    pub fn blob_keys(&self) -> Option<Vec<String>> {
+    /// `derived/<id>/<file>`): the app's own bucket in the S3 pass, else the
+    /// blob entries of the key-value store.
+    pub fn blob_keys(&self) -> Vec<String> {
         if let (Some(s3), Some(bucket)) = (S3::from_env(), &self.bucket) {
-            return Some(s3.object_keys(bucket));
+            return s3.object_keys(bucket);
         }
-        let keys = self.kv_keys()?;
-        Some(
-            keys.iter()
-                .filter_map(|k| k.strip_prefix("blob/"))
-                .filter(|k| !k.contains('#'))
-                .map(str::to_owned)
-                .collect(),
-        )
+        self.kv_keys()
+            .iter()
+            .filter_map(|k| k.strip_prefix("blob/"))
+            .filter(|k| !k.contains('#'))
+            .map(str::to_owned)
+            .collect()
     }
 
-    /// The keys in the app's `default` store, when the runtime lets a test see them.
-    pub fn kv_keys(&self) -> Option<Vec<String>> {
+    /// The keys in the app's `default` store: the test host's, or those in
+    /// the SQLite file `spin up` keeps it in.
+    pub fn kv_keys(&self) -> Vec<String> {
         match &self.runtime {
-            Some(Runtime::Host(app)) => Some(app.kv().snapshot("default").into_keys().collect()),
-            Some(Runtime::Spin { .. }) | None => None,
+            Some(Runtime::Host(app)) => app.kv().snapshot("default").into_keys().collect(),
+            Some(Runtime::Spin { state_dir, .. }) => spin_kv_keys(state_dir.path()),
+            None => panic!("the app was killed; its store is gone"),
         }
     }
 }
@@ -568,6 +565,28 @@ fn spawn_spin(
         Runtime::Spin { child, state_dir },
         format!("http://127.0.0.1:{port}"),
     )
+}
+
+/// The keys of the `default` store in `spin up`'s SQLite file
+/// (`<state-dir>/sqlite_key_value.db`, table `spin_key_value(store, key,
+/// value)`, as Spin's `key-value-spin` crate creates it). No file yet means
+/// nothing was stored: Spin creates it when a component first opens a store.
+fn spin_kv_keys(state_dir: &std::path::Path) -> Vec<String> {
+    let path = state_dir.join("sqlite_key_value.db");
+    if !path.exists() {
+        return Vec::new();
+    }
+    let db =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut query = db
+        .prepare("SELECT key FROM spin_key_value WHERE store = 'default' ORDER BY key")
+        .expect("spin_key_value table");
+    query
+        .query_map([], |row| row.get(0))
+        .expect("query spin_key_value")
+        .collect::<Result<_, _>>()
+        .expect("read spin_key_value")
 }
 
 fn spin_logs(state_dir: &std::path::Path) -> String {
@@ -766,4 +785,20 @@ impl Drop for PrivateS3 {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+#[test]
+fn the_keys_of_spins_default_store_are_read_from_its_sqlite_file() {
+    let state_dir = tempfile::tempdir().expect("state dir");
+    assert!(spin_kv_keys(state_dir.path()).is_empty(), "no file yet");
+    // The table as Spin's `key-value-spin` crate creates it.
+    let db = rusqlite::Connection::open(state_dir.path().join("sqlite_key_value.db")).expect("db");
+    db.execute_batch(
+        "CREATE TABLE spin_key_value (store TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+                                      PRIMARY KEY (store, key));
+         INSERT INTO spin_key_value VALUES ('default', 'job/b', x'00'), ('default', 'job/a', x'00'),
+                                           ('other', 'job/c', x'00');",
+    )
+    .expect("seed");
+    assert_eq!(spin_kv_keys(state_dir.path()), ["job/a", "job/b"]);
 }
