@@ -579,6 +579,9 @@ fn spin_kv_keys(state_dir: &std::path::Path) -> Vec<String> {
     let db =
         rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    // A running `spin up` may be writing: wait for its lock, not fail.
+    db.busy_timeout(Duration::from_secs(10))
+        .expect("set a busy timeout");
     let mut query = db
         .prepare("SELECT key FROM spin_key_value WHERE store = 'default' ORDER BY key")
         .expect("spin_key_value table");
