@@ -135,9 +135,12 @@ impl Header {
                 extra_quarters,
             } => {
                 let decoded = u64::from(color.bytes_per_pixel()) * 4;
+                // The pipeline works on 8-bit grey, RGB or RGBA: anything
+                // else is converted once, to one of them.
                 let converted = match color {
-                    ColorType::Rgb8 | ColorType::Rgba8 => 0,
+                    ColorType::L8 | ColorType::Rgb8 | ColorType::Rgba8 => 0,
                     c if c.has_alpha() => 16,
+                    c if c.channel_count() == 1 => 4,
                     _ => 12,
                 };
                 decoded + converted + extra_quarters
@@ -192,7 +195,7 @@ mod tests {
             (full(ColorType::Rgb8, 0), 100),          // PNG
             (full(ColorType::Rgba8, 0), 132),         // PNG with alpha, GIF (127)
             (full(ColorType::Rgb16, 0), 210),         // 16-bit PNG
-            (full(ColorType::L8, 0), 112),            // grey PNG
+            (full(ColorType::L8, 0), 34),             // grey PNG
             (full(ColorType::Rgb8, WEBP_LOSSY), 113), // lossy WebP
             (full(ColorType::Rgba8, WEBP_LOSSY_ALPHA), 244),
             (full(ColorType::Rgb8, WEBP_LOSSLESS), 172),
