@@ -195,7 +195,7 @@ mod tests {
             (full(ColorType::Rgb8, 0), 100),          // PNG
             (full(ColorType::Rgba8, 0), 132),         // PNG with alpha, GIF (127)
             (full(ColorType::Rgb16, 0), 210),         // 16-bit PNG
-            (full(ColorType::L8, 0), 34),             // grey PNG
+            (full(ColorType::L8, 0), 35),             // grey PNG
             (full(ColorType::Rgb8, WEBP_LOSSY), 113), // lossy WebP
             (full(ColorType::Rgba8, WEBP_LOSSY_ALPHA), 244),
             (full(ColorType::Rgb8, WEBP_LOSSLESS), 172),
