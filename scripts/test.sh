@@ -26,8 +26,11 @@ if [ -z "${DARKROOM_TEST_REDIS_URL:-}" ]; then
   export DARKROOM_TEST_REDIS_URL="redis://127.0.0.1:$port"
 fi
 
+# Both passes select the same packages, so that cargo resolves the same
+# features and the second pass reuses the first one's build.
+packages=(-p darkroom-core -p darkroom-jpeg-decoder -p darkroom-spin -p darkroom-tests)
 echo "==> tests (runtime: ${DARKROOM_TEST_RUNTIME:-host}, redis: $DARKROOM_TEST_REDIS_URL, blobs: key-value)" >&2
-cargo test --locked -p darkroom-core -p darkroom-jpeg-decoder -p darkroom-spin -p darkroom-tests "$@"
+cargo test --locked "${packages[@]}" "$@"
 
 s3_root=$(mktemp -d)
 s3_port=$(free_port)
@@ -36,4 +39,4 @@ start_s3 "$s3_port" "$s3_root" "$DARKROOM_TEST_S3_ACCESS_KEY" "$DARKROOM_TEST_S3
 cleanup+=("$S3_PID")
 export DARKROOM_TEST_BLOB_STORE=s3 DARKROOM_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
 echo "==> end-to-end suite again with blob_store = s3 ($DARKROOM_TEST_S3_ENDPOINT)" >&2
-cargo test --locked -p darkroom-tests --test e2e "$@"
+cargo test --locked "${packages[@]}" --test e2e "$@"
