@@ -350,6 +350,12 @@ impl Pixels {
         self.image.pixel_type() == PixelType::U8
     }
 
+    /// The original's profile, when it describes these pixels: an RGB
+    /// profile on a grey image is a mistake, ignored like a broken one.
+    fn applicable<'p>(&self, profile: Option<&'p RgbProfile>) -> Option<&'p RgbProfile> {
+        profile.filter(|_| !self.is_grey())
+    }
+
     /// For derivatives no wider than `target`: the pixels box-shrunk in sRGB
     /// to twice `target` when they are more than four times as wide, which
     /// bounds the memory and time of the linear-light resize (the linear
@@ -427,25 +433,23 @@ impl Pixels {
     }
 
     /// Converts the pixels from `profile` to sRGB; without a profile they
-    /// are sRGB already. Grey pixels keep their values: an RGB profile on a
-    /// grey image is a mistake, ignored like a broken one.
+    /// are sRGB already.
     fn convert_to_srgb(&mut self, profile: Option<&RgbProfile>) {
-        if let Some(profile) = profile.filter(|_| !self.is_grey()) {
+        if let Some(profile) = self.applicable(profile) {
             let alpha = self.has_alpha();
             profile.convert_to_srgb(self.image.buffer_mut(), alpha);
         }
     }
 
     /// Encodes the pixels, embedding `profile` when given (the pixels are
-    /// in that colour space, not sRGB), except in grey pixels, which an RGB
-    /// profile does not describe.
+    /// in that colour space, not sRGB).
     fn encode(
         &self,
         variant: Variant,
         profile: Option<&RgbProfile>,
     ) -> Result<Rendition, PipelineError> {
         let (width, height) = (self.image.width(), self.image.height());
-        let profile = profile.filter(|_| !self.is_grey()).map(RgbProfile::bytes);
+        let profile = self.applicable(profile).map(RgbProfile::bytes);
         let (format, bytes) = if self.has_alpha() {
             (ImageFormat::Png, self.encode_png(profile)?)
         } else {
