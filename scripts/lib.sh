@@ -2,7 +2,70 @@
 # running a local redis-server. Sourced, not executed.
 
 # The components, as cargo packages.
-COMPONENTS=(darkroom-upload darkroom-status darkroom-files darkroom-processor darkroom-admin)
+COMPONENTS=(darkroom-upload darkroom-status darkroom-files darkroom-processor darkroom-admin darkroom-worker)
+
+# The front process of the documented topology: every component with an
+# HTTP route (component ids in spin.toml). The processor runs on its own.
+FRONT_COMPONENTS=(upload status files admin)
+
+log() {
+  echo "==> [$(date +%H:%M:%S)] $*" >&2
+}
+
+redis_answers() {
+  redis-cli -u "$1" ping >/dev/null 2>&1
+}
+
+# subscribers REDIS_URL CHANNEL: how many processes listen on CHANNEL.
+subscribers() {
+  redis-cli -u "$1" --no-raw pubsub numsub "$2" 2>/dev/null | sed -n 2p | tr -dc 0-9
+}
+
+# ring_when_subscribed REDIS_URL CHANNEL PID BEFORE: once more than BEFORE
+# processes listen on CHANNEL (PID's subscription), publishes one doorbell,
+# so that jobs queued while no processor listened start at once.
+ring_when_subscribed() {
+  local url=$1 channel=$2 pid=$3 before=$4
+  for _ in $(seq 600); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    if [ "$(subscribers "$url" "$channel")" -gt "$before" ] 2>/dev/null; then
+      redis-cli -u "$url" publish "$channel" wake >/dev/null 2>&1 || true
+      return 0
+    fi
+    sleep 0.1
+  done
+}
+
+# supervise NAME REDIS_URL CHANNEL COMMAND...: runs COMMAND and starts it
+# again whenever it exits (Spin ends a process whose Redis trigger lost its
+# connection), after 1 s doubling to 30 s, back to 1 s after a minute of
+# uptime; logs each restart with the exit status and whether Redis answers.
+# Run it in the background; SIGTERM stops it and its child.
+supervise() {
+  local name=$1 url=$2 channel=$3
+  shift 3
+  local delay=1 restarts=0 child="" started status reason before
+  trap 'if [ -n "$child" ]; then kill "$child" 2>/dev/null; wait "$child" 2>/dev/null; fi; exit 0' INT TERM
+  while true; do
+    started=$(date +%s)
+    before=$(subscribers "$url" "$channel")
+    "$@" &
+    child=$!
+    if [ "$name" = processor ]; then
+      ring_when_subscribed "$url" "$channel" "$child" "${before:-0}" &
+    fi
+    status=0
+    wait "$child" || status=$?
+    child=""
+    if [ $(($(date +%s) - started)) -ge 60 ]; then delay=1; fi
+    if redis_answers "$url"; then reason="Redis at $url answers"; else reason="Redis at $url does not answer"; fi
+    restarts=$((restarts + 1))
+    log "$name exited with status $status ($reason); restart #$restarts in ${delay}s"
+    sleep "$delay" &
+    wait $! || true
+    delay=$((delay * 2 > 30 ? 30 : delay * 2))
+  done
+}
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi

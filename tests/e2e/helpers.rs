@@ -1,14 +1,18 @@
 //! `TestApp`: one running Darkroom with fresh state, driven through typed
 //! helpers so that tests never build URLs or parse responses by hand.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use darkroom_tests::host::{HostConfig, RunningApp};
+use darkroom_tests::kv::KvData;
+use darkroom_tests::manifest::Manifest;
 use reqwest::blocking::{Client, Response, multipart};
 use rusty_s3::S3Action;
 use serde_json::Value;
@@ -29,23 +33,58 @@ pub fn redis_url() -> String {
 
 enum Runtime {
     Host(RunningApp),
-    Spin {
-        child: Child,
-        state_dir: Arc<tempfile::TempDir>,
-    },
+    Spin(Mutex<Child>),
 }
 
-/// A running app with its own key-value data and queue channel (unless it
-/// shares another app's).
+/// Which manifest the suite runs: `spin.toml`, or the HTTP-only profile
+/// (`DARKROOM_TEST_MANIFEST=spin.http-only.toml`, set by scripts/test.sh).
+pub fn manifest_file() -> String {
+    std::env::var("DARKROOM_TEST_MANIFEST").unwrap_or_else(|_| "spin.toml".to_owned())
+}
+
+/// Whether the suite runs the HTTP-only profile (no Redis trigger).
+pub fn http_only() -> bool {
+    manifest_file() != "spin.toml"
+}
+
+/// Whether this pass keeps the key-value store on Redis
+/// (`DARKROOM_TEST_KV=redis`): every deployment gets a Redis server of its
+/// own for it, named in a runtime config file.
+fn kv_on_redis() -> bool {
+    std::env::var("DARKROOM_TEST_KV").is_ok_and(|v| v == "redis")
+}
+
+/// What the processes of one deployment share: the queue's Redis and
+/// channel, the bucket, and the key-value store (the test host's memory, a
+/// `spin up --state-dir`, or a Redis named by a runtime config). Cloned into
+/// every app of the deployment, and into a supervisor's thread.
+#[derive(Clone)]
+pub struct Deployment {
+    redis_url: String,
+    channel: String,
+    bucket: Option<String>,
+    state_dir: Arc<tempfile::TempDir>,
+    memory_kv: Option<Arc<KvData>>,
+    kv_redis: Option<(Arc<PrivateRedis>, Arc<tempfile::TempDir>)>,
+}
+
+impl Deployment {
+    fn runtime_config(&self) -> Option<PathBuf> {
+        self.kv_redis
+            .as_ref()
+            .map(|(_, dir)| dir.path().join("runtime-config.toml"))
+    }
+}
+
+/// A running app (one `spin up` process) with its own deployment's state
+/// unless it joins another's.
 pub struct TestApp {
     runtime: Option<Runtime>,
-    base: String,
+    base: Option<String>,
     client: Client,
-    redis_url: String,
+    deployment: Deployment,
     /// The Redis channel this app's queue uses.
     pub channel: String,
-    /// The app's own bucket in the S3 pass.
-    bucket: Option<String>,
 }
 
 /// The S3 server of the suite's S3 pass (`DARKROOM_TEST_BLOB_STORE=s3`, set
@@ -157,6 +196,8 @@ pub struct Options<'a> {
     /// Share this app's key-value data, Redis and queue channel, as several
     /// `spin up` processes (or SpinKube replicas) of one deployment do.
     pub share_state_with: Option<&'a TestApp>,
+    /// The same, from a [`Deployment`] (for apps started on another thread).
+    pub join: Option<Deployment>,
     /// Cap each instance's memory (`spin up --max-instance-memory`).
     pub max_instance_memory: Option<usize>,
 }
@@ -187,25 +228,25 @@ impl TestApp {
     /// An app started as `options` say. Returns once its processor (if it
     /// runs one) listens on the queue channel.
     pub fn start(options: Options<'_>) -> Self {
-        let shared = options.share_state_with;
-        let redis_url = shared
-            .map(|a| a.redis_url.clone())
-            .or(options.redis_url)
-            .unwrap_or_else(redis_url);
-        let channel = shared.map_or_else(
-            || format!("darkroom-test-{}", uuid::Uuid::new_v4()),
-            |a| a.channel.clone(),
-        );
+        Self::try_start(options).unwrap_or_else(|e| panic!("the app did not start: {e}"))
+    }
+
+    /// [`Self::start`], or why the app did not start (for a supervisor that
+    /// expects failures while Redis is down).
+    pub fn try_start(options: Options<'_>) -> Result<Self, String> {
+        let deployment = match options
+            .share_state_with
+            .map(Self::deployment)
+            .or(options.join)
+        {
+            Some(d) => d,
+            None => new_deployment(options.redis_url.unwrap_or_else(redis_url)),
+        };
         let mut vars: BTreeMap<String, String> = BTreeMap::from([
-            ("redis_url".to_owned(), redis_url.clone()),
-            ("queue_channel".to_owned(), channel.clone()),
+            ("redis_url".to_owned(), deployment.redis_url.clone()),
+            ("queue_channel".to_owned(), deployment.channel.clone()),
         ]);
-        let bucket = S3::from_env().map(|s3| {
-            shared
-                .and_then(|a| a.bucket.clone())
-                .unwrap_or_else(|| s3.create_bucket())
-        });
-        if let (Some(s3), Some(bucket)) = (S3::from_env(), &bucket) {
+        if let (Some(s3), Some(bucket)) = (S3::from_env(), &deployment.bucket) {
             vars.extend([
                 ("blob_store".to_owned(), "s3".to_owned()),
                 ("s3_endpoint".to_owned(), s3.endpoint),
@@ -220,33 +261,30 @@ impl TestApp {
         let components: Option<Vec<String>> = options
             .components
             .map(|c| c.iter().map(|s| (*s).to_owned()).collect());
-        let runs_processor = components
-            .as_ref()
-            .is_none_or(|c| c.iter().any(|c| c == "processor"));
+        let (runs_http, runs_processor) = triggers_of(components.as_deref());
         let (runtime, base) = match std::env::var("DARKROOM_TEST_RUNTIME").as_deref() {
             Ok("spin") => {
-                let state_dir = match shared.and_then(|a| a.runtime.as_ref()) {
-                    Some(Runtime::Spin { state_dir, .. }) => state_dir.clone(),
-                    _ => Arc::new(tempfile::tempdir().expect("state dir")),
-                };
-                spawn_spin(
+                let (child, port) = spawn_spin(
                     &vars,
-                    state_dir,
+                    &deployment,
                     components.as_deref(),
                     options.max_instance_memory,
+                    runs_http,
+                )?;
+                (
+                    Runtime::Spin(Mutex::new(child)),
+                    port.map(|p| format!("http://127.0.0.1:{p}")),
                 )
             }
             Ok("host") | Err(_) => {
-                let mut config = HostConfig::new(app_root().join("spin.toml"));
+                let mut config = HostConfig::new(app_root().join(manifest_file()));
                 config.variables = vars;
                 config.components = components;
                 config.max_instance_memory = options.max_instance_memory;
-                config.kv = match shared.and_then(|a| a.runtime.as_ref()) {
-                    Some(Runtime::Host(app)) => Some(app.kv().clone()),
-                    _ => None,
-                };
-                let app = RunningApp::start(&config).expect("the test host starts the app");
-                let base = format!("http://{}", app.addr());
+                config.kv = deployment.memory_kv.clone();
+                config.runtime_config = deployment.runtime_config();
+                let app = RunningApp::start(&config).map_err(|e| format!("{e:#}"))?;
+                let base = app.addr().map(|a| format!("http://{a}"));
                 (Runtime::Host(app), base)
             }
             Ok(other) => panic!("DARKROOM_TEST_RUNTIME={other:?}: expected `host` or `spin`"),
@@ -258,21 +296,56 @@ impl TestApp {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("http client"),
-            redis_url,
-            channel,
-            bucket,
+            channel: deployment.channel.clone(),
+            deployment,
         };
         if runs_processor {
-            app.wait_for_subscribers(1);
+            app.await_subscribers(1, Duration::from_secs(30))?;
         }
-        app
+        Ok(app)
+    }
+
+    /// What another process of this deployment must share.
+    pub fn deployment(&self) -> Deployment {
+        self.deployment.clone()
+    }
+
+    /// Why the app's process ended on its own (a trigger exited), or `None`
+    /// while it runs.
+    pub fn exited(&self) -> Option<String> {
+        match &self.runtime {
+            Some(Runtime::Host(app)) => app.exit_reason(),
+            Some(Runtime::Spin(child)) => match lock(child).try_wait() {
+                Ok(Some(status)) => Some(format!("spin up exited: {status}")),
+                Ok(None) => None,
+                Err(e) => Some(format!("spin up cannot be waited for: {e}")),
+            },
+            None => Some("killed by the test".to_owned()),
+        }
+    }
+
+    /// Waits until the app's process ends on its own, and says why; fails the
+    /// test after `within`.
+    pub fn wait_for_exit(&self, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(reason) = self.exited() {
+                return reason;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the app did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stops the app abruptly, like `kill -9` of `spin up`.
     pub fn kill(mut self) {
         match self.runtime.take() {
             Some(Runtime::Host(app)) => app.kill(),
-            Some(Runtime::Spin { mut child, .. }) => {
+            Some(Runtime::Spin(child)) => {
+                let mut child = child.into_inner().unwrap_or_else(PoisonError::into_inner);
                 child.kill().expect("SIGKILL spin up");
                 child.wait().expect("reap spin up");
             }
@@ -283,30 +356,48 @@ impl TestApp {
     /// Waits until `n` processors listen on the app's channel: a doorbell
     /// rung before that is not heard (Redis pub/sub is at-most-once).
     pub fn wait_for_subscribers(&self, n: i64) {
-        let client = redis::Client::open(self.redis_url.as_str()).expect("redis url");
-        let mut conn = client.get_connection().expect("connect to the test Redis");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        if let Err(e) = self.await_subscribers(n, Duration::from_secs(30)) {
+            panic!("{e}");
+        }
+    }
+
+    /// [`Self::wait_for_subscribers`], failing (with the reason) when the
+    /// app's process ends first or `within` passes.
+    fn await_subscribers(&self, n: i64, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
         loop {
-            let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
-                .arg("NUMSUB")
-                .arg(&self.channel)
-                .query(&mut conn)
-                .expect("PUBSUB NUMSUB");
-            if counts.first().is_some_and(|(_, count)| *count >= n) {
-                return;
+            if let Some(reason) = self.exited() {
+                return Err(format!("{reason}\n{}", self.logs()));
             }
-            assert!(
-                Instant::now() < deadline,
-                "{n} processors did not subscribe to {} within 30 s",
-                self.channel
-            );
+            let counts: Result<Vec<(String, i64)>, _> =
+                redis::Client::open(self.deployment.redis_url.as_str())
+                    .and_then(|c| c.get_connection())
+                    .and_then(|mut conn| {
+                        redis::cmd("PUBSUB")
+                            .arg("NUMSUB")
+                            .arg(&self.channel)
+                            .query(&mut conn)
+                    });
+            if counts.is_ok_and(|c| c.first().is_some_and(|(_, count)| *count >= n)) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{n} processors did not subscribe to {} within {within:?}",
+                    self.channel
+                ));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     /// The absolute URL of `path`.
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        let base = self
+            .base
+            .as_deref()
+            .expect("this app runs no HTTP trigger: send requests to the front");
+        format!("{base}{path}")
     }
 
     /// `POST /api/images` as a browser form or `curl -F file=@...` sends it.
@@ -381,7 +472,7 @@ impl TestApp {
 
     /// Whether this is the S3 pass (`blob_store = s3`).
     pub fn uses_s3(&self) -> bool {
-        self.bucket.is_some()
+        self.deployment.bucket.is_some()
     }
 
     /// A request to an admin route with the token the tests configure.
@@ -427,7 +518,7 @@ impl TestApp {
     pub fn logs(&self) -> String {
         match &self.runtime {
             Some(Runtime::Host(app)) => app.logs(),
-            Some(Runtime::Spin { state_dir, .. }) => spin_logs(state_dir.path()),
+            Some(Runtime::Spin(_)) => spin_logs(self.deployment.state_dir.path()),
             None => "(killed)".to_owned(),
         }
     }
@@ -445,7 +536,7 @@ impl TestApp {
     /// `derived/<id>/<file>`): the app's own bucket in the S3 pass, else the
     /// blob entries of the key-value store.
     pub fn blob_keys(&self) -> Vec<String> {
-        if let (Some(s3), Some(bucket)) = (S3::from_env(), &self.bucket) {
+        if let (Some(s3), Some(bucket)) = (S3::from_env(), &self.deployment.bucket) {
             return s3.object_keys(bucket);
         }
         self.kv_keys()
@@ -456,12 +547,24 @@ impl TestApp {
             .collect()
     }
 
-    /// The keys in the app's `default` store: the test host's, or those in
-    /// the SQLite file `spin up` keeps it in.
+    /// The keys in the app's `default` store: in its own Redis in the
+    /// key-value-on-Redis pass, else the test host's, or those in the SQLite
+    /// file `spin up` keeps it in.
     pub fn kv_keys(&self) -> Vec<String> {
+        if let Some((redis, _)) = &self.deployment.kv_redis {
+            let mut conn = redis::Client::open(redis.url())
+                .and_then(|c| c.get_connection())
+                .expect("the key-value Redis answers");
+            let mut keys: Vec<String> = redis::cmd("KEYS")
+                .arg("*")
+                .query(&mut conn)
+                .expect("KEYS *");
+            keys.sort();
+            return keys;
+        }
         match &self.runtime {
-            Some(Runtime::Host(app)) => app.kv().snapshot("default").into_keys().collect(),
-            Some(Runtime::Spin { state_dir, .. }) => spin_kv_keys(state_dir.path()),
+            Some(Runtime::Host(app)) => app.kv().keys("default").expect("the default store"),
+            Some(Runtime::Spin(_)) => spin_kv_keys(self.deployment.state_dir.path()),
             None => panic!("the app was killed; its store is gone"),
         }
     }
@@ -472,11 +575,12 @@ impl Drop for TestApp {
         if std::thread::panicking() {
             eprintln!(
                 "---- app log ({}) ----\n{}---- end of app log ----",
-                self.base,
+                self.base.as_deref().unwrap_or("no HTTP trigger"),
                 self.logs()
             );
         }
-        if let Some(Runtime::Spin { child, .. }) = &mut self.runtime {
+        if let Some(Runtime::Spin(child)) = &mut self.runtime {
+            let child = child.get_mut().unwrap_or_else(PoisonError::into_inner);
             if let Err(e) = child.kill() {
                 eprintln!("stopping spin up: {e}");
             }
@@ -523,24 +627,79 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `spin up` on a free port with `state_dir` (fresh, or shared with
-/// another `spin up` of the same deployment).
+/// A new deployment's shared state: a channel and bucket of its own, a fresh
+/// state dir, and the key-value store this pass keeps (memory for the test
+/// host, a Redis of its own with `DARKROOM_TEST_KV=redis`).
+fn new_deployment(redis_url: String) -> Deployment {
+    let kv_redis = kv_on_redis().then(|| {
+        let server = PrivateRedis::start();
+        let dir = tempfile::tempdir().expect("runtime config dir");
+        std::fs::write(
+            dir.path().join("runtime-config.toml"),
+            format!(
+                "[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n",
+                server.url()
+            ),
+        )
+        .expect("write the runtime config");
+        (Arc::new(server), Arc::new(dir))
+    });
+    let host = !matches!(
+        std::env::var("DARKROOM_TEST_RUNTIME").as_deref(),
+        Ok("spin")
+    );
+    Deployment {
+        channel: format!("darkroom-test-{}", uuid::Uuid::new_v4()),
+        bucket: S3::from_env().map(|s3| s3.create_bucket()),
+        state_dir: Arc::new(tempfile::tempdir().expect("state dir")),
+        memory_kv: (host && kv_redis.is_none()).then(|| Arc::new(KvData::default())),
+        kv_redis,
+        redis_url,
+    }
+}
+
+/// Whether the manifest's triggers for `components` (all when `None`)
+/// include an HTTP route, and a Redis channel.
+fn triggers_of(components: Option<&[String]>) -> (bool, bool) {
+    let manifest = Manifest::load(&app_root().join(manifest_file())).expect("the manifest loads");
+    let selected = |c: &String| components.is_none_or(|only| only.contains(c));
+    (
+        manifest.trigger.http.iter().any(|t| selected(&t.component)),
+        manifest
+            .trigger
+            .redis
+            .iter()
+            .any(|t| selected(&t.component)),
+    )
+}
+
+/// Starts `spin up` for `deployment`: on a free port when the selected
+/// components have an HTTP route (a processor-only `spin up` refuses
+/// `--listen`), with the deployment's `--state-dir` and runtime config.
+/// Returns once it listens (or at once without HTTP: the caller waits for
+/// its subscription), or why it ended first.
 fn spawn_spin(
     vars: &BTreeMap<String, String>,
-    state_dir: Arc<tempfile::TempDir>,
+    deployment: &Deployment,
     components: Option<&[String]>,
     max_instance_memory: Option<usize>,
-) -> (Runtime, String) {
+    listens: bool,
+) -> Result<(Child, Option<u16>), String> {
     let bin = std::env::var("SPIN_BIN").unwrap_or_else(|_| "spin".to_owned());
-    let port = free_port();
+    let port = listens.then(free_port);
     let mut cmd = Command::new(&bin);
     cmd.current_dir(app_root())
-        .args(["up", "--from", "spin.toml", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
+        .args(["up", "--from", &manifest_file()])
         .arg("--state-dir")
-        .arg(state_dir.path())
+        .arg(deployment.state_dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    if let Some(port) = port {
+        cmd.arg("--listen").arg(format!("127.0.0.1:{port}"));
+    }
+    if let Some(config) = deployment.runtime_config() {
+        cmd.arg("--runtime-config-file").arg(config);
+    }
     for c in components.unwrap_or_default() {
         cmd.args(["--component-id", c]);
     }
@@ -550,21 +709,30 @@ fn spawn_spin(
     for (k, v) in vars {
         cmd.env(format!("SPIN_VARIABLE_{}", k.to_ascii_uppercase()), v);
     }
-    let child = cmd.spawn().unwrap_or_else(|e| {
+    let mut child = cmd.spawn().unwrap_or_else(|e| {
         panic!("DARKROOM_TEST_RUNTIME=spin but `{bin}` cannot be started ({e}); install Spin or set SPIN_BIN")
     });
+    let Some(port) = port else {
+        return Ok((child, None));
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "spin up did not listen on port {port} within 60 s"
-        );
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "spin up exited ({status}) before listening\n{}",
+                spin_logs(deployment.state_dir.path())
+            ));
+        }
+        if Instant::now() >= deadline {
+            // Best effort: the test fails either way.
+            if let Err(e) = child.kill() {
+                eprintln!("stopping spin up: {e}");
+            }
+            return Err(format!("spin up did not listen on port {port} within 60 s"));
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
-    (
-        Runtime::Spin { child, state_dir },
-        format!("http://127.0.0.1:{port}"),
-    )
+    Ok((child, Some(port)))
 }
 
 /// The keys of the `default` store in `spin up`'s SQLite file
@@ -601,6 +769,135 @@ fn spin_logs(state_dir: &std::path::Path) -> String {
         }
     }
     out
+}
+
+/// The test's stand-in for the supervisor loop of `scripts/up.sh`: keeps one
+/// processor of a deployment running, starts it again with capped
+/// exponential backoff whenever it exits or fails to start (Spin ends a
+/// processor whose Redis connection broke), and records why each time.
+pub struct Supervised {
+    stop: Arc<AtomicBool>,
+    /// Why each processor ended, in order.
+    exits: Arc<Mutex<Vec<String>>>,
+    /// Every processor's log, one after the other.
+    logs: Arc<Mutex<String>>,
+    running: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Supervised {
+    /// Supervises a processor of `front`'s deployment; returns once the
+    /// first one listens.
+    pub fn processor(front: &TestApp, variables: &[(&'static str, &'static str)]) -> Self {
+        let deployment = front.deployment();
+        let variables = variables.to_vec();
+        let stop = Arc::new(AtomicBool::new(false));
+        let exits = Arc::new(Mutex::new(Vec::new()));
+        let logs = Arc::new(Mutex::new(String::new()));
+        let running = Arc::new(AtomicBool::new(false));
+        let (s, e, l, r) = (stop.clone(), exits.clone(), logs.clone(), running.clone());
+        let thread = std::thread::spawn(move || {
+            let mut delay = Duration::from_millis(100);
+            while !s.load(Ordering::Relaxed) {
+                let started = TestApp::try_start(Options {
+                    components: Some(&["processor"]),
+                    join: Some(deployment.clone()),
+                    variables: variables.clone(),
+                    ..Options::default()
+                });
+                match started {
+                    Ok(app) => {
+                        delay = Duration::from_millis(100);
+                        r.store(true, Ordering::Relaxed);
+                        let reason = loop {
+                            if s.load(Ordering::Relaxed) {
+                                break None;
+                            }
+                            if let Some(reason) = app.exited() {
+                                break Some(reason);
+                            }
+                            std::thread::sleep(Duration::from_millis(20));
+                        };
+                        r.store(false, Ordering::Relaxed);
+                        lock(&l).push_str(&app.logs());
+                        match reason {
+                            Some(reason) => lock(&e).push(reason),
+                            None => return,
+                        }
+                    }
+                    Err(why) => lock(&e).push(format!("did not start: {why}")),
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        });
+        let supervised = Self {
+            stop,
+            exits,
+            logs,
+            running,
+            thread: Some(thread),
+        };
+        supervised.wait_until_running(Duration::from_secs(30));
+        supervised
+    }
+
+    /// Waits until a processor runs; fails the test after `within`.
+    pub fn wait_until_running(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.running.load(Ordering::Relaxed) {
+            assert!(
+                Instant::now() < deadline,
+                "no processor ran within {within:?}; exits: {:?}",
+                self.exits()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the running processor has ended; fails after `within`.
+    pub fn wait_until_stopped(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.running.load(Ordering::Relaxed) {
+            assert!(
+                Instant::now() < deadline,
+                "the processor still ran after {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Why each processor so far ended or failed to start.
+    pub fn exits(&self) -> Vec<String> {
+        lock(&self.exits).clone()
+    }
+
+    /// The logs of every processor that has ended so far.
+    pub fn logs(&self) -> String {
+        lock(&self.logs).clone()
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            eprintln!("the supervisor thread panicked");
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "---- supervised processors: exits {:?} ----\n{}---- end ----",
+                self.exits(),
+                self.logs()
+            );
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A `redis-server` owned by one test, on a free port, stopped on drop.
@@ -672,6 +969,17 @@ impl PrivateRedis {
         Self::launch(self.port, self.data.take())
     }
 
+    /// Kills the server (SIGKILL): an outage. [`Self::resume`] ends it.
+    pub fn go_down(&mut self) {
+        self.stop();
+    }
+
+    /// Starts the server again on the same port with the same data.
+    pub fn resume(&mut self) {
+        self.stop();
+        *self = Self::launch(self.port, self.data.take());
+    }
+
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             if let Err(e) = child.kill() {
@@ -698,7 +1006,7 @@ impl Drop for PrivateRedis {
 /// An `s3s-fs` server owned by one test (on `PATH`; scripts/test.sh installs
 /// it), on a free port with its own folder and one bucket, stopped on drop.
 pub struct PrivateS3 {
-    child: std::cell::RefCell<Option<Child>>,
+    child: RefCell<Option<Child>>,
     server: S3,
     bucket: String,
     port: u16,
@@ -716,7 +1024,7 @@ impl PrivateS3 {
             secret_key: format!("private-secret-{}", uuid::Uuid::new_v4().simple()),
         };
         let mut s3 = Self {
-            child: std::cell::RefCell::new(None),
+            child: RefCell::new(None),
             server,
             bucket: String::new(),
             port,

@@ -12,4 +12,5 @@ mod helpers;
 mod images;
 mod processing;
 mod status;
+mod topology;
 mod upload;

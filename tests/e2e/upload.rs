@@ -150,7 +150,12 @@ fn other_methods_on_the_upload_route_are_405_problems_with_allow() {
 fn an_upload_while_the_queue_is_unreachable_is_a_503_and_records_nothing() {
     // A Redis of this test's own, so that it can be stopped mid-test.
     let redis = crate::helpers::PrivateRedis::start();
-    let app = TestApp::spawn_against(&redis.url(), &[]);
+    // The front alone: a process with the Redis trigger ends with Redis.
+    let app = TestApp::start(crate::helpers::Options {
+        redis_url: Some(redis.url()),
+        components: Some(crate::topology::FRONT),
+        ..crate::helpers::Options::default()
+    });
     let keys_before = app.kv_keys();
     let blobs_before = app.blob_keys();
     drop(redis);

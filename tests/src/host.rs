@@ -30,6 +30,7 @@ use crate::kv::KvData;
 use crate::manifest::Manifest;
 use crate::outbound::AllowedHosts;
 use crate::routes::{RouteMatch, Router};
+use crate::runtime_config::RuntimeConfig;
 use crate::variables::Variables;
 
 /// How to run an app.
@@ -37,8 +38,10 @@ use crate::variables::Variables;
 pub struct HostConfig {
     /// The app's `spin.toml`.
     pub manifest: PathBuf,
-    /// Where to listen; port 0 picks a free one.
-    pub listen: SocketAddr,
+    /// Where to listen; port 0 picks a free one. An app with no HTTP
+    /// trigger does not listen, and refuses an explicit address as
+    /// `spin up` refuses `--listen` ([`RunningApp::start`]).
+    pub listen: Listen,
     /// Variable values, as if set with `SPIN_VARIABLE_<NAME>`.
     pub variables: BTreeMap<String, String>,
     /// Cap on each instance's linear memory, like `spin up --max-instance-memory`.
@@ -48,8 +51,14 @@ pub struct HostConfig {
     /// Run only these components, like `spin up --component-id`; `None` runs all.
     pub components: Option<Vec<String>>,
     /// Key-value data shared with another running app, as several `spin up`
-    /// processes share a store backend; `None` gives the app its own.
+    /// processes share a store backend; `None` opens the app's own from
+    /// `state_dir` and `runtime_config`.
     pub kv: Option<Arc<KvData>>,
+    /// `spin up --state-dir`: the `default` store lives in
+    /// `sqlite_key_value.db` there; `None` keeps it in memory.
+    pub state_dir: Option<PathBuf>,
+    /// `spin up --runtime-config-file` ([`crate::runtime_config`]).
+    pub runtime_config: Option<PathBuf>,
 }
 
 impl HostConfig {
@@ -57,14 +66,25 @@ impl HostConfig {
     pub fn new(manifest: impl Into<PathBuf>) -> Self {
         Self {
             manifest: manifest.into(),
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listen: Listen::Default(SocketAddr::from(([127, 0, 0, 1], 0))),
             variables: BTreeMap::new(),
             max_instance_memory: None,
             echo_guest_output: false,
             components: None,
             kv: None,
+            state_dir: None,
+            runtime_config: None,
         }
     }
+}
+
+/// Where an app's HTTP trigger listens.
+#[derive(Clone, Copy, Debug)]
+pub enum Listen {
+    /// Used only if the app has an HTTP trigger (`spin up` without `--listen`).
+    Default(SocketAddr),
+    /// Asked for (`spin up --listen`): an app without an HTTP trigger is refused.
+    Explicit(SocketAddr),
 }
 
 /// What one component may do, resolved from the manifest at start.
@@ -93,6 +113,11 @@ pub struct AppShared {
     /// Set by [`RunningApp::kill`]: every instance traps at its next check
     /// and host calls are refused, as if the process died.
     pub killed: AtomicBool,
+    /// Why the app terminated on its own (a trigger ended), once it has.
+    exit: Mutex<Option<String>>,
+    /// Becomes `true` when the app terminates: the listener and every open
+    /// connection close.
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppShared {
@@ -107,6 +132,18 @@ impl AppShared {
             logs.push('\n');
         }
     }
+
+    /// Ends the whole app as `spin up` does when one of its triggers exits:
+    /// the process goes, taking the HTTP listener, open connections and
+    /// running instances with it.
+    fn terminate(&self, reason: String) {
+        self.exit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(reason);
+        self.killed.store(true, Ordering::Relaxed);
+        self.shutdown.send_replace(true);
+    }
 }
 
 struct AppInner {
@@ -114,6 +151,9 @@ struct AppInner {
     components: HashMap<String, LoadedComponent>,
     shared: Arc<AppShared>,
     max_memory: Option<usize>,
+    /// Whether the app runs HTTP and Redis triggers together: `spin up` then
+    /// runs one trigger process per type and says so when one ends.
+    multi_trigger: bool,
 }
 
 /// The per-instance store data.
@@ -486,7 +526,7 @@ impl AppInner {
 /// A running app. Dropping it stops the HTTP listener and the Redis triggers.
 pub struct RunningApp {
     inner: Arc<AppInner>,
-    addr: SocketAddr,
+    addr: Option<SocketAddr>,
     runtime: Option<tokio::runtime::Runtime>,
     stop: Arc<AtomicBool>,
     subscribers: Vec<JoinHandle<()>>,
@@ -547,26 +587,55 @@ impl RunningApp {
                 },
             );
         }
+        let runtime_config = match &config.runtime_config {
+            Some(path) => RuntimeConfig::load(path)?,
+            None => RuntimeConfig::default(),
+        };
+        let kv = match &config.kv {
+            Some(kv) => kv.clone(),
+            None => Arc::new(KvData::open(
+                &runtime_config.key_value_stores,
+                config.state_dir.as_deref(),
+            )?),
+        };
+        let has_http = !manifest.trigger.http.is_empty();
+        let has_redis = !manifest.trigger.redis.is_empty();
+        let listen = match (config.listen, has_http) {
+            (Listen::Default(addr) | Listen::Explicit(addr), true) => Some(addr),
+            (Listen::Default(_), false) => None,
+            // `spin up` hands `--listen` to the only trigger there is; the
+            // Redis trigger takes no options, so clap refuses it.
+            (Listen::Explicit(_), false) => bail!("error: unexpected argument '--listen' found"),
+        };
         let inner = Arc::new(AppInner {
             router: Router::build(&manifest.trigger.http)?,
             components,
             shared: Arc::new(AppShared {
-                kv: config.kv.clone().unwrap_or_default(),
+                kv,
                 logs: Mutex::default(),
                 echo: config.echo_guest_output,
                 killed: AtomicBool::new(false),
+                exit: Mutex::new(None),
+                shutdown: tokio::sync::watch::Sender::new(false),
             }),
             max_memory: config.max_instance_memory,
+            multi_trigger: has_http && has_redis,
         });
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
-        let listener = runtime.block_on(tokio::net::TcpListener::bind(config.listen))?;
-        let addr = listener.local_addr()?;
+        let addr = match listen {
+            Some(listen) => {
+                let listener = runtime.block_on(tokio::net::TcpListener::bind(listen))?;
+                let addr = listener.local_addr()?;
+                runtime.spawn(serve(inner.clone(), listener));
+                Some(addr)
+            }
+            None => None,
+        };
         let stop = Arc::new(AtomicBool::new(false));
-        runtime.spawn(serve(inner.clone(), listener));
 
         let mut subscribers = Vec::new();
         let default_address = manifest
@@ -601,9 +670,20 @@ impl RunningApp {
         })
     }
 
-    /// The address the app listens on.
-    pub const fn addr(&self) -> SocketAddr {
+    /// The address the app listens on; `None` without an HTTP trigger.
+    pub const fn addr(&self) -> Option<SocketAddr> {
         self.addr
+    }
+
+    /// Why the app terminated on its own (a Redis trigger lost its
+    /// connection), or `None` while it runs.
+    pub fn exit_reason(&self) -> Option<String> {
+        self.inner
+            .shared
+            .exit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Everything the guests printed and the host noted, so far.
@@ -629,10 +709,14 @@ impl RunningApp {
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    /// Blocks until the app is stopped by a signal (for the CLI).
-    pub fn wait(&self) {
-        while !self.stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(200));
+    /// Blocks until the app terminates on its own, and says why (for the
+    /// CLI, which then exits with an error as `spin up` does).
+    pub fn wait(&self) -> String {
+        loop {
+            if let Some(reason) = self.exit_reason() {
+                return reason;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
@@ -651,23 +735,32 @@ impl Drop for RunningApp {
     }
 }
 
+/// Serves HTTP until the app terminates; then the listener is closed (new
+/// connections are refused) and open connections are dropped, as when the
+/// `spin up` process exits.
 async fn serve(app: Arc<AppInner>, listener: tokio::net::TcpListener) {
+    let mut shutdown = app.shared.shutdown.subscribe();
     loop {
-        let Ok((stream, client)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|down| *down) => return,
+        };
+        let Ok((stream, client)) = accepted else {
             continue;
         };
         let app = app.clone();
+        let mut shutdown = app.shared.shutdown.subscribe();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(route_request(&app, req, client).await) }
             });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
                 // Clients hanging up mid-response is normal; nothing to report.
-                drop(e);
+                result = connection => drop(result),
+                _ = shutdown.wait_for(|down| *down) => {}
             }
         });
     }
@@ -715,6 +808,7 @@ fn subscribe(
 ) -> anyhow::Result<JoinHandle<()>> {
     let client = redis::Client::open(address)
         .with_context(|| format!("redis trigger address {address:?}"))?;
+    let server = client.get_connection_info().addr.to_string();
     let mut conn = client
         .get_connection_with_timeout(Duration::from_secs(5))
         .with_context(|| format!("Redis trigger failed to connect to {address}"))?;
@@ -727,7 +821,7 @@ fn subscribe(
             return;
         }
         let _sent = ready_tx.send(Ok(()));
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.load(Ordering::Relaxed) && !app.shared.killed.load(Ordering::Relaxed) {
             match pubsub.get_message() {
                 Ok(msg) => {
                     let payload = msg.get_payload_bytes().to_vec();
@@ -735,10 +829,19 @@ fn subscribe(
                 }
                 Err(e) if e.is_timeout() => {}
                 Err(e) => {
-                    // Spin's trigger ends when the connection is lost; so does this one.
+                    // Spin's subscriber ends when its message stream does
+                    // (`run_listener`: "disconnected from <addr>"), its
+                    // trigger process exits with that error, and `spin up`
+                    // kills the other trigger processes and exits.
                     app.shared.log(&format!(
-                        "[host] Redis trigger disconnected from {channel:?}: {e}"
+                        "[host] ERROR spin_trigger::cli: Trigger executor failed: disconnected from {server} ({e})"
                     ));
+                    if app.multi_trigger {
+                        app.shared
+                            .log("[host] A trigger exited unexpectedly. Terminating.");
+                    }
+                    app.shared
+                        .terminate(format!("Error: disconnected from {server}"));
                     return;
                 }
             }

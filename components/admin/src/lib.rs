@@ -3,7 +3,9 @@
 //!
 //! - `POST /internal/sweep`: rings the processors' doorbell (a lapsed lease or
 //!   a missed doorbell is then recovered) and reports the queue; for a
-//!   scheduler such as a Kubernetes CronJob or `spin aka cron`.
+//!   scheduler such as a Kubernetes CronJob or `spin aka cron`. In the
+//!   HTTP-only profile (`worker_url` set) it then, with the report sent,
+//!   asks the worker to drain.
 //! - `GET /internal/dead-letters`: the queue and its dead letters.
 //! - `POST /internal/dead-letters/{id}/redrive`: a failed job, queued again
 //!   with a fresh set of attempts.
@@ -21,13 +23,20 @@ use darkroom_spin::problem::{ApiError, respond};
 use darkroom_spin::queue::RedisQueue;
 use darkroom_spin::routes::header;
 use darkroom_spin::store::SpinKv;
-use darkroom_spin::{config, views};
-use spin_sdk::http::{IncomingRequest, Method, Response};
+use darkroom_spin::{config, outparam, views, work};
+use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
-fn administer(req: IncomingRequest) -> Response {
-    respond(admin(&req))
+async fn administer(req: IncomingRequest, out: ResponseOutparam) {
+    let answer = admin(&req);
+    let swept = answer.is_ok()
+        && req.method() == Method::Post
+        && header(&req.headers(), "spin-path-info").as_deref() == Some("/sweep");
+    outparam::send_buffered(out, respond(answer));
+    if swept && let Some(url) = config::worker_url() {
+        work::kick_worker(&url).await;
+    }
 }
 
 fn admin(req: &IncomingRequest) -> Result<Response, ApiError> {

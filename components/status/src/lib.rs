@@ -1,5 +1,7 @@
 //! `GET /api/images/:id/status`: the job's status document. Reading an
-//! overdue job also rings the processors' doorbell again.
+//! overdue job also rings the processors' doorbell again (putting the job
+//! back if the queue lost it); in the HTTP-only profile (`worker_url` set)
+//! it then, with the response already complete, asks the worker to drain.
 
 #![expect(
     unsafe_code,
@@ -7,21 +9,26 @@
 )]
 
 use darkroom_core::JobId;
-use darkroom_core::service;
+use darkroom_core::service::{self, StatusReport};
 use darkroom_spin::clock::SystemClock;
 use darkroom_spin::problem::{ApiError, respond};
 use darkroom_spin::queue::connect_or_unreachable;
 use darkroom_spin::store::SpinKv;
-use darkroom_spin::{config, routes, views};
-use spin_sdk::http::{IncomingRequest, Method, Response};
+use darkroom_spin::{config, outparam, routes, views, work};
+use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
-fn report_status(req: IncomingRequest) -> Response {
-    respond(status(&req))
+async fn report_status(req: IncomingRequest, out: ResponseOutparam) {
+    let report = status(&req);
+    let overdue = report.as_ref().is_ok_and(|r| r.overdue);
+    outparam::send_buffered(out, respond(report.map(|r| views::status(&r))));
+    if overdue && let Some(url) = config::worker_url() {
+        work::kick_worker(&url).await;
+    }
 }
 
-fn status(req: &IncomingRequest) -> Result<Response, ApiError> {
+fn status(req: &IncomingRequest) -> Result<StatusReport, ApiError> {
     if !matches!(req.method(), Method::Get | Method::Head) {
         return Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" });
     }
@@ -39,5 +46,5 @@ fn status(req: &IncomingRequest) -> Result<Response, ApiError> {
     if let Some(warning) = &report.warning {
         eprintln!("darkroom: status of {id}: queue: {warning}");
     }
-    Ok(views::status(&report))
+    Ok(report)
 }

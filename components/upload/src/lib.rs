@@ -1,5 +1,7 @@
 //! `POST /api/images`: validates an upload, stores the original, records the
 //! job as queued and puts it in the durable queue, then answers `202 Accepted`.
+//! In the HTTP-only profile (`worker_url` set) it then, with the response
+//! already complete, asks the worker to drain the queue.
 
 #![expect(
     unsafe_code,
@@ -11,13 +13,18 @@ use darkroom_spin::clock::SystemClock;
 use darkroom_spin::problem::{ApiError, respond};
 use darkroom_spin::queue::RedisQueue;
 use darkroom_spin::store::SpinKv;
-use darkroom_spin::{config, upload, views};
-use spin_sdk::http::{IncomingRequest, Method, Response};
+use darkroom_spin::{config, outparam, upload, views, work};
+use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
-async fn accept_image(req: IncomingRequest) -> Response {
-    respond(accept(req).await)
+async fn accept_image(req: IncomingRequest, out: ResponseOutparam) {
+    let accepted = accept(req).await;
+    let queued = accepted.is_ok();
+    outparam::send_buffered(out, respond(accepted));
+    if queued && let Some(url) = config::worker_url() {
+        work::kick_worker(&url).await;
+    }
 }
 
 async fn accept(req: IncomingRequest) -> Result<Response, ApiError> {

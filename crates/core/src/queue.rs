@@ -54,6 +54,16 @@ pub trait Queue {
     /// [`PortError`].
     fn dead_letters(&self) -> Result<Vec<JobId>, PortError>;
 
+    /// Puts `id` back, due at `at`, unless the queue already holds it
+    /// (waiting or leased), and rings the doorbell if it did. `Ok(true)` when
+    /// it was missing: the queue lost it (a Redis restarted without
+    /// persistence, a flushed database) while its record still says it is
+    /// waiting or processing.
+    ///
+    /// # Errors
+    /// [`PortError`].
+    fn restore(&self, id: JobId, at: Timestamp) -> Result<bool, PortError>;
+
     /// Rings the doorbell without adding work: processors look for due and
     /// lapsed jobs.
     ///

@@ -138,6 +138,10 @@ pub struct StatusReport {
     pub retry_after_secs: Option<u32>,
     /// A queue problem met on the way, which did not stop the read.
     pub warning: Option<PortError>,
+    /// Whether the job was overdue (a missed doorbell, a dead processor):
+    /// the read rang the doorbell, and a caller that can drive processing
+    /// itself (the HTTP-only profile) should.
+    pub overdue: bool,
 }
 
 /// Reads job `id`. For an unfinished job it also estimates the wait and,
@@ -167,12 +171,20 @@ pub fn job_status(
                 job,
                 retry_after_secs: None,
                 warning: None,
+                overdue: false,
             }));
         }
     };
     let mut warning = None;
-    if overdue && let Err(e) = queue.ring() {
-        warning = Some(e);
+    if overdue {
+        // The record is the truth: a job the queue lost is put back, so no
+        // outage of the queue's storage leaves a job waiting forever.
+        let restored = queue
+            .restore(id, due.unwrap_or(now))
+            .and_then(|restored| if restored { Ok(()) } else { queue.ring() });
+        if let Err(e) = restored {
+            warning = Some(e);
+        }
     }
     let estimate = match queue.stats() {
         Ok(stats) => estimate_wait_secs(stats),
@@ -188,6 +200,7 @@ pub fn job_status(
         job,
         retry_after_secs: Some(estimate.max(until_due)),
         warning,
+        overdue,
     }))
 }
 
@@ -230,8 +243,13 @@ pub enum ProcessOutcome {
 /// claimed again when the lease lapses: nothing is lost.
 #[derive(Debug, Error)]
 pub enum ProcessError {
-    /// The job record or the queue could not be read or written.
-    #[error("storage or queue unavailable: {0}")]
+    /// The queue itself could not be reached: not a fault of one job, so a
+    /// drain stops at once instead of trying the next job (there is none it
+    /// could claim).
+    #[error("queue unavailable: {0}")]
+    Queue(PortError),
+    /// The job record could not be read or written.
+    #[error("storage unavailable: {0}")]
     Storage(#[from] PortError),
     /// The record changed under the processor.
     #[error(transparent)]
@@ -246,16 +264,20 @@ pub enum ProcessError {
 /// [`ProcessError`]: a storage failure while recording; the lease recovers it.
 pub fn process_next(w: Worker<'_>) -> Result<Option<ProcessOutcome>, ProcessError> {
     let now = w.ports.clock.now();
-    let Some(id) = w.queue.claim(now, now.plus(w.policy.lease))? else {
+    let Some(id) = w
+        .queue
+        .claim(now, now.plus(w.policy.lease))
+        .map_err(ProcessError::Queue)?
+    else {
         return Ok(None);
     };
     let Some(mut job) = load_job(w.ports.kv, id)? else {
-        w.queue.ack(id)?;
+        w.queue.ack(id).map_err(ProcessError::Queue)?;
         return Ok(Some(ProcessOutcome::Unknown(id)));
     };
     match job.state {
         JobState::Completed { .. } | JobState::Failed { .. } => {
-            w.queue.ack(id)?;
+            w.queue.ack(id).map_err(ProcessError::Queue)?;
             return Ok(Some(ProcessOutcome::Skipped {
                 id,
                 state: job.state.name(),
@@ -264,7 +286,9 @@ pub fn process_next(w: Worker<'_>) -> Result<Option<ProcessOutcome>, ProcessErro
         JobState::Processing { lease_until, .. } if !job.lease_lapsed(now) => {
             // The queue lost our lease but the record says someone holds it:
             // leave the job to them, and look again when their lease lapses.
-            w.queue.defer(id, lease_until)?;
+            w.queue
+                .defer(id, lease_until)
+                .map_err(ProcessError::Queue)?;
             return Ok(Some(ProcessOutcome::Skipped {
                 id,
                 state: "processing",
@@ -283,7 +307,7 @@ pub fn process_next(w: Worker<'_>) -> Result<Option<ProcessOutcome>, ProcessErro
                 now,
             )?;
             save_job(w.ports.kv, &job)?;
-            w.queue.dead_letter(id, now)?;
+            w.queue.dead_letter(id, now).map_err(ProcessError::Queue)?;
             return Ok(Some(ProcessOutcome::Failed(job)));
         }
         JobState::Queued { .. } | JobState::Processing { .. } => {}
@@ -296,8 +320,10 @@ pub fn process_next(w: Worker<'_>) -> Result<Option<ProcessOutcome>, ProcessErro
             let done = w.ports.clock.now();
             job.complete(outputs, done)?;
             save_job(w.ports.kv, &job)?;
-            w.queue.ack(id)?;
-            w.queue.record_duration(done.since(now))?;
+            w.queue.ack(id).map_err(ProcessError::Queue)?;
+            w.queue
+                .record_duration(done.since(now))
+                .map_err(ProcessError::Queue)?;
             Ok(Some(ProcessOutcome::Completed(job)))
         }
         Err(failure) if failure.code.is_transient() && w.policy.may_retry(job.attempts) => {
@@ -305,7 +331,7 @@ pub fn process_next(w: Worker<'_>) -> Result<Option<ProcessOutcome>, ProcessErro
             let retry_at = now.plus(w.policy.backoff(job.attempts, w.random.unit()));
             job.retry_later(failure, retry_at, now)?;
             save_job(w.ports.kv, &job)?;
-            w.queue.defer(id, retry_at)?;
+            w.queue.defer(id, retry_at).map_err(ProcessError::Queue)?;
             Ok(Some(ProcessOutcome::Retrying(job)))
         }
         Err(failure) => {
@@ -314,21 +340,31 @@ pub fn process_next(w: Worker<'_>) -> Result<Option<ProcessOutcome>, ProcessErro
             job.fail(failure, now)?;
             save_job(w.ports.kv, &job)?;
             if transient {
-                w.queue.dead_letter(id, now)?;
+                w.queue.dead_letter(id, now).map_err(ProcessError::Queue)?;
             } else {
-                w.queue.ack(id)?;
+                w.queue.ack(id).map_err(ProcessError::Queue)?;
             }
             Ok(Some(ProcessOutcome::Failed(job)))
         }
     }
 }
 
+/// How many claimed jobs in a row may fail to be worked before a drain
+/// gives up: a store that refuses every job is down, and trying the rest of
+/// the queue would only repeat the error (and the log line) for each.
+pub const MAX_FAILURES_IN_A_ROW: usize = 3;
+
 /// Works the queue until nothing is due or `budget` is spent. A retry that
 /// falls due within the budget is waited for. Each job's outcome (or error)
 /// is handed to `report`.
 ///
+/// Errors never make it spin: an unreachable queue ends the drain at once,
+/// and so do [`MAX_FAILURES_IN_A_ROW`] claimed jobs that could not be worked
+/// (their leases lapse and they are claimed again later).
+///
 /// # Errors
-/// [`PortError`] when the queue itself cannot be reached.
+/// [`PortError`] when the queue cannot be reached, or storage failed for
+/// [`MAX_FAILURES_IN_A_ROW`] jobs in a row.
 pub fn drain(
     w: Worker<'_>,
     budget: Duration,
@@ -336,6 +372,7 @@ pub fn drain(
 ) -> Result<usize, PortError> {
     let deadline = w.ports.clock.now().plus(budget);
     let mut handled = 0;
+    let mut failures_in_a_row = 0;
     loop {
         let now = w.ports.clock.now();
         if now >= deadline {
@@ -344,6 +381,7 @@ pub fn drain(
         match process_next(w) {
             Ok(Some(outcome)) => {
                 handled += 1;
+                failures_in_a_row = 0;
                 report(Ok(outcome));
             }
             Ok(None) => match w.queue.next_due()? {
@@ -353,8 +391,16 @@ pub fn drain(
                     .sleep(at.since(now).max(Duration::from_millis(10))),
                 _ => return Ok(handled),
             },
+            Err(ProcessError::Queue(e)) => return Err(e),
             Err(e) => {
                 handled += 1;
+                failures_in_a_row += 1;
+                if failures_in_a_row >= MAX_FAILURES_IN_A_ROW {
+                    return Err(PortError::new(format!(
+                        "{failures_in_a_row} claimed jobs in a row could not be worked, the last because {e}; \
+                         stopping until the next doorbell"
+                    )));
+                }
                 report(Err(e));
             }
         }
@@ -931,6 +977,71 @@ mod tests {
             .expect("drain");
         assert_eq!(handled, 1);
         assert_eq!(world.queue.waiting().len(), 1, "the retry stays queued");
+    }
+
+    #[test]
+    fn a_drain_stops_at_the_first_claim_the_queue_cannot_answer() {
+        let world = World::new();
+        world.accept(&png(64, 48)).expect("accepted");
+        world.queue.down.set(true);
+        let mut reported = 0;
+        let result = world.worker(|w| drain(w, Duration::from_secs(25), |_| reported += 1));
+        assert!(result.is_err(), "an unreachable queue ends the drain");
+        assert_eq!(world.queue.claims.get(), 1, "one claim, not a loop");
+        assert_eq!(reported, 0, "no per-job report for a queue outage");
+    }
+
+    #[test]
+    fn a_drain_gives_up_after_a_few_jobs_in_a_row_that_storage_refuses() {
+        let world = World::new();
+        for _ in 0..10 {
+            world.accept(&png(8, 8)).expect("accepted");
+        }
+        // Every record write fails from now on: starting a job cannot be recorded.
+        world.kv.fail_sets_after(0);
+        let mut reported = 0;
+        let result = world.worker(|w| drain(w, Duration::from_secs(25), |_| reported += 1));
+        let error = result.expect_err("a store that refuses every job ends the drain");
+        assert!(error.to_string().contains("in a row"), "{error}");
+        assert_eq!(
+            world.queue.claims.get(),
+            u32::try_from(MAX_FAILURES_IN_A_ROW).expect("small"),
+            "the drain stops after {MAX_FAILURES_IN_A_ROW} failed jobs, not after the whole queue"
+        );
+        assert_eq!(
+            reported,
+            MAX_FAILURES_IN_A_ROW - 1,
+            "the last one is in the error"
+        );
+        assert_eq!(
+            world.queue.leased().len(),
+            MAX_FAILURES_IN_A_ROW,
+            "their leases will lapse"
+        );
+    }
+
+    #[test]
+    fn a_status_read_puts_back_an_overdue_job_the_queue_lost() {
+        let world = World::new();
+        let job = world.accept(&png(30, 20)).expect("accepted");
+        world.queue.forget_everything();
+        assert!(world.queue.waiting().is_empty());
+        world.status(job.id);
+        assert!(
+            world.queue.waiting().is_empty(),
+            "not overdue yet: left alone"
+        );
+        world.clock.advance(OVERDUE_GRACE.as_millis() as u64 + 1);
+        world.status(job.id);
+        assert_eq!(world.queue.waiting(), vec![job.id], "queued again");
+        world.status(job.id);
+        assert_eq!(world.queue.waiting(), vec![job.id], "only once");
+        assert_eq!(
+            world
+                .process_next()
+                .map(|o| matches!(o, ProcessOutcome::Completed(_))),
+            Some(true)
+        );
     }
 
     #[test]

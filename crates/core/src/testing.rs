@@ -102,6 +102,8 @@ pub struct MemoryQueue {
     durations: RefCell<Vec<Duration>>,
     /// How many times the doorbell rang.
     pub rings: Cell<u32>,
+    /// How many claims were tried, answered or not.
+    pub claims: Cell<u32>,
     /// When set, every call fails.
     pub down: Cell<bool>,
 }
@@ -126,6 +128,14 @@ impl MemoryQueue {
         ids.into_iter().map(|(_, _, id)| id).collect()
     }
 
+    /// Loses every job, lease and dead letter, as a Redis restarted without
+    /// persistence does.
+    pub fn forget_everything(&self) {
+        self.ready.borrow_mut().clear();
+        self.leases.borrow_mut().clear();
+        self.dead.borrow_mut().clear();
+    }
+
     /// Ids currently leased.
     pub fn leased(&self) -> Vec<JobId> {
         self.leases.borrow().keys().copied().collect()
@@ -148,6 +158,7 @@ impl Queue for MemoryQueue {
     }
 
     fn claim(&self, now: Timestamp, lease_until: Timestamp) -> Result<Option<JobId>, PortError> {
+        self.claims.set(self.claims.get() + 1);
         self.check()?;
         let lapsed: Vec<(JobId, Timestamp)> = self
             .leases
@@ -194,6 +205,16 @@ impl Queue for MemoryQueue {
     fn dead_letters(&self) -> Result<Vec<JobId>, PortError> {
         self.check()?;
         Ok(self.dead.borrow().clone())
+    }
+
+    fn restore(&self, id: JobId, at: Timestamp) -> Result<bool, PortError> {
+        self.check()?;
+        if self.ready.borrow().contains_key(&id) || self.leases.borrow().contains_key(&id) {
+            return Ok(false);
+        }
+        self.push(id, at);
+        self.rings.set(self.rings.get() + 1);
+        Ok(true)
     }
 
     fn ring(&self) -> Result<(), PortError> {

@@ -78,6 +78,16 @@ pub struct QueueConfig {
     pub channel: String,
 }
 
+/// `worker_url`: where to ask for the queue to be drained after a response
+/// (the HTTP-only profile sets it to the worker's `*.spin.internal` route);
+/// `None` when the component has no such variable or it is empty, as with
+/// the Redis trigger (`spin.toml`).
+pub fn worker_url() -> Option<String> {
+    spin_sdk::variables::get("worker_url")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+}
+
 /// The queue settings (`redis_url`, `queue_channel`).
 ///
 /// # Errors

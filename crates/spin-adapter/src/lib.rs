@@ -6,7 +6,9 @@
 //! - [`problem`]: the one mapping from every error to an RFC 9457 response;
 //! - [`upload`], [`views`], [`routes`], [`outparam`]: the HTTP edge the
 //!   components share ([`outparam`] streams large bodies out);
-//! - [`s3`]: the S3-compatible blob store and its presigned links.
+//! - [`s3`]: the S3-compatible blob store and its presigned links;
+//! - [`work`]: draining the queue (the processor, the HTTP-only worker) and
+//!   kicking the worker after a response.
 //!
 //! Components build these adapters, call one `darkroom_core::service`
 //! function and return what it maps to.
@@ -21,3 +23,4 @@ pub mod s3;
 pub mod store;
 pub mod upload;
 pub mod views;
+pub mod work;

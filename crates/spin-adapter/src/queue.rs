@@ -24,6 +24,16 @@ redis.call('ZREM', KEYS[3], ARGV[2])
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 return redis.call('PUBLISH', ARGV[3], ARGV[2])";
 
+/// Adds a job that is neither waiting nor leased, and rings; 1 if added.
+/// KEYS: ready, leases. ARGV: due ms, id, channel.
+const RESTORE: &str = r"
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) or redis.call('ZSCORE', KEYS[2], ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[2])
+return 1";
+
 /// Returns lapsed leases to ready, then leases the first due job.
 /// KEYS: ready, leases. ARGV: now ms, lease-until ms.
 const CLAIM: &str = r"
@@ -218,6 +228,16 @@ impl Queue for RedisQueue {
             .collect()
     }
 
+    fn restore(&self, id: JobId, at: Timestamp) -> Result<bool, PortError> {
+        let k = &self.keys;
+        let added = self.single(
+            RESTORE,
+            &[&k.ready, &k.leases],
+            &[ms(at), id.to_string(), self.channel.clone()],
+        )?;
+        Ok(integer(&added)? == Some(1))
+    }
+
     fn ring(&self) -> Result<(), PortError> {
         self.execute("PUBLISH", &[arg(&self.channel), arg("wake")])
             .map(drop)
@@ -295,6 +315,9 @@ impl Queue for UnreachableQueue {
         Err(self.0.clone())
     }
     fn dead_letters(&self) -> Result<Vec<JobId>, PortError> {
+        Err(self.0.clone())
+    }
+    fn restore(&self, _: JobId, _: Timestamp) -> Result<bool, PortError> {
         Err(self.0.clone())
     }
     fn ring(&self) -> Result<(), PortError> {

@@ -1,0 +1,100 @@
+//! Working the durable queue, for the two components that drive processing:
+//! the Redis-triggered `processor` (`spin.toml`), and the `worker` behind a
+//! private route that the HTTP-only profile (`spin.http-only.toml`) reaches
+//! by service chaining after an upload or an overdue status read has been
+//! answered. Both build the same ports, drain within a budget and log each
+//! outcome the same way; only the trigger differs.
+
+use std::time::Duration;
+
+use darkroom_core::ports::PortError;
+use darkroom_core::service::{self, Ports, ProcessError, ProcessOutcome, Worker};
+use thiserror::Error;
+
+use crate::clock::{SystemClock, SystemRandom};
+use crate::config::{self, ConfigError};
+use crate::queue::RedisQueue;
+use crate::store::SpinKv;
+
+/// Why a drain could not start or was cut short.
+#[derive(Debug, Error)]
+pub enum WorkError {
+    /// A setting is missing or malformed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The key-value store or the blob store cannot be opened.
+    #[error("storage unavailable: {0}")]
+    Storage(PortError),
+    /// The queue cannot be reached (or storage refused several jobs in a row).
+    #[error("the queue cannot be worked: {0}")]
+    Queue(PortError),
+}
+
+/// Drains due jobs until none is due or `budget` is spent, logging every
+/// outcome to stderr; returns how many jobs were handled.
+///
+/// # Errors
+/// [`WorkError`]; an unreachable queue ends the drain at once, never a loop.
+pub fn drain_queue(budget: Duration) -> Result<usize, WorkError> {
+    let limits = config::limits()?;
+    let policy = config::retry_policy()?;
+    let queue_config = config::queue()?;
+    let kv = SpinKv::open_default().map_err(WorkError::Storage)?;
+    let blobs = crate::store::blob_store_for(&kv, config::blob_store()?)
+        .map_err(|e| WorkError::Storage(PortError::new(e)))?;
+    let queue = RedisQueue::connect(&queue_config.redis_url, &queue_config.channel)
+        .map_err(WorkError::Queue)?;
+    let worker = Worker {
+        ports: Ports {
+            kv: &kv,
+            blobs: blobs.as_ref(),
+            clock: &SystemClock,
+        },
+        queue: &queue,
+        random: &SystemRandom,
+        policy,
+        limits,
+    };
+    service::drain(worker, budget, log_outcome).map_err(WorkError::Queue)
+}
+
+fn log_outcome(outcome: Result<ProcessOutcome, ProcessError>) {
+    match outcome {
+        Ok(ProcessOutcome::Completed(job)) => eprintln!(
+            "darkroom: job {} completed (attempt {})",
+            job.id, job.attempts
+        ),
+        Ok(ProcessOutcome::Failed(job)) => {
+            eprintln!("darkroom: job {} failed: {:?}", job.id, job.state);
+        }
+        Ok(ProcessOutcome::Retrying(job)) => {
+            eprintln!("darkroom: job {} will be retried: {:?}", job.id, job.state);
+        }
+        Ok(ProcessOutcome::Skipped { id, state }) => {
+            eprintln!("darkroom: job {id} is {state}; nothing to do");
+        }
+        Ok(ProcessOutcome::Unknown(id)) => {
+            eprintln!("darkroom: job {id} does not exist; dropped from the queue");
+        }
+        Err(e) => {
+            eprintln!("darkroom: a claimed job could not be worked (its lease will lapse): {e}");
+        }
+    }
+}
+
+/// Asks the worker at `url` (`worker_url`, a `*.spin.internal` address in
+/// the HTTP-only profile) to drain the queue, and waits for it. Called after
+/// the caller's own response is complete, so the client never waits for
+/// it; a failure is only logged: the job stays queued for the next kick, a
+/// status read or `/internal/sweep`.
+pub async fn kick_worker(url: &str) {
+    let request = spin_sdk::http::Request::post(url, Vec::<u8>::new()).build();
+    match spin_sdk::http::send::<_, spin_sdk::http::Response>(request).await {
+        Ok(response) if *response.status() < 300 => {}
+        Ok(response) => eprintln!(
+            "darkroom: the worker at {url} answered {}",
+            response.status()
+        ),
+        Err(e) => eprintln!("darkroom: the worker at {url} could not be reached: {e}"),
+    }
+}
