@@ -18,7 +18,7 @@ redis_answers() {
 
 # subscribers REDIS_URL CHANNEL: how many processes listen on CHANNEL.
 subscribers() {
-  redis-cli -u "$1" --no-raw pubsub numsub "$2" 2>/dev/null | sed -n 2p | tr -dc 0-9
+  { redis-cli -u "$1" --no-raw pubsub numsub "$2" 2>/dev/null || true; } | sed -n 2p | tr -dc 0-9
 }
 
 # ring_when_subscribed REDIS_URL CHANNEL PID BEFORE: once more than BEFORE
@@ -40,8 +40,10 @@ ring_when_subscribed() {
 # again whenever it exits (Spin ends a process whose Redis trigger lost its
 # connection), after 1 s doubling to 30 s, back to 1 s after a minute of
 # uptime; logs each restart with the exit status and whether Redis answers.
-# Run it in the background; SIGTERM stops it and its child.
+# Run it in the background; SIGTERM stops it and its child. It runs with
+# errexit off: nothing that fails while Redis is down may end the loop.
 supervise() {
+  set +e +o pipefail
   local name=$1 url=$2 channel=$3
   shift 3
   local delay=1 restarts=0 child="" started status reason before

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests of the pure crates, then the end-to-end suite
-# against the built .wasm components, once with the default key-value blob
-# store and once with `blob_store = "s3"` against a real S3-compatible server.
+# against the built .wasm components in four passes: the default (blobs in
+# the key-value store), `blob_store = "s3"` against a real S3-compatible
+# server, the key-value store on Redis (a runtime config, as multi-machine
+# deployments run it), and the HTTP-only profile (spin.http-only.toml, no
+# Redis trigger; the topology tests, which need one, are skipped there).
 # Installs what is missing (the wasm target, redis-server, s3s-fs), builds the
 # components, and runs a private Redis and S3 server on free ports, stopped
 # afterwards.
@@ -40,3 +43,10 @@ cleanup+=("$S3_PID")
 export DARKROOM_TEST_BLOB_STORE=s3 DARKROOM_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
 echo "==> end-to-end suite again with blob_store = s3 ($DARKROOM_TEST_S3_ENDPOINT)" >&2
 cargo test --locked "${packages[@]}" --test e2e "$@"
+unset DARKROOM_TEST_BLOB_STORE
+
+echo "==> end-to-end suite again with the key-value store on Redis (runtime config, a Redis per deployment)" >&2
+DARKROOM_TEST_KV=redis cargo test --locked "${packages[@]}" --test e2e "$@"
+
+echo "==> end-to-end suite again with the HTTP-only profile (spin.http-only.toml)" >&2
+DARKROOM_TEST_MANIFEST=spin.http-only.toml cargo test --locked "${packages[@]}" --test e2e "$@" -- --skip topology::

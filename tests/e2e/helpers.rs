@@ -198,6 +198,8 @@ pub struct Options<'a> {
     pub share_state_with: Option<&'a TestApp>,
     /// The same, from a [`Deployment`] (for apps started on another thread).
     pub join: Option<Deployment>,
+    /// The manifest, if not the pass's ([`manifest_file`]).
+    pub manifest: Option<&'a str>,
     /// Cap each instance's memory (`spin up --max-instance-memory`).
     pub max_instance_memory: Option<usize>,
 }
@@ -261,10 +263,12 @@ impl TestApp {
         let components: Option<Vec<String>> = options
             .components
             .map(|c| c.iter().map(|s| (*s).to_owned()).collect());
-        let (runs_http, runs_processor) = triggers_of(components.as_deref());
+        let manifest = options.manifest.map_or_else(manifest_file, str::to_owned);
+        let (runs_http, runs_processor) = triggers_of(&manifest, components.as_deref());
         let (runtime, base) = match std::env::var("DARKROOM_TEST_RUNTIME").as_deref() {
             Ok("spin") => {
                 let (child, port) = spawn_spin(
+                    &manifest,
                     &vars,
                     &deployment,
                     components.as_deref(),
@@ -277,7 +281,7 @@ impl TestApp {
                 )
             }
             Ok("host") | Err(_) => {
-                let mut config = HostConfig::new(app_root().join(manifest_file()));
+                let mut config = HostConfig::new(app_root().join(&manifest));
                 config.variables = vars;
                 config.components = components;
                 config.max_instance_memory = options.max_instance_memory;
@@ -359,6 +363,19 @@ impl TestApp {
         if let Err(e) = self.await_subscribers(n, Duration::from_secs(30)) {
             panic!("{e}");
         }
+    }
+
+    /// How many processes listen on the app's queue channel now.
+    pub fn subscribers(&self) -> i64 {
+        let mut conn = redis::Client::open(self.deployment.redis_url.as_str())
+            .and_then(|c| c.get_connection())
+            .expect("the test Redis answers");
+        let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&self.channel)
+            .query(&mut conn)
+            .expect("PUBSUB NUMSUB");
+        counts.first().map_or(0, |(_, n)| *n)
     }
 
     /// [`Self::wait_for_subscribers`], failing (with the reason) when the
@@ -660,8 +677,8 @@ fn new_deployment(redis_url: String) -> Deployment {
 
 /// Whether the manifest's triggers for `components` (all when `None`)
 /// include an HTTP route, and a Redis channel.
-fn triggers_of(components: Option<&[String]>) -> (bool, bool) {
-    let manifest = Manifest::load(&app_root().join(manifest_file())).expect("the manifest loads");
+fn triggers_of(manifest: &str, components: Option<&[String]>) -> (bool, bool) {
+    let manifest = Manifest::load(&app_root().join(manifest)).expect("the manifest loads");
     let selected = |c: &String| components.is_none_or(|only| only.contains(c));
     (
         manifest.trigger.http.iter().any(|t| selected(&t.component)),
@@ -679,6 +696,7 @@ fn triggers_of(components: Option<&[String]>) -> (bool, bool) {
 /// Returns once it listens (or at once without HTTP: the caller waits for
 /// its subscription), or why it ended first.
 fn spawn_spin(
+    manifest: &str,
     vars: &BTreeMap<String, String>,
     deployment: &Deployment,
     components: Option<&[String]>,
@@ -689,7 +707,7 @@ fn spawn_spin(
     let port = listens.then(free_port);
     let mut cmd = Command::new(&bin);
     cmd.current_dir(app_root())
-        .args(["up", "--from", &manifest_file()])
+        .args(["up", "--from", manifest])
         .arg("--state-dir")
         .arg(deployment.state_dir.path())
         .stdout(Stdio::null())

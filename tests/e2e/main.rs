@@ -9,6 +9,7 @@
 mod delivery;
 mod files;
 mod helpers;
+mod http_only;
 mod images;
 mod processing;
 mod status;

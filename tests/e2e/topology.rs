@@ -68,6 +68,22 @@ fn a_job_survives_a_redis_restart_between_accept_and_processing() {
 }
 
 #[test]
+fn a_job_survives_a_redis_restart_that_lost_the_queue_because_status_reads_put_it_back() {
+    // No persistence: the restarted Redis has forgotten the queue, but the
+    // job's record still says it is queued.
+    let redis = PrivateRedis::start();
+    let front = front(Some(&redis), &[]);
+    let id = front.upload(images::small_jpeg());
+    let redis = redis.restart();
+
+    let _processor = processor_for(&front, &[]);
+    let done = front.wait_until_finished(&id);
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["attempts"], 1, "{done}");
+    drop(redis);
+}
+
+#[test]
 fn a_job_whose_processor_is_killed_mid_job_is_finished_by_another_without_duplicate_outputs() {
     let lease = [("lease_seconds", "2")];
     let front = front(None, &lease);

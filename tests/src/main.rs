@@ -49,6 +49,8 @@ fn main() -> anyhow::Result<()> {
         Some(addr) => eprintln!("darkroom-host: serving http://{addr}"),
         None => eprintln!("darkroom-host: no HTTP trigger; listening on the Redis trigger only"),
     }
+    // As `spin up` does when a trigger ends: say why, exit with an error.
     let reason = app.wait();
-    bail!("{reason}")
+    eprintln!("{reason}");
+    std::process::exit(1)
 }

@@ -1,10 +1,10 @@
 //! The HTTP-only profile's processor (`spin.http-only.toml`), for hosts with
 //! no Redis trigger (Fermyon Cloud, Akamai Functions): a private route that
 //! only service chaining reaches (`http://worker.spin.internal/`). The
-//! upload and status components call it after their own response is
+//! upload, status and admin components call it after their own response is
 //! complete; it claims and works due jobs like the Redis-triggered
-//! processor, within a budget that keeps it and its caller under the
-//! hosted platforms' 30 s per request.
+//! processor, within a budget that keeps it and its caller under the hosted
+//! platforms' 30 s per request.
 
 #![expect(
     unsafe_code,
@@ -13,6 +13,8 @@
 
 use std::time::Duration;
 
+use darkroom_spin::problem::{ApiError, respond};
+use darkroom_spin::{views, work};
 use spin_sdk::http::{IncomingRequest, Method, Response};
 use spin_sdk::http_component;
 
@@ -22,21 +24,13 @@ const BUDGET: Duration = Duration::from_secs(20);
 
 #[http_component]
 fn drain_on_request(req: IncomingRequest) -> Response {
+    respond(drain(&req))
+}
+
+fn drain(req: &IncomingRequest) -> Result<Response, ApiError> {
     if req.method() != Method::Post {
-        return Response::builder()
-            .status(405)
-            .header("allow", "POST")
-            .build();
+        return Err(ApiError::MethodNotAllowed { allow: "POST" });
     }
-    match darkroom_spin::work::drain_queue(BUDGET) {
-        Ok(handled) => Response::builder()
-            .status(200)
-            .header("content-type", "application/json")
-            .body(serde_json::json!({ "handled": handled }).to_string())
-            .build(),
-        Err(e) => {
-            eprintln!("darkroom: worker: {e}");
-            Response::builder().status(503).build()
-        }
-    }
+    let handled = work::drain_queue(BUDGET)?;
+    Ok(views::drained(handled))
 }

@@ -154,6 +154,11 @@ pub fn queue(stats: QueueStats, dead: &[JobId]) -> Response {
     json_response(200, &body).build()
 }
 
+/// The worker's answer: how many jobs one drain handled.
+pub fn drained(handled: usize) -> Response {
+    json_response(200, &serde_json::json!({ "handled": handled })).build()
+}
+
 /// The status and headers of a served file, the same for a GET and a HEAD;
 /// the body, when there is one (`200` to a GET), is streamed after them by
 /// the caller. `304` when the client's `If-None-Match` names the current ETag.

@@ -30,6 +30,16 @@ pub enum WorkError {
     Queue(PortError),
 }
 
+impl From<WorkError> for crate::problem::ApiError {
+    fn from(e: WorkError) -> Self {
+        match e {
+            WorkError::Config(e) => Self::Config(e),
+            WorkError::Storage(e) => Self::StorageUnavailable(e),
+            WorkError::Queue(e) => Self::QueueUnavailable(e),
+        }
+    }
+}
+
 /// Drains due jobs until none is due or `budget` is spent, logging every
 /// outcome to stderr; returns how many jobs were handled.
 ///
