@@ -5,6 +5,7 @@
 //!   ▲                 │  │
 //!   └──retry_later────┘  └──fail──▶ failed   (also queued ──fail──▶ failed)
 //! processing ──start (lease expired: the worker died)──▶ processing
+//! queued | processing ──cancel──▶ cancelled
 //! ```
 //!
 //! Each state carries only the data that exists in it, and every transition
@@ -68,6 +69,8 @@ pub enum JobState {
         /// Why.
         error: Failure,
     },
+    /// The client took the job back before it finished; it has no outputs.
+    Cancelled,
 }
 
 impl JobState {
@@ -78,12 +81,16 @@ impl JobState {
             Self::Processing { .. } => "processing",
             Self::Completed { .. } => "completed",
             Self::Failed { .. } => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 
     /// Whether the job can still change on its own.
     pub const fn is_finished(&self) -> bool {
-        matches!(self, Self::Completed { .. } | Self::Failed { .. })
+        matches!(
+            self,
+            Self::Completed { .. } | Self::Failed { .. } | Self::Cancelled
+        )
     }
 }
 
@@ -147,6 +154,8 @@ pub enum FailureCode {
     StorageUnavailable,
     /// The processor stopped mid-job (trap, out of memory, killed) and its lease lapsed.
     ProcessorLost,
+    /// The client cancelled the job during this attempt (only in `history`).
+    Cancelled,
 }
 
 impl FailureCode {
@@ -302,6 +311,26 @@ impl Job {
         }
         self.end_attempt(now, Some(error.clone()));
         self.enter(JobState::Failed { error }, now);
+        Ok(())
+    }
+
+    /// `queued | processing → cancelled`. An attempt in progress is recorded
+    /// in the history as ended by the cancellation.
+    ///
+    /// # Errors
+    /// [`TransitionError`] if the job has already finished.
+    pub fn cancel(&mut self, now: Timestamp) -> Result<(), TransitionError> {
+        if self.state.is_finished() {
+            return Err(self.refuse("cancelled"));
+        }
+        self.end_attempt(
+            now,
+            Some(Failure {
+                code: FailureCode::Cancelled,
+                message: "cancelled by the client".into(),
+            }),
+        );
+        self.enter(JobState::Cancelled, now);
         Ok(())
     }
 
@@ -504,5 +533,44 @@ mod tests {
         assert_eq!(json["original"]["format"], "png");
         let back: Job = serde_json::from_value(json).expect("parse");
         assert_eq!(back, job);
+    }
+
+    #[test]
+    fn a_queued_or_processing_job_can_be_cancelled_and_a_finished_one_cannot() {
+        let mut queued = job();
+        queued.cancel(t(2_000)).expect("queued → cancelled");
+        assert_eq!(queued.state, JobState::Cancelled);
+        assert!(queued.history.is_empty(), "no attempt was running");
+
+        let mut processing = job();
+        processing.start(t(2_000), t(9_000)).expect("start");
+        processing.cancel(t(3_000)).expect("processing → cancelled");
+        assert_eq!(
+            processing.history[0].error.as_ref().map(|e| e.code),
+            Some(FailureCode::Cancelled)
+        );
+        for done in [&mut queued, &mut processing] {
+            let err = done.cancel(t(4_000)).expect_err("cancelled twice");
+            assert_eq!(err.from, "cancelled");
+        }
+        let mut completed = job();
+        completed.start(t(2_000), t(9_000)).expect("start");
+        completed
+            .complete(outputs(completed.id), t(3_000))
+            .expect("complete");
+        assert!(completed.cancel(t(4_000)).is_err(), "completed is final");
+        assert!(!FailureCode::Cancelled.is_transient());
+    }
+
+    #[test]
+    fn a_cancelled_job_is_stored_with_its_status_alone_and_round_trips() {
+        let mut job = job();
+        job.cancel(t(2_000)).expect("cancel");
+        let json = serde_json::to_value(&job).expect("serialize");
+        assert_eq!(json["status"], "cancelled");
+        assert!(json.get("error").is_none(), "{json}");
+        let back: Job = serde_json::from_value(json).expect("parse");
+        assert_eq!(back, job);
+        assert!(back.state.is_finished());
     }
 }

@@ -7,6 +7,7 @@
 //! | `job/{id}` | the [`crate::Job`] as JSON |
 //! | `blob/{blob key}` | a blob's manifest (see [`crate::blob`]) |
 //! | `blob/{blob key}#{n}` | the blob's n-th chunk, at most 1 MB |
+//! | `request/{id}` | a pending cancel or delete (`cancel`, `delete`) of a job a processor may hold |
 //!
 //! Blob keys: `original/{id}` and `derived/{id}/{variant}.{ext}`.
 //!
@@ -25,6 +26,11 @@ use crate::pipeline::Variant;
 /// The key-value key of a job record.
 pub fn job(id: JobId) -> String {
     format!("job/{id}")
+}
+
+/// The key-value key of a pending cancel or delete of job `id`.
+pub fn request(id: JobId) -> String {
+    format!("request/{id}")
 }
 
 /// Where a blob lives in a blob store. Built only from a [`JobId`] and fixed

@@ -54,6 +54,19 @@ pub trait Queue {
     /// [`PortError`].
     fn dead_letters(&self) -> Result<Vec<JobId>, PortError>;
 
+    /// Takes `id` out of the queue if it is waiting there (not leased):
+    /// `Ok(true)` when it was, after which no processor can claim it.
+    ///
+    /// # Errors
+    /// [`PortError`].
+    fn withdraw(&self, id: JobId) -> Result<bool, PortError>;
+
+    /// Removes every trace of `id`: waiting, leased or dead-lettered.
+    ///
+    /// # Errors
+    /// [`PortError`].
+    fn forget(&self, id: JobId) -> Result<(), PortError>;
+
     /// Puts `id` back, due at `at`, unless the queue already holds it
     /// (waiting or leased), and rings the doorbell if it did. `Ok(true)` when
     /// it was missing: the queue lost it (a Redis restarted without

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::format::{InvalidImage, Limits, inspect};
+use crate::format::{ImageFormat, InvalidImage, Limits, inspect};
 use crate::id::JobId;
 use crate::job::{Failure, FailureCode, Job, JobState, Output, Outputs, TransitionError};
 use crate::keys::{self, BlobKey};
@@ -142,6 +142,8 @@ pub struct StatusReport {
     /// the read rang the doorbell, and a caller that can drive processing
     /// itself (the HTTP-only profile) should.
     pub overdue: bool,
+    /// Whether a cancel was asked of the processor holding the job.
+    pub cancel_requested: bool,
 }
 
 /// Reads job `id`. For an unfinished job it also estimates the wait and,
@@ -166,14 +168,21 @@ pub fn job_status(
             (now >= due.plus(OVERDUE_GRACE), Some(due))
         }
         JobState::Processing { .. } => (job.lease_lapsed(now), None),
-        JobState::Completed { .. } | JobState::Failed { .. } => {
+        JobState::Completed { .. } | JobState::Failed { .. } | JobState::Cancelled => {
             return Ok(Some(StatusReport {
                 job,
                 retry_after_secs: None,
                 warning: None,
                 overdue: false,
+                cancel_requested: false,
             }));
         }
+    };
+    let cancel_requested = match pending_request(kv, id)? {
+        // A job being deleted is gone already.
+        Some(Request::Delete) => return Ok(None),
+        Some(Request::Cancel) => true,
+        None => false,
     };
     let mut warning = None;
     if overdue {
@@ -201,7 +210,145 @@ pub fn job_status(
         retry_after_secs: Some(estimate.max(until_due)),
         warning,
         overdue,
+        cancel_requested,
     }))
+}
+
+/// What a client asked of a job that a processor may be holding, kept under
+/// [`keys::request`] until the processor (or the client's own call, when no
+/// processor holds the job) has carried it out. Never written into the job
+/// record, which only its holder writes, so no request can overwrite a
+/// result or be overwritten by one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// `POST …/cancel`: stop, keep no outputs, end `cancelled`.
+    Cancel,
+    /// `DELETE`: remove everything the job owns. Also a tombstone: a job
+    /// with this request reads as gone.
+    Delete,
+}
+
+impl Request {
+    const fn stored(self) -> &'static [u8] {
+        match self {
+            Self::Cancel => b"cancel",
+            Self::Delete => b"delete",
+        }
+    }
+}
+
+fn pending_request(kv: &dyn KeyValue, id: JobId) -> Result<Option<Request>, PortError> {
+    Ok(kv.get(&keys::request(id))?.map(|raw| {
+        if raw == Request::Delete.stored() {
+            Request::Delete
+        } else {
+            Request::Cancel
+        }
+    }))
+}
+
+/// Removes every derivative job `id` could have (each variant in each
+/// format: an interrupted attempt leaves no record of what it stored).
+fn purge_outputs(blobs: &dyn BlobStore, id: JobId) -> Result<(), PortError> {
+    for variant in Variant::ALL {
+        for format in ImageFormat::ALL {
+            blobs.delete(&BlobKey::derivative(id, variant, format))?;
+        }
+    }
+    Ok(())
+}
+
+/// What a cancel did.
+#[derive(Debug)]
+pub enum Cancelled {
+    /// The job was waiting: it is `cancelled` now.
+    Now(Job),
+    /// A processor holds the job: it stops at its next step. The job as it
+    /// was when asked.
+    Requested(Job),
+}
+
+/// Why a job cannot be cancelled or deleted.
+#[derive(Debug, Error)]
+pub enum TakeBackError {
+    /// No such job (or it is being deleted).
+    #[error("no image with this id")]
+    NoSuchJob,
+    /// The job has finished; there is nothing to cancel.
+    #[error("the image is {0} already; only a queued or processing job can be cancelled")]
+    Finished(&'static str),
+    /// Storage failed.
+    #[error("storage is unavailable: {0}")]
+    Storage(#[from] PortError),
+    /// The queue could not be reached.
+    #[error("the queue is unavailable: {0}")]
+    Queue(PortError),
+    /// The record changed under the call.
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+}
+
+/// Cancels job `id` (AIP-151's CancelOperation). A job still waiting is
+/// taken out of the queue and is `cancelled` at once; one a processor holds
+/// gets a cancel request, which the processor honours before its next step
+/// (removing what it stored). Cancelling is best effort: a job that
+/// finishes first stays finished.
+///
+/// # Errors
+/// [`TakeBackError`]: `Finished` for a job that has ended.
+pub fn cancel_job(
+    ports: Ports<'_>,
+    queue: &dyn Queue,
+    id: JobId,
+) -> Result<Cancelled, TakeBackError> {
+    let mut job = live_job(ports.kv, id)?;
+    if job.state.is_finished() {
+        return Err(TakeBackError::Finished(job.state.name()));
+    }
+    if queue.withdraw(id).map_err(TakeBackError::Queue)? {
+        // Out of the queue: no processor can claim it any more.
+        purge_outputs(ports.blobs, id)?;
+        job.cancel(ports.clock.now())?;
+        save_job(ports.kv, &job)?;
+        return Ok(Cancelled::Now(job));
+    }
+    ports.kv.set(&keys::request(id), Request::Cancel.stored())?;
+    // The holder may have finished meanwhile: then the request is moot.
+    let now = live_job(ports.kv, id)?;
+    if now.state.is_finished() {
+        ports.kv.delete(&keys::request(id))?;
+        return Err(TakeBackError::Finished(now.state.name()));
+    }
+    Ok(Cancelled::Requested(now))
+}
+
+/// Deletes job `id` and everything it owns: record, original, outputs, its
+/// place in the queue (AIP-151's DeleteOperation). The tombstone is written
+/// first, so a processor holding the job removes whatever it stores after
+/// this call, and the job reads as gone at once.
+///
+/// # Errors
+/// [`TakeBackError`] (never `Finished`).
+pub fn delete_job(ports: Ports<'_>, queue: &dyn Queue, id: JobId) -> Result<(), TakeBackError> {
+    let job = live_job(ports.kv, id)?;
+    ports.kv.set(&keys::request(id), Request::Delete.stored())?;
+    let unheld = job.state.is_finished() || queue.withdraw(id).map_err(TakeBackError::Queue)?;
+    purge_outputs(ports.blobs, id)?;
+    ports.blobs.delete(&BlobKey::original(id))?;
+    ports.kv.delete(&keys::job(id))?;
+    if unheld {
+        queue.forget(id).map_err(TakeBackError::Queue)?;
+        ports.kv.delete(&keys::request(id))?;
+    }
+    Ok(())
+}
+
+/// The record of job `id`, unless there is none or it is being deleted.
+fn live_job(kv: &dyn KeyValue, id: JobId) -> Result<Job, TakeBackError> {
+    if pending_request(kv, id)? == Some(Request::Delete) {
+        return Err(TakeBackError::NoSuchJob);
+    }
+    load_job(kv, id)?.ok_or(TakeBackError::NoSuchJob)
 }
 
 /// What a processor works with.
@@ -235,8 +382,13 @@ pub enum ProcessOutcome {
         /// Its state, left alone.
         state: &'static str,
     },
-    /// No such job (its upload was rolled back): removed from the queue.
+    /// No such job (its upload was rolled back, or it was deleted): removed
+    /// from the queue.
     Unknown(JobId),
+    /// The client cancelled the job: its outputs removed, now `cancelled`.
+    Cancelled(Job),
+    /// The client deleted the job while it was held: everything it owned removed.
+    Deleted(JobId),
 }
 
 /// Why a claimed job could not be worked. The job stays leased, so it is
@@ -273,10 +425,20 @@ pub fn process_next(w: Worker<'_>) -> Result<Option<ProcessOutcome>, ProcessErro
     };
     let Some(mut job) = load_job(w.ports.kv, id)? else {
         w.queue.ack(id).map_err(ProcessError::Queue)?;
+        // A deleted job's tombstone is no longer needed once its lease is gone.
+        w.ports.kv.delete(&keys::request(id))?;
         return Ok(Some(ProcessOutcome::Unknown(id)));
     };
+    match pending_request(w.ports.kv, id)? {
+        Some(Request::Delete) => return honour(w, job, Request::Delete).map(Some),
+        Some(Request::Cancel) if !job.state.is_finished() => {
+            return honour(w, job, Request::Cancel).map(Some);
+        }
+        Some(Request::Cancel) => w.ports.kv.delete(&keys::request(id))?,
+        None => {}
+    }
     match job.state {
-        JobState::Completed { .. } | JobState::Failed { .. } => {
+        JobState::Completed { .. } | JobState::Failed { .. } | JobState::Cancelled => {
             w.queue.ack(id).map_err(ProcessError::Queue)?;
             return Ok(Some(ProcessOutcome::Skipped {
                 id,
@@ -308,7 +470,7 @@ pub fn process_next(w: Worker<'_>) -> Result<Option<ProcessOutcome>, ProcessErro
             )?;
             save_job(w.ports.kv, &job)?;
             w.queue.dead_letter(id, now).map_err(ProcessError::Queue)?;
-            return Ok(Some(ProcessOutcome::Failed(job)));
+            return settle(w, job, ProcessOutcome::Failed).map(Some);
         }
         JobState::Queued { .. } | JobState::Processing { .. } => {}
     }
@@ -324,17 +486,20 @@ pub fn process_next(w: Worker<'_>) -> Result<Option<ProcessOutcome>, ProcessErro
             w.queue
                 .record_duration(done.since(now))
                 .map_err(ProcessError::Queue)?;
-            Ok(Some(ProcessOutcome::Completed(job)))
+            settle(w, job, ProcessOutcome::Completed).map(Some)
         }
-        Err(failure) if failure.code.is_transient() && w.policy.may_retry(job.attempts) => {
+        Err(Unmade::Interrupted(request)) => honour(w, job, request).map(Some),
+        Err(Unmade::Failed(failure))
+            if failure.code.is_transient() && w.policy.may_retry(job.attempts) =>
+        {
             let now = w.ports.clock.now();
             let retry_at = now.plus(w.policy.backoff(job.attempts, w.random.unit()));
             job.retry_later(failure, retry_at, now)?;
             save_job(w.ports.kv, &job)?;
             w.queue.defer(id, retry_at).map_err(ProcessError::Queue)?;
-            Ok(Some(ProcessOutcome::Retrying(job)))
+            settle(w, job, ProcessOutcome::Retrying).map(Some)
         }
-        Err(failure) => {
+        Err(Unmade::Failed(failure)) => {
             let transient = failure.code.is_transient();
             let now = w.ports.clock.now();
             job.fail(failure, now)?;
@@ -344,9 +509,54 @@ pub fn process_next(w: Worker<'_>) -> Result<Option<ProcessOutcome>, ProcessErro
             } else {
                 w.queue.ack(id).map_err(ProcessError::Queue)?;
             }
-            Ok(Some(ProcessOutcome::Failed(job)))
+            settle(w, job, ProcessOutcome::Failed).map(Some)
         }
     }
+}
+
+/// After a worked job's record is saved: a request that came in during the
+/// last step is honoured now. A delete always wins (its tombstone was
+/// written before the client's removal, so whatever this attempt stored
+/// after it is removed here); a cancel that came too late, for a job that
+/// finished, is dropped.
+fn settle(
+    w: Worker<'_>,
+    job: Job,
+    outcome: impl FnOnce(Job) -> ProcessOutcome,
+) -> Result<ProcessOutcome, ProcessError> {
+    match pending_request(w.ports.kv, job.id)? {
+        Some(Request::Delete) => honour(w, job, Request::Delete),
+        Some(Request::Cancel) if !job.state.is_finished() => honour(w, job, Request::Cancel),
+        Some(Request::Cancel) => {
+            w.ports.kv.delete(&keys::request(job.id))?;
+            Ok(outcome(job))
+        }
+        None => Ok(outcome(job)),
+    }
+}
+
+/// Carries out a cancel (outputs removed, `cancelled`) or a delete
+/// (everything the job owns removed) on a job this processor holds, then
+/// lets go of it and of the request.
+fn honour(w: Worker<'_>, mut job: Job, request: Request) -> Result<ProcessOutcome, ProcessError> {
+    let id = job.id;
+    purge_outputs(w.ports.blobs, id)?;
+    let outcome = match request {
+        Request::Cancel => {
+            job.cancel(w.ports.clock.now())?;
+            save_job(w.ports.kv, &job)?;
+            w.queue.ack(id).map_err(ProcessError::Queue)?;
+            ProcessOutcome::Cancelled(job)
+        }
+        Request::Delete => {
+            w.ports.blobs.delete(&BlobKey::original(id))?;
+            w.ports.kv.delete(&keys::job(id))?;
+            w.queue.forget(id).map_err(ProcessError::Queue)?;
+            ProcessOutcome::Deleted(id)
+        }
+    };
+    w.ports.kv.delete(&keys::request(id))?;
+    Ok(outcome)
 }
 
 /// How many claimed jobs in a row may fail to be worked before a drain
@@ -407,7 +617,21 @@ pub fn drain(
     }
 }
 
-fn make_outputs(ports: Ports<'_>, id: JobId, limits: Limits) -> Result<Outputs, Failure> {
+/// Why [`make_outputs`] stopped.
+enum Unmade {
+    /// The attempt failed.
+    Failed(Failure),
+    /// The client cancelled or deleted the job between two steps.
+    Interrupted(Request),
+}
+
+impl From<Failure> for Unmade {
+    fn from(f: Failure) -> Self {
+        Self::Failed(f)
+    }
+}
+
+fn make_outputs(ports: Ports<'_>, id: JobId, limits: Limits) -> Result<Outputs, Unmade> {
     let storage = |e: PortError| Failure {
         code: FailureCode::StorageUnavailable,
         message: e.to_string(),
@@ -434,7 +658,11 @@ fn make_outputs(ports: Ports<'_>, id: JobId, limits: Limits) -> Result<Outputs, 
         },
         message: e.to_string(),
     })?;
-    let store = |r: &Rendition| -> Result<Output, Failure> {
+    let store = |r: &Rendition| -> Result<Output, Unmade> {
+        // Between steps: honour a cancel or delete that came in meanwhile.
+        if let Some(request) = pending_request(ports.kv, id).map_err(storage)? {
+            return Err(Unmade::Interrupted(request));
+        }
         let key = BlobKey::derivative(id, r.variant, r.format);
         ports
             .blobs
@@ -1018,6 +1246,137 @@ mod tests {
             MAX_FAILURES_IN_A_ROW,
             "their leases will lapse"
         );
+    }
+
+    impl World {
+        fn cancel(&self, id: JobId) -> Result<Cancelled, TakeBackError> {
+            self.with_ports(|p| cancel_job(p, &self.queue, id))
+        }
+
+        fn delete(&self, id: JobId) -> Result<(), TakeBackError> {
+            self.with_ports(|p| delete_job(p, &self.queue, id))
+        }
+    }
+
+    #[test]
+    fn cancelling_a_queued_job_cancels_it_at_once_and_takes_it_out_of_the_queue() {
+        let world = World::new();
+        let job = world.accept(&png(30, 20)).expect("accepted");
+        let Cancelled::Now(cancelled) = world.cancel(job.id).expect("cancel") else {
+            panic!("a waiting job is cancelled at once");
+        };
+        assert_eq!(cancelled.state, JobState::Cancelled);
+        assert_eq!(world.job(job.id).state, JobState::Cancelled);
+        assert!(world.queue.waiting().is_empty());
+        assert_eq!(world.process_next(), None, "nothing left to claim");
+        assert!(matches!(
+            world.cancel(job.id),
+            Err(TakeBackError::Finished("cancelled"))
+        ));
+    }
+
+    #[test]
+    fn cancelling_a_held_job_asks_its_processor_which_keeps_no_outputs() {
+        let world = World::new();
+        let job = world.accept(&png(30, 20)).expect("accepted");
+        world.crash_mid_job();
+        let Cancelled::Requested(asked) = world.cancel(job.id).expect("cancel") else {
+            panic!("a held job is only asked to stop");
+        };
+        assert_eq!(asked.state.name(), "processing");
+        assert!(world.status(job.id).cancel_requested);
+        // Its processor is gone; the next one to claim it honours the request.
+        world.clock.advance(LEASE_MS + 1);
+        let outcome = world.process_next();
+        assert!(
+            matches!(outcome, Some(ProcessOutcome::Cancelled(_))),
+            "{outcome:?}"
+        );
+        assert_eq!(world.job(job.id).state, JobState::Cancelled);
+        let derived: Vec<String> = world
+            .blob_kv
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with("blob/derived/"))
+            .collect();
+        assert!(derived.is_empty(), "{derived:?}");
+        assert!(world.kv.get(&keys::request(job.id)).expect("kv").is_none());
+        assert!(!world.status(job.id).cancel_requested);
+    }
+
+    #[test]
+    fn a_finished_job_cannot_be_cancelled() {
+        let world = World::new();
+        let job = world.accept(&png(30, 20)).expect("accepted");
+        world.process_next();
+        assert!(matches!(
+            world.cancel(job.id),
+            Err(TakeBackError::Finished("completed"))
+        ));
+        assert_eq!(world.job(job.id).state.name(), "completed");
+    }
+
+    #[test]
+    fn deleting_a_completed_job_removes_everything_it_owns_and_a_second_delete_finds_nothing() {
+        let world = World::new();
+        let keep = world.accept(&png(16, 16)).expect("accepted");
+        let job = world.accept(&png(30, 20)).expect("accepted");
+        world.process_next();
+        world.process_next();
+        world.delete(job.id).expect("delete");
+        let id = job.id.to_string();
+        let left: Vec<String> = world
+            .kv
+            .keys()
+            .into_iter()
+            .chain(world.blob_kv.keys())
+            .filter(|k| k.contains(&id))
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        assert!(
+            world
+                .with_ports(|p| job_status(p.kv, p.clock, &world.queue, job.id))
+                .expect("read")
+                .is_none()
+        );
+        assert!(matches!(
+            world.delete(job.id),
+            Err(TakeBackError::NoSuchJob)
+        ));
+        assert_eq!(
+            world.job(keep.id).state.name(),
+            "completed",
+            "the other job is untouched"
+        );
+        assert!(
+            world
+                .read_file(keep.id, FileName::Derivative(Variant::Thumbnail))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn deleting_a_held_job_leaves_a_tombstone_that_its_next_claim_clears() {
+        let world = World::new();
+        let job = world.accept(&png(30, 20)).expect("accepted");
+        world.crash_mid_job();
+        world.delete(job.id).expect("delete");
+        assert!(
+            world
+                .with_ports(|p| job_status(p.kv, p.clock, &world.queue, job.id))
+                .expect("read")
+                .is_none(),
+            "gone at once"
+        );
+        world.clock.advance(LEASE_MS + 1);
+        assert_eq!(world.process_next(), Some(ProcessOutcome::Unknown(job.id)));
+        assert!(world.kv.is_empty(), "left behind: {:?}", world.kv.keys());
+        assert!(
+            world.blob_kv.is_empty(),
+            "left behind: {:?}",
+            world.blob_kv.keys()
+        );
+        assert!(world.queue.leased().is_empty() && world.queue.waiting().is_empty());
     }
 
     #[test]

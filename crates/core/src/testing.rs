@@ -207,6 +207,17 @@ impl Queue for MemoryQueue {
         Ok(self.dead.borrow().clone())
     }
 
+    fn withdraw(&self, id: JobId) -> Result<bool, PortError> {
+        self.check()?;
+        Ok(self.ready.borrow_mut().remove(&id).is_some())
+    }
+
+    fn forget(&self, id: JobId) -> Result<(), PortError> {
+        self.ack(id)?;
+        self.dead.borrow_mut().retain(|d| *d != id);
+        Ok(())
+    }
+
     fn restore(&self, id: JobId, at: Timestamp) -> Result<bool, PortError> {
         self.check()?;
         if self.ready.borrow().contains_key(&id) || self.leases.borrow().contains_key(&id) {

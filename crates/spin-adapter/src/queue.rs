@@ -48,6 +48,12 @@ redis.call('ZREM', KEYS[1], due[1])
 redis.call('ZADD', KEYS[2], ARGV[2], due[1])
 return due[1]";
 
+/// KEYS: ready, leases, dead. ARGV: id.
+const FORGET: &str = r"
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('ZREM', KEYS[3], ARGV[1])";
+
 /// KEYS: ready, leases. ARGV: id.
 const ACK: &str = r"
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -228,6 +234,17 @@ impl Queue for RedisQueue {
             .collect()
     }
 
+    fn withdraw(&self, id: JobId) -> Result<bool, PortError> {
+        let removed = self.execute("ZREM", &[arg(&self.keys.ready), arg(id)])?;
+        Ok(removed.first().map(integer).transpose()?.flatten() == Some(1))
+    }
+
+    fn forget(&self, id: JobId) -> Result<(), PortError> {
+        let k = &self.keys;
+        self.eval(FORGET, &[&k.ready, &k.leases, &k.dead], &[id.to_string()])
+            .map(drop)
+    }
+
     fn restore(&self, id: JobId, at: Timestamp) -> Result<bool, PortError> {
         let k = &self.keys;
         let added = self.single(
@@ -318,6 +335,12 @@ impl Queue for UnreachableQueue {
         Err(self.0.clone())
     }
     fn restore(&self, _: JobId, _: Timestamp) -> Result<bool, PortError> {
+        Err(self.0.clone())
+    }
+    fn withdraw(&self, _: JobId) -> Result<bool, PortError> {
+        Err(self.0.clone())
+    }
+    fn forget(&self, _: JobId) -> Result<(), PortError> {
         Err(self.0.clone())
     }
     fn ring(&self) -> Result<(), PortError> {
