@@ -2,11 +2,11 @@
 # running a local redis-server. Sourced, not executed.
 
 # The components, as cargo packages.
-COMPONENTS=(darkroom-upload darkroom-status darkroom-files darkroom-processor darkroom-admin darkroom-worker)
+COMPONENTS=(darkroom-upload darkroom-status darkroom-files darkroom-processor darkroom-admin darkroom-worker darkroom-manage)
 
 # The front process of the documented topology: every component with an
 # HTTP route (component ids in spin.toml). The processor runs on its own.
-FRONT_COMPONENTS=(upload status files admin)
+FRONT_COMPONENTS=(upload status manage files admin)
 
 log() {
   echo "==> [$(date +%H:%M:%S)] $*" >&2

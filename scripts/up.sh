@@ -3,7 +3,7 @@
 # two Spin processes sharing one state dir (.spin, where the default
 # key-value store lives) and one Redis:
 #
-#   front      spin up -c upload -c status -c files -c admin --listen 127.0.0.1:3000
+#   front      spin up -c upload -c status -c manage -c files -c admin --listen 127.0.0.1:3000
 #   processor  spin up -c processor        (the Redis trigger; no --listen)
 #
 # Spin ends a process whose Redis connection breaks, so only the processor

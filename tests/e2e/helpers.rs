@@ -470,6 +470,35 @@ impl TestApp {
         self.get(&format!("/api/images/{id}/status"))
     }
 
+    /// `POST /api/images/{id}/cancel`.
+    pub fn cancel(&self, id: &str) -> Response {
+        self.client
+            .post(self.url(&format!("/api/images/{id}/cancel")))
+            .send()
+            .expect("cancel request")
+    }
+
+    /// `DELETE /api/images/{id}`.
+    pub fn delete(&self, id: &str) -> Response {
+        self.client
+            .delete(self.url(&format!("/api/images/{id}")))
+            .send()
+            .expect("delete request")
+    }
+
+    /// Every key of the app's key-value and blob stores that names job `id`.
+    pub fn keys_of(&self, id: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .kv_keys()
+            .into_iter()
+            .chain(self.blob_keys())
+            .filter(|k| k.contains(id))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
     /// `GET` an app path or link.
     pub fn get(&self, path: &str) -> Response {
         self.client.get(self.url(path)).send().expect("GET request")

@@ -11,6 +11,7 @@ mod files;
 mod helpers;
 mod http_only;
 mod images;
+mod lifecycle;
 mod processing;
 mod status;
 mod topology;

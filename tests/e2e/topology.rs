@@ -16,7 +16,7 @@ use crate::helpers::{
 use crate::images;
 
 /// The front process of the documented topology: every HTTP component.
-pub const FRONT: &[&str] = &["upload", "status", "files", "admin"];
+pub const FRONT: &[&str] = &["upload", "status", "manage", "files", "admin"];
 const PROCESSOR: &[&str] = &["processor"];
 
 fn front(redis: Option<&PrivateRedis>, variables: &[(&'static str, &'static str)]) -> TestApp {
@@ -52,6 +52,25 @@ fn a_job_accepted_while_no_processor_runs_is_processed_once_one_starts() {
     let done = front.wait_until_finished(&id);
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["attempts"], 1);
+}
+
+#[test]
+fn a_job_cancelled_while_it_waits_is_cancelled_at_once_and_never_processed() {
+    let front = front(None, &[]);
+    let id = front.upload(images::small_jpeg());
+    let response = front.cancel(&id);
+    assert_eq!(response.status().as_u16(), 200);
+    let cancelled: serde_json::Value = response.json().expect("status JSON");
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert!(cancelled["links"].get("cancel").is_none(), "{cancelled}");
+
+    let _processor = processor_for(&front, &[]);
+    let other = front.upload(images::small_jpeg());
+    assert_eq!(front.wait_until_finished(&other)["status"], "completed");
+    let still: serde_json::Value = front.status(&id).json().expect("status JSON");
+    assert_eq!(still["status"], "cancelled", "{still}");
+    assert_eq!(still["attempts"], 0, "never started: {still}");
+    assert_eq!(front.derivative_count(&id), 0);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use darkroom_core::format::{ImageFormat, InvalidImage};
 use darkroom_core::ports::PortError;
-use darkroom_core::service::{AcceptError, FileError, RedriveError};
+use darkroom_core::service::{AcceptError, FileError, RedriveError, TakeBackError};
 use serde_json::{Value, json};
 use spin_sdk::http::Response;
 use thiserror::Error;
@@ -87,6 +87,19 @@ impl From<RedriveError> for ApiError {
             RedriveError::NoSuchJob => Self::NotFound,
             e @ RedriveError::NotFailed(_) => Self::Conflict(e.to_string()),
             RedriveError::Storage(e) => Self::StorageUnavailable(e),
+        }
+    }
+}
+
+impl From<TakeBackError> for ApiError {
+    fn from(e: TakeBackError) -> Self {
+        match e {
+            TakeBackError::NoSuchJob => Self::NotFound,
+            e @ (TakeBackError::Finished(_) | TakeBackError::Transition(_)) => {
+                Self::Conflict(e.to_string())
+            }
+            TakeBackError::Storage(e) => Self::StorageUnavailable(e),
+            TakeBackError::Queue(e) => Self::QueueUnavailable(e),
         }
     }
 }

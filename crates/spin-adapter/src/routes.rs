@@ -13,6 +13,11 @@ pub fn status(id: JobId) -> String {
     format!("{IMAGES}/{id}/status")
 }
 
+/// A job's cancel action (`POST`).
+pub fn cancel(id: JobId) -> String {
+    format!("{IMAGES}/{id}/cancel")
+}
+
 /// A job's file.
 pub fn file(id: JobId, name: FileName) -> String {
     let name = match name {

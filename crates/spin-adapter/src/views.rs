@@ -6,7 +6,7 @@ use darkroom_core::job::{Attempt, Failure, Output};
 use darkroom_core::pipeline::Variant;
 use darkroom_core::ports::BlobMeta;
 use darkroom_core::queue::QueueStats;
-use darkroom_core::service::{Accepted as AcceptedJob, FileName, StatusReport};
+use darkroom_core::service::{Accepted as AcceptedJob, Cancelled, FileName, StatusReport};
 use darkroom_core::{JobId, JobState};
 use serde::Serialize;
 use spin_sdk::http::Response;
@@ -38,6 +38,8 @@ struct Status<'a> {
     outputs: Option<BTreeMap<&'static str, OutputView>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a Failure>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    cancel_requested: bool,
 }
 
 #[derive(Serialize)]
@@ -96,6 +98,9 @@ pub fn status(report: &StatusReport) -> Response {
         ("self", routes::status(job.id)),
         ("original", routes::file(job.id, FileName::Original)),
     ]);
+    if !job.state.is_finished() {
+        links.insert("cancel", routes::cancel(job.id));
+    }
     let retry_at = match job.state {
         JobState::Queued { retry_at } => retry_at.map(|t| t.to_string()),
         _ => None,
@@ -112,7 +117,7 @@ pub fn status(report: &StatusReport) -> Response {
             (Some(views), None)
         }
         JobState::Failed { error } => (None, Some(error)),
-        JobState::Queued { .. } | JobState::Processing { .. } => (None, None),
+        JobState::Queued { .. } | JobState::Processing { .. } | JobState::Cancelled => (None, None),
     };
     let body = Status {
         id: job.id.to_string(),
@@ -126,6 +131,7 @@ pub fn status(report: &StatusReport) -> Response {
         links,
         outputs,
         error,
+        cancel_requested: report.cancel_requested,
     };
     let mut builder = json_response(200, &body);
     if let Some(secs) = report.retry_after_secs {
@@ -152,6 +158,37 @@ pub fn queue(stats: QueueStats, dead: &[JobId]) -> Response {
         dead_letters: &dead,
     };
     json_response(200, &body).build()
+}
+
+/// The answer to a cancel: `200` with the status document of a job that is
+/// `cancelled` now, `202` (and `Location`) for one whose processor was asked
+/// to stop.
+pub fn cancelled(outcome: Cancelled) -> Response {
+    let (job, now) = match outcome {
+        Cancelled::Now(job) => (job, true),
+        Cancelled::Requested(job) => (job, false),
+    };
+    let report = StatusReport {
+        retry_after_secs: (!now).then_some(1),
+        warning: None,
+        overdue: false,
+        cancel_requested: !now,
+        job,
+    };
+    let response = status(&report);
+    if now {
+        return response;
+    }
+    let mut builder = response.into_builder();
+    builder
+        .status(202)
+        .header("location", routes::status(report.job.id));
+    builder.build()
+}
+
+/// `204 No Content`: the job and everything it owned are gone.
+pub fn deleted() -> Response {
+    Response::builder().status(204).build()
 }
 
 /// The worker's answer: how many jobs one drain handled.

@@ -86,6 +86,12 @@ fn log_outcome(outcome: Result<ProcessOutcome, ProcessError>) {
         Ok(ProcessOutcome::Unknown(id)) => {
             eprintln!("darkroom: job {id} does not exist; dropped from the queue");
         }
+        Ok(ProcessOutcome::Cancelled(job)) => {
+            eprintln!("darkroom: job {} cancelled; its outputs removed", job.id);
+        }
+        Ok(ProcessOutcome::Deleted(id)) => {
+            eprintln!("darkroom: job {id} deleted; everything it owned removed");
+        }
         Err(e) => {
             eprintln!("darkroom: a claimed job could not be worked (its lease will lapse): {e}");
         }
