@@ -442,6 +442,21 @@ impl TestApp {
         req.send().expect("upload request")
     }
 
+    /// `POST /api/images` as multipart (a fresh boundary each time, as
+    /// every client draws) with an `Idempotency-Key` header.
+    pub fn upload_with_key(&self, bytes: Vec<u8>, key: &str) -> Response {
+        let part = multipart::Part::bytes(bytes)
+            .file_name("photo.jpg")
+            .mime_str("image/jpeg")
+            .expect("mime");
+        self.client
+            .post(self.url("/api/images"))
+            .header("idempotency-key", key)
+            .multipart(multipart::Form::new().part("file", part))
+            .send()
+            .expect("upload request")
+    }
+
     /// Uploads `bytes` as multipart, expects `202 Accepted`, and returns the job id.
     pub fn upload(&self, bytes: Vec<u8>) -> String {
         let response = self.upload_multipart(bytes, "photo.bin", "application/octet-stream");

@@ -10,6 +10,7 @@ mod delivery;
 mod files;
 mod helpers;
 mod http_only;
+mod idempotency;
 mod images;
 mod lifecycle;
 mod processing;

@@ -28,6 +28,12 @@ pub fn job(id: JobId) -> String {
     format!("job/{id}")
 }
 
+/// The name of an `Idempotency-Key`'s record in the
+/// [`crate::ports::OnceStore`] (which adds its own namespace).
+pub fn idempotency(key: &crate::idempotency::IdempotencyKey) -> String {
+    format!("idempotency/{}", key.record_name())
+}
+
 /// The key-value key of a pending cancel or delete of job `id`.
 pub fn request(id: JobId) -> String {
     format!("request/{id}")
@@ -100,6 +106,12 @@ impl QueueKeys {
             dead: key("dead"),
             average_ms: key("average-ms"),
         }
+    }
+
+    /// Another record kept next to the queue (an idempotency record).
+    pub fn namespaced(&self, name: &str) -> String {
+        let prefix = self.ready.trim_end_matches("ready");
+        format!("{prefix}{name}")
     }
 }
 

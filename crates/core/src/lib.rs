@@ -12,6 +12,7 @@ pub mod format;
 mod gif;
 mod icc;
 pub mod id;
+pub mod idempotency;
 pub mod job;
 pub mod jpeg;
 pub mod keys;

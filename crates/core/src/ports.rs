@@ -189,6 +189,40 @@ pub trait BlobStore {
     fn delete(&self, key: &crate::keys::BlobKey) -> Result<(), PortError>;
 }
 
+/// A store of short-lived records with an atomic insert (Redis `SET NX PX`):
+/// of two racing inserts of one key, exactly one wins.
+pub trait OnceStore {
+    /// Stores `value` under `key` for `ttl` unless the key exists;
+    /// `Ok(true)` when this call stored it.
+    ///
+    /// # Errors
+    /// [`PortError`] when the store cannot be reached.
+    fn insert_new(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: std::time::Duration,
+    ) -> Result<bool, PortError>;
+
+    /// The value under `key`, if it exists and has not expired.
+    ///
+    /// # Errors
+    /// [`PortError`].
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PortError>;
+
+    /// Replaces the value of an existing `key`, keeping its expiry.
+    ///
+    /// # Errors
+    /// [`PortError`].
+    fn replace(&self, key: &str, value: &[u8]) -> Result<(), PortError>;
+
+    /// Removes `key`; removing a missing key succeeds.
+    ///
+    /// # Errors
+    /// [`PortError`].
+    fn remove(&self, key: &str) -> Result<(), PortError>;
+}
+
 /// The current time.
 pub trait Clock {
     /// Now.

@@ -9,10 +9,13 @@ use thiserror::Error;
 
 use crate::format::{ImageFormat, InvalidImage, Limits, inspect};
 use crate::id::JobId;
+use crate::idempotency::{self, FirstAnswer, IdempotencyKey, KeyRecord};
 use crate::job::{Failure, FailureCode, Job, JobState, Output, Outputs, TransitionError};
 use crate::keys::{self, BlobKey};
 use crate::pipeline::{self, PipelineError, Rendition, Variant};
-use crate::ports::{BlobMeta, BlobReader, BlobStore, Clock, KeyValue, PortError, Random};
+use crate::ports::{
+    BlobMeta, BlobReader, BlobStore, Clock, KeyValue, OnceStore, PortError, Random,
+};
 use crate::queue::{Queue, RetryPolicy, estimate_wait_secs};
 
 /// How long past its due time a queued job may wait before a status read
@@ -92,6 +95,103 @@ pub fn accept_upload(
         job,
         retry_after_secs,
     })
+}
+
+/// Why an upload with an `Idempotency-Key` was not accepted.
+#[derive(Debug, Error)]
+pub enum OnceError {
+    /// The upload itself was refused (nothing recorded, the key released).
+    #[error(transparent)]
+    Accept(#[from] AcceptError),
+    /// The key was used before with a different payload.
+    #[error("this Idempotency-Key was used for a different upload")]
+    KeyReused,
+    /// The first request with this key has not finished yet.
+    #[error("a request with this Idempotency-Key is still in progress; retry shortly")]
+    KeyInUse,
+    /// The key's record cannot be read or written.
+    #[error("the idempotency records are unavailable: {0}")]
+    Store(PortError),
+}
+
+/// How an upload with a key was answered.
+#[derive(Debug)]
+pub enum Once {
+    /// The first request with the key: a new job.
+    First {
+        /// The job (boxed: a job record is large next to a repeat's answer).
+        accepted: Box<Accepted>,
+        /// Set when the key's record could not be completed: the job is
+        /// accepted, but repeats get `409` until the key expires.
+        warning: Option<PortError>,
+    },
+    /// A repeat of it: the first request's answer, nothing new stored.
+    Repeat(FirstAnswer),
+}
+
+/// [`accept_upload`] under an `Idempotency-Key`: the first request with a
+/// key runs it and keeps its answer for `ttl`; a repeat with the same
+/// payload gets that answer again (same job, nothing stored); a repeat with
+/// another payload is refused, and so is one racing the first. A refused
+/// first request releases the key, so the client may retry.
+///
+/// # Errors
+/// [`OnceError`].
+pub fn accept_upload_once(
+    ports: Ports<'_>,
+    queue: &dyn Queue,
+    records: &dyn OnceStore,
+    key: &IdempotencyKey,
+    ttl: Duration,
+    bytes: &[u8],
+    limits: Limits,
+) -> Result<Once, OnceError> {
+    let name = keys::idempotency(key);
+    let fingerprint = idempotency::fingerprint(bytes);
+    let pending = KeyRecord {
+        fingerprint: fingerprint.clone(),
+        answer: None,
+    };
+    let encoded = serde_json::to_vec(&pending).map_err(|e| OnceError::Store(PortError::new(e)))?;
+    if !records
+        .insert_new(&name, &encoded, ttl)
+        .map_err(OnceError::Store)?
+    {
+        let Some(raw) = records.get(&name).map_err(OnceError::Store)? else {
+            // It expired between the two calls: this request is a first one.
+            return accept_upload_once(ports, queue, records, key, ttl, bytes, limits);
+        };
+        let existing: KeyRecord = serde_json::from_slice(&raw)
+            .map_err(|e| OnceError::Store(PortError::new(format!("damaged key record: {e}"))))?;
+        if existing.fingerprint != fingerprint {
+            return Err(OnceError::KeyReused);
+        }
+        return existing.answer.map(Once::Repeat).ok_or(OnceError::KeyInUse);
+    }
+    match accept_upload(ports, queue, bytes, limits) {
+        Ok(accepted) => {
+            let done = KeyRecord {
+                fingerprint,
+                answer: Some(FirstAnswer {
+                    job: accepted.job.id,
+                    retry_after_secs: accepted.retry_after_secs,
+                }),
+            };
+            let encoded =
+                serde_json::to_vec(&done).map_err(|e| OnceError::Store(PortError::new(e)))?;
+            // The job is accepted either way; a record left "in progress"
+            // only makes repeats wait for the key to expire (409 meanwhile).
+            let warning = records.replace(&name, &encoded).err();
+            Ok(Once::First {
+                accepted: Box::new(accepted),
+                warning,
+            })
+        }
+        Err(e) => {
+            records.remove(&name).map_err(OnceError::Store)?;
+            Err(OnceError::Accept(e))
+        }
+    }
 }
 
 /// Folds the results of clean-up steps into the error that caused them.
@@ -1256,6 +1356,105 @@ mod tests {
         fn delete(&self, id: JobId) -> Result<(), TakeBackError> {
             self.with_ports(|p| delete_job(p, &self.queue, id))
         }
+    }
+
+    fn once(
+        world: &World,
+        records: &crate::testing::MemoryOnce,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<Once, OnceError> {
+        let key = IdempotencyKey::parse(key).expect("a valid key");
+        world.with_ports(|p| {
+            accept_upload_once(
+                p,
+                &world.queue,
+                records,
+                &key,
+                Duration::from_secs(3600),
+                bytes,
+                Limits::default(),
+            )
+        })
+    }
+
+    #[test]
+    fn a_repeated_upload_with_the_same_key_and_payload_gets_the_first_answer_and_stores_nothing() {
+        let world = World::new();
+        let records = crate::testing::MemoryOnce::default();
+        let image = png(30, 20);
+        let Ok(Once::First {
+            accepted,
+            warning: None,
+        }) = once(&world, &records, "\"k1\"", &image)
+        else {
+            panic!("the first request makes a job");
+        };
+        let stored = (
+            world.kv.len(),
+            world.blob_kv.len(),
+            world.queue.waiting().len(),
+        );
+        let Ok(Once::Repeat(answer)) = once(&world, &records, "\"k1\"", &image) else {
+            panic!("a repeat gets the first answer");
+        };
+        assert_eq!(answer.job, accepted.job.id);
+        assert_eq!(answer.retry_after_secs, accepted.retry_after_secs);
+        assert_eq!(
+            (
+                world.kv.len(),
+                world.blob_kv.len(),
+                world.queue.waiting().len()
+            ),
+            stored,
+            "nothing new stored"
+        );
+        assert!(matches!(
+            once(&world, &records, "\"k1\"", &png(31, 20)),
+            Err(OnceError::KeyReused)
+        ));
+        let Ok(Once::First { .. }) = once(&world, &records, "\"k2\"", &image) else {
+            panic!("another key is another job");
+        };
+        records.expire_all();
+        let Ok(Once::First {
+            accepted: again, ..
+        }) = once(&world, &records, "\"k1\"", &image)
+        else {
+            panic!("an expired key is new again");
+        };
+        assert_ne!(again.job.id, accepted.job.id);
+    }
+
+    #[test]
+    fn a_key_whose_first_request_is_unfinished_is_in_use_and_a_refused_one_is_released() {
+        let world = World::new();
+        let records = crate::testing::MemoryOnce::default();
+        let image = png(30, 20);
+        let key = IdempotencyKey::parse("\"busy\"").expect("valid");
+        let pending = KeyRecord {
+            fingerprint: idempotency::fingerprint(&image),
+            answer: None,
+        };
+        records
+            .insert_new(
+                &keys::idempotency(&key),
+                &serde_json::to_vec(&pending).expect("json"),
+                Duration::from_secs(60),
+            )
+            .expect("insert");
+        assert!(matches!(
+            once(&world, &records, "\"busy\"", &image),
+            Err(OnceError::KeyInUse)
+        ));
+        assert!(matches!(
+            once(&world, &records, "\"bad\"", b"not an image"),
+            Err(OnceError::Accept(AcceptError::Invalid(_)))
+        ));
+        assert_eq!(records.len(), 1, "the refused request released its key");
+        let Ok(Once::First { .. }) = once(&world, &records, "\"bad\"", &image) else {
+            panic!("the client may retry with the same key");
+        };
     }
 
     #[test]

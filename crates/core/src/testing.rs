@@ -259,6 +259,57 @@ impl Queue for MemoryQueue {
     }
 }
 
+/// A [`crate::ports::OnceStore`] in a map; nothing expires unless
+/// [`MemoryOnce::expire_all`] says so.
+#[derive(Default)]
+pub struct MemoryOnce {
+    map: RefCell<BTreeMap<String, Vec<u8>>>,
+}
+
+impl MemoryOnce {
+    /// Lets every record expire.
+    pub fn expire_all(&self) {
+        self.map.borrow_mut().clear();
+    }
+
+    /// How many records live.
+    pub fn len(&self) -> usize {
+        self.map.borrow().len()
+    }
+
+    /// Whether no record lives.
+    pub fn is_empty(&self) -> bool {
+        self.map.borrow().is_empty()
+    }
+}
+
+impl crate::ports::OnceStore for MemoryOnce {
+    fn insert_new(&self, key: &str, value: &[u8], _ttl: Duration) -> Result<bool, PortError> {
+        let mut map = self.map.borrow_mut();
+        if map.contains_key(key) {
+            return Ok(false);
+        }
+        map.insert(key.to_owned(), value.to_vec());
+        Ok(true)
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PortError> {
+        Ok(self.map.borrow().get(key).cloned())
+    }
+
+    fn replace(&self, key: &str, value: &[u8]) -> Result<(), PortError> {
+        if let Some(slot) = self.map.borrow_mut().get_mut(key) {
+            *slot = value.to_vec();
+        }
+        Ok(())
+    }
+
+    fn remove(&self, key: &str) -> Result<(), PortError> {
+        self.map.borrow_mut().remove(key);
+        Ok(())
+    }
+}
+
 /// Randomness that always draws the same number.
 pub struct FixedRandom(pub f64);
 

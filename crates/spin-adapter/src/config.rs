@@ -88,6 +88,16 @@ pub fn worker_url() -> Option<String> {
         .filter(|url| !url.trim().is_empty())
 }
 
+/// How long an `Idempotency-Key` is remembered (`idempotency_key_hours`).
+///
+/// # Errors
+/// [`ConfigError`].
+pub fn idempotency_ttl() -> Result<Duration, ConfigError> {
+    Ok(Duration::from_secs(
+        get_positive("idempotency_key_hours")? * 3600,
+    ))
+}
+
 /// The queue settings (`redis_url`, `queue_channel`).
 ///
 /// # Errors

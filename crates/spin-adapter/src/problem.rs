@@ -3,8 +3,9 @@
 //! to the component's stderr and never sent to the client.
 
 use darkroom_core::format::{ImageFormat, InvalidImage};
+use darkroom_core::idempotency::MalformedKey;
 use darkroom_core::ports::PortError;
-use darkroom_core::service::{AcceptError, FileError, RedriveError, TakeBackError};
+use darkroom_core::service::{AcceptError, FileError, OnceError, RedriveError, TakeBackError};
 use serde_json::{Value, json};
 use spin_sdk::http::Response;
 use thiserror::Error;
@@ -53,6 +54,15 @@ pub enum ApiError {
     /// The queue refused (transient).
     #[error("the processing queue is unavailable")]
     QueueUnavailable(#[source] PortError),
+    /// An `Idempotency-Key` header that is not a quoted key.
+    #[error(transparent)]
+    MalformedIdempotencyKey(#[from] MalformedKey),
+    /// An `Idempotency-Key` used before for another upload.
+    #[error("this Idempotency-Key was used for a different upload; use a new key for a new upload")]
+    IdempotencyKeyReused,
+    /// An `Idempotency-Key` whose first request is still in progress.
+    #[error("a request with this Idempotency-Key is still in progress; retry shortly")]
+    IdempotencyKeyInUse,
     /// The deployment is misconfigured.
     #[error("the service is misconfigured")]
     Config(#[from] ConfigError),
@@ -100,6 +110,17 @@ impl From<TakeBackError> for ApiError {
             }
             TakeBackError::Storage(e) => Self::StorageUnavailable(e),
             TakeBackError::Queue(e) => Self::QueueUnavailable(e),
+        }
+    }
+}
+
+impl From<OnceError> for ApiError {
+    fn from(e: OnceError) -> Self {
+        match e {
+            OnceError::Accept(e) => e.into(),
+            OnceError::KeyReused => Self::IdempotencyKeyReused,
+            OnceError::KeyInUse => Self::IdempotencyKeyInUse,
+            OnceError::Store(e) => Self::QueueUnavailable(e),
         }
     }
 }
@@ -168,6 +189,24 @@ impl ApiError {
             Self::NotFound => p(404, "not-found", "Not found", self.to_string()),
             Self::Unauthorized => p(401, "unauthorized", "Unauthorized", self.to_string()),
             Self::Conflict(d) => p(409, "conflict", "Conflict", d.clone()),
+            Self::MalformedIdempotencyKey(_) => p(
+                400,
+                "malformed-idempotency-key",
+                "Malformed Idempotency-Key",
+                self.to_string(),
+            ),
+            Self::IdempotencyKeyReused => p(
+                422,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                self.to_string(),
+            ),
+            Self::IdempotencyKeyInUse => p(
+                409,
+                "idempotency-key-in-use",
+                "Idempotency-Key in use",
+                self.to_string(),
+            ),
             Self::NotReady(d) => p(409, "not-ready", "Not ready", d.clone()),
             Self::StorageUnavailable(_) | Self::QueueUnavailable(_) => p(
                 503,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use darkroom_core::JobId;
 use darkroom_core::keys::QueueKeys;
-use darkroom_core::ports::PortError;
+use darkroom_core::ports::{OnceStore, PortError};
 use darkroom_core::queue::{Queue, QueueStats};
 use darkroom_core::time::Timestamp;
 use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
@@ -308,6 +308,52 @@ impl Queue for RedisQueue {
             &[took.as_millis().to_string()],
         )
         .map(drop)
+    }
+}
+
+/// Idempotency records live in the queue's Redis, under the queue's
+/// namespace (`darkroom:{<channel>}:idempotency/<sha-256 of the key>`).
+impl OnceStore for RedisQueue {
+    fn insert_new(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, PortError> {
+        let name = self.keys.namespaced(key);
+        let reply = self.execute(
+            "SET",
+            &[
+                arg(name),
+                RedisParameter::Binary(value.to_vec()),
+                arg("NX"),
+                arg("PX"),
+                arg(ttl.as_millis().max(1)),
+            ],
+        )?;
+        Ok(matches!(reply.first(), Some(RedisResult::Status(_))))
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PortError> {
+        let reply = self.execute("GET", &[arg(self.keys.namespaced(key))])?;
+        match reply.into_iter().next() {
+            Some(RedisResult::Binary(b)) => Ok(Some(b)),
+            Some(RedisResult::Nil) | None => Ok(None),
+            Some(other) => Err(PortError::new(format!("redis GET returned {other:?}"))),
+        }
+    }
+
+    fn replace(&self, key: &str, value: &[u8]) -> Result<(), PortError> {
+        self.execute(
+            "SET",
+            &[
+                arg(self.keys.namespaced(key)),
+                RedisParameter::Binary(value.to_vec()),
+                arg("XX"),
+                arg("KEEPTTL"),
+            ],
+        )
+        .map(drop)
+    }
+
+    fn remove(&self, key: &str) -> Result<(), PortError> {
+        self.execute("DEL", &[arg(self.keys.namespaced(key))])
+            .map(drop)
     }
 }
 

@@ -2,6 +2,7 @@
 //! answer to an upload, the status document, and a served file.
 
 use darkroom_core::format::ImageInfo;
+use darkroom_core::idempotency::FirstAnswer;
 use darkroom_core::job::{Attempt, Failure, Output};
 use darkroom_core::pipeline::Variant;
 use darkroom_core::ports::BlobMeta;
@@ -73,21 +74,29 @@ fn json_response(status: u16, body: &impl Serialize) -> spin_sdk::http::Response
 
 /// `202 Accepted` for a queued job, pointing at its status.
 pub fn accepted(accepted: &AcceptedJob) -> Response {
-    let job = &accepted.job;
-    let status_url = routes::status(job.id);
+    accepted_response(accepted.job.id, accepted.retry_after_secs)
+}
+
+/// The `202` the first upload with an `Idempotency-Key` got, again.
+pub fn accepted_again(first: FirstAnswer) -> Response {
+    accepted_response(first.job, first.retry_after_secs)
+}
+
+fn accepted_response(id: JobId, retry_after_secs: u32) -> Response {
+    let status_url = routes::status(id);
     let links = BTreeMap::from([
         ("status", status_url.clone()),
-        ("original", routes::file(job.id, FileName::Original)),
+        ("original", routes::file(id, FileName::Original)),
     ]);
     let body = Accepted {
-        id: job.id.to_string(),
-        status: job.state.name(),
+        id: id.to_string(),
+        status: "queued",
         links,
     };
     let mut builder = json_response(202, &body);
     builder
         .header("location", status_url)
-        .header("retry-after", accepted.retry_after_secs.to_string());
+        .header("retry-after", retry_after_secs.to_string());
     builder.build()
 }
 
