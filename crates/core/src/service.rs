@@ -347,12 +347,18 @@ fn pending_request(kv: &dyn KeyValue, id: JobId) -> Result<Option<Request>, Port
     }))
 }
 
-/// Removes every derivative job `id` could have (each variant in each
-/// format: an interrupted attempt leaves no record of what it stored).
-fn purge_outputs(blobs: &dyn BlobStore, id: JobId) -> Result<(), PortError> {
+/// Removes every derivative `job` could have: an interrupted attempt leaves
+/// no record of what it stored, so each variant in each format the
+/// pipeline may give it (JPEG or PNG, and for the optimized copy also the
+/// original's own format).
+fn purge_outputs(blobs: &dyn BlobStore, job: &Job) -> Result<(), PortError> {
     for variant in Variant::ALL {
         for format in ImageFormat::ALL {
-            blobs.delete(&BlobKey::derivative(id, variant, format))?;
+            let possible = matches!(format, ImageFormat::Jpeg | ImageFormat::Png)
+                || (variant == Variant::Optimized && format == job.original.format);
+            if possible {
+                blobs.delete(&BlobKey::derivative(job.id, variant, format))?;
+            }
         }
     }
     Ok(())
@@ -407,7 +413,7 @@ pub fn cancel_job(
     }
     if queue.withdraw(id).map_err(TakeBackError::Queue)? {
         // Out of the queue: no processor can claim it any more.
-        purge_outputs(ports.blobs, id)?;
+        purge_outputs(ports.blobs, &job)?;
         job.cancel(ports.clock.now())?;
         save_job(ports.kv, &job)?;
         return Ok(Cancelled::Now(job));
@@ -433,7 +439,7 @@ pub fn delete_job(ports: Ports<'_>, queue: &dyn Queue, id: JobId) -> Result<(), 
     let job = live_job(ports.kv, id)?;
     ports.kv.set(&keys::request(id), Request::Delete.stored())?;
     let unheld = job.state.is_finished() || queue.withdraw(id).map_err(TakeBackError::Queue)?;
-    purge_outputs(ports.blobs, id)?;
+    purge_outputs(ports.blobs, &job)?;
     ports.blobs.delete(&BlobKey::original(id))?;
     ports.kv.delete(&keys::job(id))?;
     if unheld {
@@ -640,7 +646,7 @@ fn settle(
 /// lets go of it and of the request.
 fn honour(w: Worker<'_>, mut job: Job, request: Request) -> Result<ProcessOutcome, ProcessError> {
     let id = job.id;
-    purge_outputs(w.ports.blobs, id)?;
+    purge_outputs(w.ports.blobs, &job)?;
     let outcome = match request {
         Request::Cancel => {
             job.cancel(w.ports.clock.now())?;

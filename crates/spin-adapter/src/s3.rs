@@ -149,6 +149,20 @@ impl S3BlobStore {
             // Without it the body goes chunked, which S3 refuses (411).
             builder.header("content-length", body.len().to_string());
         }
+        if method == Method::Delete {
+            // A DELETE carries no body and is idempotent: a connection that
+            // broke before its answer (seen under load against s3s-fs as
+            // `HttpProtocolError`) is worth one more try, as S3's own SDKs do.
+            let request = builder.build();
+            let first = spin_sdk::http::run(spin_sdk::http::send::<_, Response>(request));
+            if first.is_ok() {
+                return first.map_err(|e| port_error(what, e));
+            }
+            let mut again = Request::builder();
+            again.method(method).uri(url.as_str());
+            return spin_sdk::http::run(spin_sdk::http::send::<_, Response>(again.build()))
+                .map_err(|e| port_error(what, e));
+        }
         let request = builder.body(body).build();
         spin_sdk::http::run(spin_sdk::http::send::<_, Response>(request))
             .map_err(|e| port_error(what, e))
@@ -304,7 +318,13 @@ impl BlobStore for S3BlobStore {
             .bucket
             .delete_object(Some(&self.credentials), key.as_str())
             .sign(SIGNATURE_TTL);
-        let response = self.send("delete", Method::Delete, &url, Vec::new(), None)?;
+        let response = self.send(
+            &format!("delete {key}"),
+            Method::Delete,
+            &url,
+            Vec::new(),
+            None,
+        )?;
         if *response.status() == 404 {
             return Ok(());
         }
