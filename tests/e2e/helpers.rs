@@ -408,6 +408,23 @@ impl TestApp {
         }
     }
 
+    /// Sends `Authorization: Bearer <token>` with every later request
+    /// (`None`: no such header).
+    pub fn use_bearer(&mut self, token: Option<&str>) {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {token}").parse().expect("a header value"),
+            );
+        }
+        self.client = Client::builder()
+            .timeout(Duration::from_secs(60))
+            .default_headers(headers)
+            .build()
+            .expect("http client");
+    }
+
     /// The absolute URL of `path`.
     pub fn url(&self, path: &str) -> String {
         let base = self

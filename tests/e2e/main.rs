@@ -6,6 +6,7 @@
 //! and fails if it is missing. `DARKROOM_TEST_REDIS_URL` names the Redis
 //! server (scripts/test.sh starts one).
 
+mod access;
 mod delivery;
 mod files;
 mod helpers;

@@ -44,8 +44,7 @@ fn admin(req: &IncomingRequest) -> Result<Response, ApiError> {
     let Some(token) = config::admin_token()? else {
         return Err(ApiError::NotFound);
     };
-    let presented = header(&headers, "authorization");
-    if presented.as_deref().and_then(|h| h.strip_prefix("Bearer ")) != Some(token.as_str()) {
+    if !token.permit(header(&headers, "authorization").as_deref()) {
         return Err(ApiError::Unauthorized);
     }
     let path = header(&headers, "spin-path-info").unwrap_or_default();

@@ -12,6 +12,7 @@
 use darkroom_core::JobId;
 use darkroom_core::ports::{BlobReader, BlobStore};
 use darkroom_core::service::{self, FileName, Ports};
+use darkroom_spin::access::{self, Access};
 use darkroom_spin::clock::SystemClock;
 use darkroom_spin::config::{self, BlobStoreConfig, S3Links};
 use darkroom_spin::problem::ApiError;
@@ -64,6 +65,7 @@ fn serve<'a>(
         _ => return Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
     };
     let headers = req.headers();
+    access::require(&headers, Access::Read)?;
     let id = routes::path_param(&headers, "id")
         .and_then(|id| JobId::parse(&id).ok())
         .ok_or(ApiError::NotFound)?;

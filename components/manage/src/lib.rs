@@ -13,6 +13,7 @@
 
 use darkroom_core::JobId;
 use darkroom_core::service::{self, Ports};
+use darkroom_spin::access::{self, Access};
 use darkroom_spin::clock::SystemClock;
 use darkroom_spin::problem::{ApiError, respond};
 use darkroom_spin::queue::RedisQueue;
@@ -38,6 +39,7 @@ fn manage(req: &IncomingRequest) -> Result<Response, ApiError> {
         (true, _) => return Err(ApiError::MethodNotAllowed { allow: "POST" }),
         (false, _) => return Err(ApiError::MethodNotAllowed { allow: "DELETE" }),
     }
+    access::require(&headers, Access::Write)?;
     let queue_config = config::queue()?;
     let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
     let blobs = darkroom_spin::store::blob_store(&kv)?;

@@ -10,6 +10,7 @@
 
 use darkroom_core::JobId;
 use darkroom_core::service::{self, StatusReport};
+use darkroom_spin::access::{self, Access};
 use darkroom_spin::clock::SystemClock;
 use darkroom_spin::problem::{ApiError, respond};
 use darkroom_spin::queue::connect_or_unreachable;
@@ -32,6 +33,7 @@ fn status(req: &IncomingRequest) -> Result<StatusReport, ApiError> {
     if !matches!(req.method(), Method::Get | Method::Head) {
         return Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" });
     }
+    access::require(&req.headers(), Access::Read)?;
     let id = routes::path_param(&req.headers(), "id")
         .and_then(|id| JobId::parse(&id).ok())
         .ok_or(ApiError::NotFound)?;

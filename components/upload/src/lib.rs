@@ -11,6 +11,7 @@
 
 use darkroom_core::idempotency::IdempotencyKey;
 use darkroom_core::service::{self, Once, Ports};
+use darkroom_spin::access::{self, Access};
 use darkroom_spin::clock::SystemClock;
 use darkroom_spin::problem::{ApiError, respond};
 use darkroom_spin::queue::RedisQueue;
@@ -34,6 +35,7 @@ async fn accept(req: IncomingRequest) -> Result<Response, ApiError> {
     if req.method() != Method::Post {
         return Err(ApiError::MethodNotAllowed { allow: "POST" });
     }
+    access::require(&req.headers(), Access::Write)?;
     let key = header(&req.headers(), "idempotency-key");
     let limits = config::limits()?;
     let queue_config = config::queue()?;

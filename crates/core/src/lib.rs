@@ -6,6 +6,7 @@
 //! [`ports`] traits, which the `darkroom-spin` adapter implements and the
 //! in-memory fakes in [`testing`] implement for unit tests.
 
+pub mod access;
 pub mod blob;
 mod cost;
 pub mod format;

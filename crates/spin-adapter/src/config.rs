@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use darkroom_core::access::Tokens;
 use darkroom_core::format::Limits;
 use darkroom_core::queue::RetryPolicy;
 use thiserror::Error;
@@ -88,6 +89,32 @@ pub fn worker_url() -> Option<String> {
         .filter(|url| !url.trim().is_empty())
 }
 
+/// The bearer tokens that may upload, cancel and delete (`api_keys`,
+/// comma-separated); empty when the guard is off.
+///
+/// # Errors
+/// [`ConfigError`].
+pub fn api_keys() -> Result<Tokens, ConfigError> {
+    Ok(Tokens::parse(&get("api_keys")?))
+}
+
+/// Whether status and files need a key too (`private_reads`).
+///
+/// # Errors
+/// [`ConfigError`] unless `true` or `false`.
+pub fn private_reads() -> Result<bool, ConfigError> {
+    let value = get("private_reads")?;
+    match value.trim() {
+        "true" => Ok(true),
+        "false" | "" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            name: "private_reads",
+            value,
+            expected: "true or false",
+        }),
+    }
+}
+
 /// How long an `Idempotency-Key` is remembered (`idempotency_key_hours`).
 ///
 /// # Errors
@@ -134,9 +161,9 @@ pub fn retry_policy() -> Result<RetryPolicy, ConfigError> {
 ///
 /// # Errors
 /// [`ConfigError`].
-pub fn admin_token() -> Result<Option<String>, ConfigError> {
+pub fn admin_token() -> Result<Option<Tokens>, ConfigError> {
     let token = get("admin_token")?;
-    Ok((!token.trim().is_empty()).then_some(token))
+    Ok((!token.trim().is_empty()).then(|| Tokens::parse(token.trim())))
 }
 
 /// Which blob store to use (`blob_store`), with the S3 settings when `s3`.

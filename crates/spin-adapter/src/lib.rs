@@ -1,5 +1,6 @@
 //! Darkroom on Spin: the only crate that calls `spin_sdk`.
 //!
+//! - [`access`]: the bearer-token guard on the public routes;
 //! - [`store`], [`queue`], [`clock`]: the core's ports on Spin's key-value
 //!   store, outbound Redis and the system clock;
 //! - [`config`]: Spin variables, parsed once per request;
@@ -13,6 +14,7 @@
 //! Components build these adapters, call one `darkroom_core::service`
 //! function and return what it maps to.
 
+pub mod access;
 pub mod clock;
 pub mod config;
 pub mod outparam;
