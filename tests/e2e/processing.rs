@@ -253,3 +253,49 @@ fn a_large_original_is_stored_and_served_back_byte_for_byte() {
     assert_eq!(original.status().as_u16(), 200);
     assert_eq!(original.bytes().expect("body").as_ref(), noisy.as_slice());
 }
+
+#[test]
+fn a_jobs_stage_and_progress_only_move_forward_until_done() {
+    let app = TestApp::spawn();
+    let id = app.upload(images::photo_24mp());
+    let order = [
+        "queued",
+        "decoding",
+        "thumbnail",
+        "preview",
+        "optimized",
+        "done",
+    ];
+    let mut seen: Vec<(usize, u64)> = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status: serde_json::Value = app.status(&id).json().expect("status JSON");
+        let stage = status["stage"].as_str().expect("a stage until done");
+        let at = order
+            .iter()
+            .position(|s| *s == stage)
+            .unwrap_or_else(|| panic!("unknown stage {stage}: {status}"));
+        let progress = status["progress"].as_u64().expect("a progress");
+        assert!(progress <= 100, "{status}");
+        if let Some(&(last_at, last_progress)) = seen.last() {
+            assert!(
+                at >= last_at && progress >= last_progress,
+                "went back: {seen:?} then {status}"
+            );
+        }
+        seen.push((at, progress));
+        if status["status"] == "completed" {
+            assert_eq!((stage, progress), ("done", 100), "{status}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not done in 60 s: {seen:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(
+        seen.iter().any(|(at, _)| (1..5).contains(at)),
+        "a processing stage was seen: {seen:?}"
+    );
+}

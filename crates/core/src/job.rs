@@ -58,6 +58,9 @@ pub enum JobState {
         started_at: Timestamp,
         /// When the processor's claim lapses if it does not finish.
         lease_until: Timestamp,
+        /// How far the attempt has come.
+        #[serde(default)]
+        stage: Stage,
     },
     /// Every output exists.
     Completed {
@@ -91,6 +94,55 @@ impl JobState {
             self,
             Self::Completed { .. } | Self::Failed { .. } | Self::Cancelled
         )
+    }
+}
+
+/// The step a processing job is at, in order. Decoding covers the one pass
+/// that decodes, resizes and encodes every output; each later stage is the
+/// storing of one output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Reading, decoding, resizing and encoding.
+    #[default]
+    Decoding,
+    /// Storing the thumbnail.
+    Thumbnail,
+    /// Storing the preview.
+    Preview,
+    /// Storing the optimized copy.
+    Optimized,
+}
+
+impl Stage {
+    /// The stage that stores `variant`.
+    pub const fn storing(variant: Variant) -> Self {
+        match variant {
+            Variant::Thumbnail => Self::Thumbnail,
+            Variant::Preview => Self::Preview,
+            Variant::Optimized => Self::Optimized,
+        }
+    }
+
+    /// The share of the work done when the stage begins, in percent: the
+    /// decode pass is most of a job's time.
+    pub const fn percent(self) -> u8 {
+        match self {
+            Self::Decoding => 10,
+            Self::Thumbnail => 70,
+            Self::Preview => 80,
+            Self::Optimized => 90,
+        }
+    }
+
+    /// The stage's wire name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Decoding => "decoding",
+            Self::Thumbnail => "thumbnail",
+            Self::Preview => "preview",
+            Self::Optimized => "optimized",
+        }
     }
 }
 
@@ -228,10 +280,19 @@ impl Job {
             JobState::Processing {
                 started_at: now,
                 lease_until,
+                stage: Stage::Decoding,
             },
             now,
         );
         Ok(())
+    }
+
+    /// Moves a processing job on to `next`; other states are left alone.
+    pub fn advance(&mut self, next: Stage, now: Timestamp) {
+        if let JobState::Processing { stage, .. } = &mut self.state {
+            *stage = next;
+            self.updated_at = now;
+        }
     }
 
     fn record_lost_attempt(&mut self, now: Timestamp) {
@@ -415,7 +476,8 @@ mod tests {
             job.state,
             JobState::Processing {
                 started_at: t(2_000),
-                lease_until: t(9_000)
+                lease_until: t(9_000),
+                stage: Stage::Decoding,
             }
         );
         assert_eq!(job.attempts, 1);

@@ -10,7 +10,7 @@ use thiserror::Error;
 use crate::format::{ImageFormat, InvalidImage, Limits, inspect};
 use crate::id::JobId;
 use crate::idempotency::{self, FirstAnswer, IdempotencyKey, KeyRecord};
-use crate::job::{Failure, FailureCode, Job, JobState, Output, Outputs, TransitionError};
+use crate::job::{Failure, FailureCode, Job, JobState, Output, Outputs, Stage, TransitionError};
 use crate::keys::{self, BlobKey};
 use crate::pipeline::{self, PipelineError, Rendition, Variant};
 use crate::ports::{
@@ -583,7 +583,13 @@ pub fn process_next(w: Worker<'_>) -> Result<Option<ProcessOutcome>, ProcessErro
     job.start(now, now.plus(w.policy.lease))?;
     save_job(w.ports.kv, &job)?;
 
-    match make_outputs(w.ports, id, w.limits) {
+    let kv = w.ports.kv;
+    let clock = w.ports.clock;
+    let made = make_outputs(w.ports, id, w.limits, &mut |stage| {
+        job.advance(stage, clock.now());
+        save_job(kv, &job)
+    });
+    match made {
         Ok(outputs) => {
             let done = w.ports.clock.now();
             job.complete(outputs, done)?;
@@ -737,7 +743,14 @@ impl From<Failure> for Unmade {
     }
 }
 
-fn make_outputs(ports: Ports<'_>, id: JobId, limits: Limits) -> Result<Outputs, Unmade> {
+/// Renders job `id`'s outputs and stores them, reporting each stage to
+/// `advance` (which records it) on the way.
+fn make_outputs(
+    ports: Ports<'_>,
+    id: JobId,
+    limits: Limits,
+    advance: &mut dyn FnMut(Stage) -> Result<(), PortError>,
+) -> Result<Outputs, Unmade> {
     let storage = |e: PortError| Failure {
         code: FailureCode::StorageUnavailable,
         message: e.to_string(),
@@ -764,11 +777,12 @@ fn make_outputs(ports: Ports<'_>, id: JobId, limits: Limits) -> Result<Outputs, 
         },
         message: e.to_string(),
     })?;
-    let store = |r: &Rendition| -> Result<Output, Unmade> {
+    let mut store = |r: &Rendition| -> Result<Output, Unmade> {
         // Between steps: honour a cancel or delete that came in meanwhile.
         if let Some(request) = pending_request(ports.kv, id).map_err(storage)? {
             return Err(Unmade::Interrupted(request));
         }
+        advance(Stage::storing(r.variant)).map_err(storage)?;
         let key = BlobKey::derivative(id, r.variant, r.format);
         ports
             .blobs

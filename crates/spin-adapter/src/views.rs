@@ -41,6 +41,10 @@ struct Status<'a> {
     error: Option<&'a Failure>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     cancel_requested: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stage: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    progress: Option<u8>,
 }
 
 #[derive(Serialize)]
@@ -110,6 +114,12 @@ pub fn status(report: &StatusReport) -> Response {
     if !job.state.is_finished() {
         links.insert("cancel", routes::cancel(job.id));
     }
+    let stage = match job.state {
+        JobState::Queued { .. } => Some(("queued", 0)),
+        JobState::Processing { stage, .. } => Some((stage.name(), stage.percent())),
+        JobState::Completed { .. } => Some(("done", 100)),
+        JobState::Failed { .. } | JobState::Cancelled => None,
+    };
     let retry_at = match job.state {
         JobState::Queued { retry_at } => retry_at.map(|t| t.to_string()),
         _ => None,
@@ -141,6 +151,8 @@ pub fn status(report: &StatusReport) -> Response {
         outputs,
         error,
         cancel_requested: report.cancel_requested,
+        stage: stage.map(|(name, _)| name),
+        progress: stage.map(|(_, percent)| percent),
     };
     let mut builder = json_response(200, &body);
     if let Some(secs) = report.retry_after_secs {
