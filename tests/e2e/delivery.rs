@@ -69,3 +69,57 @@ fn admin_routes_are_hidden_until_a_token_is_configured() {
     let workers = if http_only() { 0 } else { 1 };
     assert_eq!(report["workers"], workers, "{report}");
 }
+
+#[test]
+fn operators_list_jobs_newest_first_a_page_at_a_time() {
+    let app = TestApp::spawn_with(&[("admin_token", "s3cret")]);
+    let ids: Vec<String> = (0..3).map(|_| app.upload(images::small_jpeg())).collect();
+    for id in &ids {
+        assert_eq!(app.wait_until_finished(id)["status"], "completed");
+    }
+    let page = |query: &str| -> serde_json::Value {
+        let response = app.admin(reqwest::Method::GET, &format!("/internal/images{query}"));
+        assert_eq!(response.status().as_u16(), 200);
+        response.json().expect("JSON")
+    };
+    let listed = |page: &serde_json::Value| -> Vec<String> {
+        page["images"]
+            .as_array()
+            .expect("images")
+            .iter()
+            .map(|i| i["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let first = page("?limit=2");
+    assert_eq!(
+        listed(&first),
+        vec![ids[2].clone(), ids[1].clone()],
+        "{first}"
+    );
+    let token = first["next_page_token"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
+    app.upload(images::small_jpeg());
+    let second = page(&format!("?limit=2&page_token={token}"));
+    assert_eq!(listed(&second), vec![ids[0].clone()], "{second}");
+    assert!(second["next_page_token"].is_null(), "{second}");
+    assert_eq!(page("?status=failed")["images"], serde_json::json!([]));
+    assert_eq!(listed(&page("?status=completed&limit=3")).len(), 3);
+
+    for bad in [
+        "?status=done",
+        "?limit=0",
+        "?limit=101",
+        "?page_token=nope",
+        "?colour=red",
+    ] {
+        let response = app.admin(reqwest::Method::GET, &format!("/internal/images{bad}"));
+        let problem = assert_problem(response, 400);
+        assert_eq!(
+            problem["type"], "urn:darkroom:problem:invalid-query",
+            "{bad}: {problem}"
+        );
+    }
+    assert_problem(app.request(reqwest::Method::GET, "/internal/images"), 401);
+}

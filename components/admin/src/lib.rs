@@ -7,6 +7,8 @@
 //!   HTTP-only profile (`worker_url` set) it then, with the report sent,
 //!   asks the worker to drain.
 //! - `GET /internal/dead-letters`: the queue and its dead letters.
+//! - `GET /internal/images?status=&limit=&page_token=`: the jobs, newest
+//!   first, a page at a time (stable under new uploads).
 //! - `POST /internal/dead-letters/{id}/redrive`: a failed job, queued again
 //!   with a fresh set of attempts.
 
@@ -21,7 +23,7 @@ use darkroom_core::service;
 use darkroom_spin::clock::SystemClock;
 use darkroom_spin::problem::{ApiError, respond};
 use darkroom_spin::queue::RedisQueue;
-use darkroom_spin::routes::header;
+use darkroom_spin::routes::{self, header};
 use darkroom_spin::store::SpinKv;
 use darkroom_spin::{config, outparam, views, work};
 use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam};
@@ -58,6 +60,20 @@ fn admin(req: &IncomingRequest) -> Result<Response, ApiError> {
             report(&queue)
         }
         (Method::Get, ["dead-letters"]) => report(&queue),
+        (Method::Get, ["images"]) => {
+            let query = routes::listing_query(&req.uri())?;
+            let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
+            let listing = service::list_jobs(
+                &kv,
+                &queue,
+                query.status.as_deref(),
+                query.limit,
+                query.page_token.as_deref(),
+            )
+            .map_err(ApiError::QueueUnavailable)?;
+            Ok(views::listing(&listing))
+        }
+        (_, ["images"]) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         (Method::Post, ["dead-letters", id, "redrive"]) => {
             let id = JobId::parse(id).map_err(|_| ApiError::NotFound)?;
             let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;

@@ -77,6 +77,10 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// Every state's wire name.
+    pub const NAMES: [&'static str; 5] =
+        ["queued", "processing", "completed", "failed", "cancelled"];
+
     /// The state's wire name.
     pub const fn name(&self) -> &'static str {
         match self {

@@ -34,6 +34,22 @@ pub fn idempotency(key: &crate::idempotency::IdempotencyKey) -> String {
     format!("idempotency/{}", key.record_name())
 }
 
+/// Job `id`'s member in the catalogue: its creation time (13 digits of
+/// milliseconds, so members sort by age) and its id.
+pub fn catalogue_member(id: JobId, created: crate::time::Timestamp) -> String {
+    format!("{:013}:{id}", created.unix_millis())
+}
+
+/// The job a catalogue member (or a page token made of one) names; `None`
+/// unless it is exactly what [`catalogue_member`] makes.
+pub fn parse_catalogue_member(member: &str) -> Option<JobId> {
+    let (millis, id) = member.split_once(':')?;
+    if millis.len() != 13 || !millis.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    JobId::parse(id).ok()
+}
+
 /// The key-value key of a pending cancel or delete of job `id`.
 pub fn request(id: JobId) -> String {
     format!("request/{id}")
@@ -94,6 +110,9 @@ pub struct QueueKeys {
     pub dead: String,
     /// String: running average processing time in ms.
     pub average_ms: String,
+    /// Sorted set, every score 0: [`catalogue_member`]s, for operators'
+    /// newest-first listing.
+    pub catalogue: String,
 }
 
 impl QueueKeys {
@@ -105,6 +124,7 @@ impl QueueKeys {
             leases: key("leases"),
             dead: key("dead"),
             average_ms: key("average-ms"),
+            catalogue: key("catalogue"),
         }
     }
 

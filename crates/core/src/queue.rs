@@ -54,6 +54,26 @@ pub trait Queue {
     /// [`PortError`].
     fn dead_letters(&self) -> Result<Vec<JobId>, PortError>;
 
+    /// Adds `member` ([`crate::keys::catalogue_member`]) to the catalogue
+    /// operators page through.
+    ///
+    /// # Errors
+    /// [`PortError`].
+    fn catalogue_add(&self, member: &str) -> Result<(), PortError>;
+
+    /// Removes `member` from the catalogue.
+    ///
+    /// # Errors
+    /// [`PortError`].
+    fn catalogue_remove(&self, member: &str) -> Result<(), PortError>;
+
+    /// Up to `n` catalogue members that sort before `before` (all when
+    /// `None`), greatest first: newest jobs first.
+    ///
+    /// # Errors
+    /// [`PortError`].
+    fn catalogue_before(&self, before: Option<&str>, n: usize) -> Result<Vec<String>, PortError>;
+
     /// Takes `id` out of the queue if it is waiting there (not leased):
     /// `Ok(true)` when it was, after which no processor can claim it.
     ///

@@ -82,8 +82,17 @@ pub fn accept_upload(
             [ports.blobs.delete(&original)],
         )));
     }
+    let member = keys::catalogue_member(job.id, job.created_at);
+    if let Err(e) = queue.catalogue_add(&member) {
+        let undone = [
+            ports.kv.delete(&keys::job(job.id)),
+            ports.blobs.delete(&original),
+        ];
+        return Err(AcceptError::Queue(undo(e, undone)));
+    }
     if let Err(e) = queue.enqueue(job.id, now) {
         let undone = [
+            queue.catalogue_remove(&member),
             ports.kv.delete(&keys::job(job.id)),
             ports.blobs.delete(&original),
         ];
@@ -314,6 +323,72 @@ pub fn job_status(
     }))
 }
 
+/// One page of the operators' listing.
+#[derive(Debug)]
+pub struct Listing {
+    /// The jobs, newest first.
+    pub jobs: Vec<Job>,
+    /// Where the next page starts, if there may be one.
+    pub next_page_token: Option<String>,
+}
+
+/// How many catalogue members one listing call looks at, at most, per job it
+/// may return: a filter that matches little still answers quickly, with a
+/// token to go on from.
+const LISTING_SCAN_FACTOR: usize = 10;
+
+/// Up to `limit` jobs, newest first, in `state` if given, starting after
+/// `page_token` (the `next_page_token` of the page before). Paging is stable
+/// under new uploads: they sort before every token already handed out.
+/// Jobs removed meanwhile are left out.
+///
+/// # Errors
+/// [`PortError`] when the catalogue or a record cannot be read.
+pub fn list_jobs(
+    kv: &dyn KeyValue,
+    queue: &dyn Queue,
+    state: Option<&str>,
+    limit: usize,
+    page_token: Option<&str>,
+) -> Result<Listing, PortError> {
+    let mut jobs = Vec::new();
+    let mut cursor = page_token.map(str::to_owned);
+    let mut scanned = 0;
+    while scanned < limit * LISTING_SCAN_FACTOR {
+        let batch = queue.catalogue_before(cursor.as_deref(), limit)?;
+        let exhausted = batch.len() < limit;
+        for member in batch {
+            scanned += 1;
+            cursor = Some(member.clone());
+            let Some(id) = keys::parse_catalogue_member(&member) else {
+                continue;
+            };
+            let Some(job) = load_job(kv, id)? else {
+                continue;
+            };
+            if state.is_none_or(|s| job.state.name() == s) {
+                jobs.push(job);
+                if jobs.len() == limit {
+                    return Ok(Listing {
+                        jobs,
+                        next_page_token: cursor,
+                    });
+                }
+            }
+        }
+        if exhausted {
+            return Ok(Listing {
+                jobs,
+                next_page_token: None,
+            });
+        }
+    }
+    Ok(Listing {
+        jobs,
+        next_page_token: cursor,
+    })
+}
+
 /// What a client asked of a job that a processor may be holding, kept under
 /// [`keys::request`] until the processor (or the client's own call, when no
 /// processor holds the job) has carried it out. Never written into the job
@@ -442,6 +517,9 @@ pub fn delete_job(ports: Ports<'_>, queue: &dyn Queue, id: JobId) -> Result<(), 
     purge_outputs(ports.blobs, &job)?;
     ports.blobs.delete(&BlobKey::original(id))?;
     ports.kv.delete(&keys::job(id))?;
+    queue
+        .catalogue_remove(&keys::catalogue_member(id, job.created_at))
+        .map_err(TakeBackError::Queue)?;
     if unheld {
         queue.forget(id).map_err(TakeBackError::Queue)?;
         ports.kv.delete(&keys::request(id))?;
@@ -663,6 +741,9 @@ fn honour(w: Worker<'_>, mut job: Job, request: Request) -> Result<ProcessOutcom
         Request::Delete => {
             w.ports.blobs.delete(&BlobKey::original(id))?;
             w.ports.kv.delete(&keys::job(id))?;
+            w.queue
+                .catalogue_remove(&keys::catalogue_member(id, job.created_at))
+                .map_err(ProcessError::Queue)?;
             w.queue.forget(id).map_err(ProcessError::Queue)?;
             ProcessOutcome::Deleted(id)
         }
@@ -1475,6 +1556,73 @@ mod tests {
         let Ok(Once::First { .. }) = once(&world, &records, "\"bad\"", &image) else {
             panic!("the client may retry with the same key");
         };
+    }
+
+    #[test]
+    fn operators_page_through_jobs_newest_first_and_new_uploads_do_not_shift_pages() {
+        let world = World::new();
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            ids.push(world.accept(&png(8, 8)).expect("accepted").id);
+            world.clock.advance(1);
+        }
+        let page = |state: Option<&str>, token: Option<&str>| {
+            list_jobs(&world.kv, &world.queue, state, 2, token).expect("listing")
+        };
+        let first = page(None, None);
+        let got: Vec<JobId> = first.jobs.iter().map(|j| j.id).collect();
+        assert_eq!(got, vec![ids[4], ids[3]], "newest first");
+        world
+            .accept(&png(9, 9))
+            .expect("a new upload between pages");
+        let second = page(None, first.next_page_token.as_deref());
+        let got: Vec<JobId> = second.jobs.iter().map(|j| j.id).collect();
+        assert_eq!(
+            got,
+            vec![ids[2], ids[1]],
+            "the new upload does not shift the pages"
+        );
+        let third = page(None, second.next_page_token.as_deref());
+        assert_eq!(
+            third.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+            vec![ids[0]]
+        );
+        assert_eq!(third.next_page_token, None, "the end");
+
+        world.process_next();
+        let completed =
+            list_jobs(&world.kv, &world.queue, Some("completed"), 10, None).expect("listing");
+        assert_eq!(completed.jobs.len(), 1);
+        assert_eq!(
+            completed.jobs[0].id, ids[0],
+            "the oldest was processed first"
+        );
+        world.delete(ids[0]).expect("delete");
+        let completed =
+            list_jobs(&world.kv, &world.queue, Some("completed"), 10, None).expect("listing");
+        assert!(
+            completed.jobs.is_empty(),
+            "a deleted job leaves the listing"
+        );
+    }
+
+    #[test]
+    fn a_catalogue_member_round_trips_and_nothing_else_parses() {
+        let id = JobId::new_random();
+        let member = keys::catalogue_member(
+            id,
+            crate::time::Timestamp::from_unix_millis(1_700_000_000_000),
+        );
+        assert_eq!(keys::parse_catalogue_member(&member), Some(id));
+        for bad in [
+            "",
+            "1700000000000",
+            "170000000000:x",
+            &format!("17000000000000:{id}"),
+            &format!("170000000000a:{id}"),
+        ] {
+            assert_eq!(keys::parse_catalogue_member(bad), None, "{bad}");
+        }
     }
 
     #[test]

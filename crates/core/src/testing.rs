@@ -100,6 +100,7 @@ pub struct MemoryQueue {
     dead: RefCell<Vec<JobId>>,
     seq: Cell<u64>,
     durations: RefCell<Vec<Duration>>,
+    catalogue: RefCell<std::collections::BTreeSet<String>>,
     /// How many times the doorbell rang.
     pub rings: Cell<u32>,
     /// How many claims were tried, answered or not.
@@ -205,6 +206,31 @@ impl Queue for MemoryQueue {
     fn dead_letters(&self) -> Result<Vec<JobId>, PortError> {
         self.check()?;
         Ok(self.dead.borrow().clone())
+    }
+
+    fn catalogue_add(&self, member: &str) -> Result<(), PortError> {
+        self.check()?;
+        self.catalogue.borrow_mut().insert(member.to_owned());
+        Ok(())
+    }
+
+    fn catalogue_remove(&self, member: &str) -> Result<(), PortError> {
+        self.check()?;
+        self.catalogue.borrow_mut().remove(member);
+        Ok(())
+    }
+
+    fn catalogue_before(&self, before: Option<&str>, n: usize) -> Result<Vec<String>, PortError> {
+        self.check()?;
+        Ok(self
+            .catalogue
+            .borrow()
+            .iter()
+            .rev()
+            .filter(|m| before.is_none_or(|b| m.as_str() < b))
+            .take(n)
+            .cloned()
+            .collect())
     }
 
     fn withdraw(&self, id: JobId) -> Result<bool, PortError> {

@@ -63,6 +63,9 @@ pub enum ApiError {
     /// An `Idempotency-Key` whose first request is still in progress.
     #[error("a request with this Idempotency-Key is still in progress; retry shortly")]
     IdempotencyKeyInUse,
+    /// A query parameter that is not one the route takes.
+    #[error("{0}")]
+    InvalidQuery(String),
     /// The deployment is misconfigured.
     #[error("the service is misconfigured")]
     Config(#[from] ConfigError),
@@ -189,6 +192,7 @@ impl ApiError {
             Self::NotFound => p(404, "not-found", "Not found", self.to_string()),
             Self::Unauthorized => p(401, "unauthorized", "Unauthorized", self.to_string()),
             Self::Conflict(d) => p(409, "conflict", "Conflict", d.clone()),
+            Self::InvalidQuery(d) => p(400, "invalid-query", "Invalid query", d.clone()),
             Self::MalformedIdempotencyKey(_) => p(
                 400,
                 "malformed-idempotency-key",

@@ -234,6 +234,38 @@ impl Queue for RedisQueue {
             .collect()
     }
 
+    fn catalogue_add(&self, member: &str) -> Result<(), PortError> {
+        self.execute("ZADD", &[arg(&self.keys.catalogue), arg(0), arg(member)])
+            .map(drop)
+    }
+
+    fn catalogue_remove(&self, member: &str) -> Result<(), PortError> {
+        self.execute("ZREM", &[arg(&self.keys.catalogue), arg(member)])
+            .map(drop)
+    }
+
+    fn catalogue_before(&self, before: Option<&str>, n: usize) -> Result<Vec<String>, PortError> {
+        let max = before.map_or_else(|| "+".to_owned(), |b| format!("({b}"));
+        let replies = self.execute(
+            "ZREVRANGEBYLEX",
+            &[
+                arg(&self.keys.catalogue),
+                arg(max),
+                arg("-"),
+                arg("LIMIT"),
+                arg(0),
+                arg(n),
+            ],
+        )?;
+        replies
+            .iter()
+            .map(|r| match r {
+                RedisResult::Binary(b) => text(b),
+                other => Err(PortError::new(format!("ZREVRANGEBYLEX returned {other:?}"))),
+            })
+            .collect()
+    }
+
     fn withdraw(&self, id: JobId) -> Result<bool, PortError> {
         let removed = self.execute("ZREM", &[arg(&self.keys.ready), arg(id)])?;
         Ok(removed.first().map(integer).transpose()?.flatten() == Some(1))
@@ -384,6 +416,15 @@ impl Queue for UnreachableQueue {
         Err(self.0.clone())
     }
     fn withdraw(&self, _: JobId) -> Result<bool, PortError> {
+        Err(self.0.clone())
+    }
+    fn catalogue_add(&self, _: &str) -> Result<(), PortError> {
+        Err(self.0.clone())
+    }
+    fn catalogue_remove(&self, _: &str) -> Result<(), PortError> {
+        Err(self.0.clone())
+    }
+    fn catalogue_before(&self, _: Option<&str>, _: usize) -> Result<Vec<String>, PortError> {
         Err(self.0.clone())
     }
     fn forget(&self, _: JobId) -> Result<(), PortError> {

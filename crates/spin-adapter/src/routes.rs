@@ -13,6 +13,66 @@ pub fn status(id: JobId) -> String {
     format!("{IMAGES}/{id}/status")
 }
 
+/// The operators' listing query (`GET /internal/images?status=&limit=&page_token=`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ListingQuery {
+    /// Only jobs in this state.
+    pub status: Option<String>,
+    /// At most this many (1 to 100, 50 by default).
+    pub limit: usize,
+    /// Where to go on from.
+    pub page_token: Option<String>,
+}
+
+/// Parses the query of `uri` for the listing.
+///
+/// # Errors
+/// [`crate::problem::ApiError::InvalidQuery`] naming what is wrong.
+pub fn listing_query(uri: &str) -> Result<ListingQuery, crate::problem::ApiError> {
+    use crate::problem::ApiError;
+    let url = url::Url::parse(uri)
+        .or_else(|_| url::Url::parse(&format!("http://localhost{uri}")))
+        .map_err(|e| ApiError::InvalidQuery(format!("the request URL cannot be read: {e}")))?;
+    let mut query = ListingQuery {
+        limit: 50,
+        ..ListingQuery::default()
+    };
+    for (name, value) in url.query_pairs() {
+        match name.as_ref() {
+            "status" if darkroom_core::JobState::NAMES.contains(&value.as_ref()) => {
+                query.status = Some(value.into_owned());
+            }
+            "status" => {
+                return Err(ApiError::InvalidQuery(format!(
+                    "status must be one of {}",
+                    darkroom_core::JobState::NAMES.join(", ")
+                )));
+            }
+            "limit" => {
+                query.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| ApiError::InvalidQuery("limit must be 1 to 100".into()))?;
+            }
+            "page_token" if darkroom_core::keys::parse_catalogue_member(&value).is_some() => {
+                query.page_token = Some(value.into_owned());
+            }
+            "page_token" => {
+                return Err(ApiError::InvalidQuery(
+                    "page_token must be a next_page_token this listing gave".into(),
+                ));
+            }
+            other => {
+                return Err(ApiError::InvalidQuery(format!(
+                    "unknown parameter {other:?}; the listing takes status, limit and page_token"
+                )));
+            }
+        }
+    }
+    Ok(query)
+}
+
 /// A job's cancel action (`POST`).
 pub fn cancel(id: JobId) -> String {
     format!("{IMAGES}/{id}/cancel")

@@ -7,7 +7,7 @@ use darkroom_core::job::{Attempt, Failure, Output};
 use darkroom_core::pipeline::Variant;
 use darkroom_core::ports::BlobMeta;
 use darkroom_core::queue::QueueStats;
-use darkroom_core::service::{Accepted as AcceptedJob, Cancelled, FileName, StatusReport};
+use darkroom_core::service::{Accepted as AcceptedJob, Cancelled, FileName, Listing, StatusReport};
 use darkroom_core::{JobId, JobState};
 use serde::Serialize;
 use spin_sdk::http::Response;
@@ -167,6 +167,35 @@ struct QueueView<'a> {
     workers: u64,
     average_job_ms: Option<u128>,
     dead_letters: &'a [String],
+}
+
+#[derive(Serialize)]
+struct ListedJob {
+    id: String,
+    status: &'static str,
+    created_at: String,
+    updated_at: String,
+    links: BTreeMap<&'static str, String>,
+}
+
+/// `200 OK` with a page of the operators' listing.
+pub fn listing(listing: &Listing) -> Response {
+    let images: Vec<ListedJob> = listing
+        .jobs
+        .iter()
+        .map(|job| ListedJob {
+            id: job.id.to_string(),
+            status: job.state.name(),
+            created_at: job.created_at.to_string(),
+            updated_at: job.updated_at.to_string(),
+            links: BTreeMap::from([("status", routes::status(job.id))]),
+        })
+        .collect();
+    json_response(
+        200,
+        &serde_json::json!({ "images": images, "next_page_token": listing.next_page_token }),
+    )
+    .build()
 }
 
 /// `200 OK` with the queue's state (admin).
