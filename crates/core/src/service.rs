@@ -608,6 +608,19 @@ pub fn process_next(w: Worker<'_>) -> Result<Option<ProcessOutcome>, ProcessErro
         return Ok(None);
     };
     let Some(mut job) = load_job(w.ports.kv, id)? else {
+        if pending_request(w.ports.kv, id)? == Some(Request::Delete) {
+            // Deleted while an attempt held it, and that attempt did not
+            // finish cleaning up: remove whatever it may have stored. With
+            // the record gone, every format is possible.
+            for variant in Variant::ALL {
+                for format in ImageFormat::ALL {
+                    w.ports
+                        .blobs
+                        .delete(&BlobKey::derivative(id, variant, format))?;
+                }
+            }
+            w.ports.blobs.delete(&BlobKey::original(id))?;
+        }
         w.queue.ack(id).map_err(ProcessError::Queue)?;
         // A deleted job's tombstone is no longer needed once its lease is gone.
         w.ports.kv.delete(&keys::request(id))?;

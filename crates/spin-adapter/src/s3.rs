@@ -150,12 +150,13 @@ impl S3BlobStore {
             builder.header("content-length", body.len().to_string());
         }
         if method == Method::Delete {
-            // A DELETE carries no body and is idempotent: a connection that
-            // broke before its answer (seen under load against s3s-fs as
-            // `HttpProtocolError`) is worth one more try, as S3's own SDKs do.
+            // A DELETE carries no body and is idempotent: one that broke off
+            // or met a server error is worth one more try, as S3's own SDKs
+            // do. (s3s-fs answers 500 to one of two concurrent DELETEs of a
+            // key, which a cancel racing its processor makes.)
             let request = builder.build();
             let first = spin_sdk::http::run(spin_sdk::http::send::<_, Response>(request));
-            if first.is_ok() {
+            if first.as_ref().is_ok_and(|r| *r.status() < 500) {
                 return first.map_err(|e| port_error(what, e));
             }
             let mut again = Request::builder();
