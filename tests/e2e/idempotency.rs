@@ -50,6 +50,10 @@ fn the_same_key_with_another_image_is_a_422_problem_and_records_nothing() {
     let app = TestApp::spawn();
     let first = app.upload_with_key(images::jpeg(), "\"one-key\"");
     assert_eq!(first.status().as_u16(), 202);
+    let first: Value = first.json().expect("JSON");
+    let id = first["id"].as_str().expect("id").to_owned();
+    // Compare the stores once the first job has settled.
+    assert_eq!(app.wait_until_finished(&id)["status"], "completed");
     let stored = app.kv_keys();
     let reused = app.upload_with_key(images::small_jpeg(), "\"one-key\"");
     let problem = assert_problem(reused, 422);
