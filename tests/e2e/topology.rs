@@ -73,33 +73,29 @@ fn a_job_cancelled_while_it_waits_is_cancelled_at_once_and_never_processed() {
     assert_eq!(front.derivative_count(&id), 0);
 }
 
-#[test]
-fn a_job_survives_a_redis_restart_between_accept_and_processing() {
-    let redis = PrivateRedis::start_persistent();
+/// Accepts a job while no processor runs, restarts `redis`, then starts a
+/// processor and returns the job's final status.
+fn finish_across_a_restart_of(redis: PrivateRedis) -> serde_json::Value {
     let front = front(Some(&redis), &[]);
     let id = front.upload(images::small_jpeg());
-    let redis = redis.restart();
-
+    let _redis = redis.restart();
     let _processor = processor_for(&front, &[]);
-    let done = front.wait_until_finished(&id);
+    front.wait_until_finished(&id)
+}
+
+#[test]
+fn a_job_survives_a_redis_restart_between_accept_and_processing() {
+    let done = finish_across_a_restart_of(PrivateRedis::start_persistent());
     assert_eq!(done["status"], "completed", "{done}");
-    drop(redis);
 }
 
 #[test]
 fn a_job_survives_a_redis_restart_that_lost_the_queue_because_status_reads_put_it_back() {
     // No persistence: the restarted Redis has forgotten the queue, but the
     // job's record still says it is queued.
-    let redis = PrivateRedis::start();
-    let front = front(Some(&redis), &[]);
-    let id = front.upload(images::small_jpeg());
-    let redis = redis.restart();
-
-    let _processor = processor_for(&front, &[]);
-    let done = front.wait_until_finished(&id);
+    let done = finish_across_a_restart_of(PrivateRedis::start());
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["attempts"], 1, "{done}");
-    drop(redis);
 }
 
 #[test]
