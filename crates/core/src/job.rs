@@ -3,7 +3,8 @@
 //! ```text
 //! queued ──start──▶ processing ──complete──▶ completed
 //!   ▲                 │  │
-//!   └──retry_later────┘  └──fail──▶ failed   (also queued ──fail──▶ failed)
+//!   ├──retry_later────┤  └──fail──▶ failed   (also queued ──fail──▶ failed)
+//!   └──fetched────────┘  (a job ingested by URL: its source was fetched)
 //! processing ──start (lease expired: the worker died)──▶ processing
 //! queued | processing ──cancel──▶ cancelled
 //! ```
@@ -30,8 +31,13 @@ pub struct Job {
     pub created_at: Timestamp,
     /// When the record last changed.
     pub updated_at: Timestamp,
-    /// What the upload's header said.
-    pub original: ImageInfo,
+    /// What the original's header said; `None` for a job ingested by URL
+    /// until its source has been fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<ImageInfo>,
+    /// Where the original comes from, for a job ingested by URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
     /// How many times processing has started.
     pub attempts: u32,
     /// Every attempt that has ended, oldest first.
@@ -40,6 +46,13 @@ pub struct Job {
     /// Where in its lifecycle the job is.
     #[serde(flatten)]
     pub state: JobState,
+}
+
+/// The remote original of a job ingested by URL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// The URL the client gave, as checked at `POST`.
+    pub url: String,
 }
 
 /// The lifecycle state, with the data that belongs to it.
@@ -107,6 +120,8 @@ impl JobState {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
+    /// Fetching the original from its URL (a job ingested by URL).
+    Fetching,
     /// Reading, decoding, resizing and encoding.
     #[default]
     Decoding,
@@ -132,6 +147,7 @@ impl Stage {
     /// decode pass is most of a job's time.
     pub const fn percent(self) -> u8 {
         match self {
+            Self::Fetching => 5,
             Self::Decoding => 10,
             Self::Thumbnail => 70,
             Self::Preview => 80,
@@ -142,6 +158,7 @@ impl Stage {
     /// The stage's wire name.
     pub const fn name(self) -> &'static str {
         match self {
+            Self::Fetching => "fetching",
             Self::Decoding => "decoding",
             Self::Thumbnail => "thumbnail",
             Self::Preview => "preview",
@@ -212,13 +229,26 @@ pub enum FailureCode {
     ProcessorLost,
     /// The client cancelled the job during this attempt (only in `history`).
     Cancelled,
+    /// The source URL could not be reached (DNS, connect, timeout, a 5xx).
+    SourceUnreachable,
+    /// The source answered with a 4xx, or redirected where ingest may not go.
+    SourceRefused,
+    /// The source's bytes are not a supported image (whatever its Content-Type said).
+    SourceNotImage,
+    /// The source's body is larger than `max_upload_bytes`.
+    SourceTooLarge,
+    /// The source image's header declares more than the limits allow.
+    SourceTooManyPixels,
 }
 
 impl FailureCode {
     /// Whether another attempt may succeed. Image problems are permanent;
     /// infrastructure problems are not.
     pub const fn is_transient(self) -> bool {
-        matches!(self, Self::StorageUnavailable | Self::ProcessorLost)
+        matches!(
+            self,
+            Self::StorageUnavailable | Self::ProcessorLost | Self::SourceUnreachable
+        )
     }
 }
 
@@ -249,13 +279,28 @@ pub struct TransitionError {
 }
 
 impl Job {
-    /// A freshly accepted job.
+    /// A freshly accepted upload.
     pub const fn queued(id: JobId, original: ImageInfo, now: Timestamp) -> Self {
         Self {
             id,
             created_at: now,
             updated_at: now,
-            original,
+            original: Some(original),
+            source: None,
+            attempts: 0,
+            history: Vec::new(),
+            state: JobState::Queued { retry_at: None },
+        }
+    }
+
+    /// A freshly accepted ingest by URL: queued for the fetcher.
+    pub const fn ingest(id: JobId, source: Source, now: Timestamp) -> Self {
+        Self {
+            id,
+            created_at: now,
+            updated_at: now,
+            original: None,
+            source: Some(source),
             attempts: 0,
             history: Vec::new(),
             state: JobState::Queued { retry_at: None },
@@ -280,15 +325,43 @@ impl Job {
             _ => return Err(self.refuse("processing")),
         }
         self.attempts += 1;
+        let stage = if self.awaits_source() {
+            Stage::Fetching
+        } else {
+            Stage::Decoding
+        };
         self.enter(
             JobState::Processing {
                 started_at: now,
                 lease_until,
-                stage: Stage::Decoding,
+                stage,
             },
             now,
         );
         Ok(())
+    }
+
+    /// Whether the job's original is still to be fetched from its source:
+    /// such a job belongs to the fetcher's queue, not the processor's.
+    pub const fn awaits_source(&self) -> bool {
+        self.original.is_none() && self.source.is_some()
+    }
+
+    /// `processing → queued` for the processor, once the fetcher stored the
+    /// original described by `original`. The fetch ends as a successful attempt.
+    ///
+    /// # Errors
+    /// [`TransitionError`] unless the job is processing.
+    pub fn fetched(&mut self, original: ImageInfo, now: Timestamp) -> Result<(), TransitionError> {
+        match self.state {
+            JobState::Processing { .. } => {
+                self.end_attempt(now, None);
+                self.original = Some(original);
+                self.enter(JobState::Queued { retry_at: None }, now);
+                Ok(())
+            }
+            _ => Err(self.refuse("queued")),
+        }
     }
 
     /// Moves a processing job on to `next`; other states are left alone.
@@ -639,4 +712,45 @@ mod tests {
         assert_eq!(back, job);
         assert!(back.state.is_finished());
     }
+
+    #[test]
+    fn an_ingest_fetches_first_then_goes_back_to_the_queue_with_its_original() {
+        let mut job = Job::ingest(
+            JobId::new_random(),
+            Source {
+                url: "https://example.com/a.png".into(),
+            },
+            t(1_000),
+        );
+        assert!(job.awaits_source());
+        job.start(t(2_000), t(62_000)).expect("start");
+        assert!(matches!(
+            job.state,
+            JobState::Processing {
+                stage: Stage::Fetching,
+                ..
+            }
+        ));
+        let info = ImageInfo {
+            format: ImageFormat::Png,
+            width: 10,
+            height: 5,
+            bytes: 100,
+        };
+        job.fetched(info, t(3_000)).expect("fetched");
+        assert!(!job.awaits_source());
+        assert_eq!(job.state, JobState::Queued { retry_at: None });
+        assert_eq!(job.history.len(), 1);
+        assert!(job.history[0].error.is_none());
+        job.start(t(4_000), t(64_000)).expect("start processing");
+        assert_eq!(job.attempts, 2);
+        assert!(matches!(
+            job.state,
+            JobState::Processing {
+                stage: Stage::Decoding,
+                ..
+            }
+        ));
+    }
+
 }

@@ -40,6 +40,13 @@ pub fn catalogue_member(id: JobId, created: crate::time::Timestamp) -> String {
     format!("{:013}:{id}", created.unix_millis())
 }
 
+/// The creation time (unix ms) and job of a catalogue member, if it is one.
+pub fn parse_catalogue_entry(member: &str) -> Option<(u64, JobId)> {
+    let id = parse_catalogue_member(member)?;
+    let millis = member.split_once(':')?.0.parse().ok()?;
+    Some((millis, id))
+}
+
 /// The job a catalogue member (or a page token made of one) names; `None`
 /// unless it is exactly what [`catalogue_member`] makes.
 pub fn parse_catalogue_member(member: &str) -> Option<JobId> {

@@ -14,6 +14,7 @@ mod gif;
 mod icc;
 pub mod id;
 pub mod idempotency;
+pub mod ingest;
 pub mod job;
 pub mod jpeg;
 pub mod keys;

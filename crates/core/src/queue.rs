@@ -74,6 +74,13 @@ pub trait Queue {
     /// [`PortError`].
     fn catalogue_before(&self, before: Option<&str>, n: usize) -> Result<Vec<String>, PortError>;
 
+    /// Up to `n` catalogue members that sort after `after` (all when
+    /// `None`), least first: oldest jobs first.
+    ///
+    /// # Errors
+    /// [`PortError`].
+    fn catalogue_after(&self, after: Option<&str>, n: usize) -> Result<Vec<String>, PortError>;
+
     /// Takes `id` out of the queue if it is waiting there (not leased):
     /// `Ok(true)` when it was, after which no processor can claim it.
     ///

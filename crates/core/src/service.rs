@@ -9,8 +9,12 @@ use thiserror::Error;
 
 use crate::format::{ImageFormat, InvalidImage, Limits, inspect};
 use crate::id::JobId;
+use crate::format::ImageInfo;
 use crate::idempotency::{self, FirstAnswer, IdempotencyKey, KeyRecord};
-use crate::job::{Failure, FailureCode, Job, JobState, Output, Outputs, Stage, TransitionError};
+use crate::ingest::{self, IngestRules, RefusedUrl, SourceHttp};
+use crate::job::{
+    Failure, FailureCode, Job, JobState, Output, Outputs, Source, Stage, TransitionError,
+};
 use crate::keys::{self, BlobKey};
 use crate::pipeline::{self, PipelineError, Rendition, Variant};
 use crate::ports::{
@@ -33,12 +37,53 @@ pub struct Ports<'a> {
     pub clock: &'a dyn Clock,
 }
 
+/// The two durable queues: jobs for the processor, and jobs ingested by
+/// URL waiting for the fetcher (which alone may reach the internet).
+#[derive(Clone, Copy)]
+pub struct Queues<'a> {
+    /// The processor's queue (`queue_channel`).
+    pub jobs: &'a dyn Queue,
+    /// The fetcher's queue (`fetch_channel`).
+    pub fetches: &'a dyn Queue,
+}
+
+impl<'a> Queues<'a> {
+    /// The queue that holds `job` while it waits or is worked.
+    pub fn of(&self, job: &Job) -> &'a dyn Queue {
+        if job.awaits_source() {
+            self.fetches
+        } else {
+            self.jobs
+        }
+    }
+}
+
+/// How long a finished job is kept (`retention_hours`; `None` = forever).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+impl Retention {
+    /// When `job` is removed: its end plus the retention, once it has finished.
+    pub fn expires_at(self, job: &Job) -> Option<crate::time::Timestamp> {
+        let keep = self.0?;
+        job.state.is_finished().then(|| job.updated_at.plus(keep))
+    }
+
+    /// Whether `job` is past its retention at `now`.
+    pub fn expired(self, job: &Job, now: crate::time::Timestamp) -> bool {
+        self.expires_at(job).is_some_and(|at| at <= now)
+    }
+}
+
 /// Why an upload was not accepted. Nothing is left behind in any case.
 #[derive(Debug, Error)]
 pub enum AcceptError {
     /// The upload is not an acceptable image.
     #[error(transparent)]
     Invalid(#[from] InvalidImage),
+    /// The source URL of an ingest may not be fetched.
+    #[error("this URL may not be fetched: {0}")]
+    Source(#[from] RefusedUrl),
     /// The original or the job record could not be stored.
     #[error("storage is unavailable: {0}")]
     Storage(PortError),
@@ -106,6 +151,47 @@ pub fn accept_upload(
     })
 }
 
+/// Accepts an ingest by URL: checks `url` against `rules` (nothing is
+/// fetched while the client waits), records the job as queued for the
+/// fetcher and puts it in the fetcher's queue. All or nothing, as for
+/// [`accept_upload`].
+///
+/// # Errors
+/// [`AcceptError`]: `Source` for a URL that may not be fetched.
+pub fn accept_url(
+    ports: Ports<'_>,
+    queues: Queues<'_>,
+    url: &str,
+    rules: &IngestRules,
+) -> Result<Accepted, AcceptError> {
+    let checked = ingest::check(url, rules)?;
+    let now = ports.clock.now();
+    let job = Job::ingest(
+        JobId::new_random(),
+        Source {
+            url: checked.to_string(),
+        },
+        now,
+    );
+    save_job(ports.kv, &job).map_err(AcceptError::Storage)?;
+    let member = keys::catalogue_member(job.id, job.created_at);
+    if let Err(e) = queues.jobs.catalogue_add(&member) {
+        return Err(AcceptError::Queue(undo(e, [ports.kv.delete(&keys::job(job.id))])));
+    }
+    if let Err(e) = queues.fetches.enqueue(job.id, now) {
+        let undone = [
+            queues.jobs.catalogue_remove(&member),
+            ports.kv.delete(&keys::job(job.id)),
+        ];
+        return Err(AcceptError::Queue(undo(e, undone)));
+    }
+    let retry_after_secs = queues.fetches.stats().map_or(1, estimate_wait_secs);
+    Ok(Accepted {
+        job,
+        retry_after_secs,
+    })
+}
+
 /// Why an upload with an `Idempotency-Key` was not accepted.
 #[derive(Debug, Error)]
 pub enum OnceError {
@@ -155,20 +241,51 @@ pub fn accept_upload_once(
     bytes: &[u8],
     limits: Limits,
 ) -> Result<Once, OnceError> {
+    once(records, key, ttl, bytes, || {
+        accept_upload(ports, queue, bytes, limits)
+    })
+}
+
+/// [`accept_url`] under an `Idempotency-Key`; the payload is the URL.
+///
+/// # Errors
+/// [`OnceError`].
+pub fn accept_url_once(
+    ports: Ports<'_>,
+    queues: Queues<'_>,
+    records: &dyn OnceStore,
+    key: &IdempotencyKey,
+    ttl: Duration,
+    url: &str,
+    rules: &IngestRules,
+) -> Result<Once, OnceError> {
+    let payload = format!("url:{}", url.trim());
+    once(records, key, ttl, payload.as_bytes(), || {
+        accept_url(ports, queues, url, rules)
+    })
+}
+
+fn once(
+    records: &dyn OnceStore,
+    key: &IdempotencyKey,
+    ttl: Duration,
+    payload: &[u8],
+    accept: impl FnOnce() -> Result<Accepted, AcceptError>,
+) -> Result<Once, OnceError> {
     let name = keys::idempotency(key);
-    let fingerprint = idempotency::fingerprint(bytes);
+    let fingerprint = idempotency::fingerprint(payload);
     let pending = KeyRecord {
         fingerprint: fingerprint.clone(),
         answer: None,
     };
     let encoded = serde_json::to_vec(&pending).map_err(|e| OnceError::Store(PortError::new(e)))?;
-    if !records
+    // A record that expires between the two calls makes this a first request.
+    while !records
         .insert_new(&name, &encoded, ttl)
         .map_err(OnceError::Store)?
     {
         let Some(raw) = records.get(&name).map_err(OnceError::Store)? else {
-            // It expired between the two calls: this request is a first one.
-            return accept_upload_once(ports, queue, records, key, ttl, bytes, limits);
+            continue;
         };
         let existing: KeyRecord = serde_json::from_slice(&raw)
             .map_err(|e| OnceError::Store(PortError::new(format!("damaged key record: {e}"))))?;
@@ -177,7 +294,7 @@ pub fn accept_upload_once(
         }
         return existing.answer.map(Once::Repeat).ok_or(OnceError::KeyInUse);
     }
-    match accept_upload(ports, queue, bytes, limits) {
+    match accept() {
         Ok(accepted) => {
             let done = KeyRecord {
                 fingerprint,
@@ -253,24 +370,33 @@ pub struct StatusReport {
     pub overdue: bool,
     /// Whether a cancel was asked of the processor holding the job.
     pub cancel_requested: bool,
+    /// When the job will be removed (`retention_hours`), once finished.
+    pub expires_at: Option<crate::time::Timestamp>,
 }
 
 /// Reads job `id`. For an unfinished job it also estimates the wait and,
 /// if the job is overdue (a missed doorbell, a dead processor), rings the
-/// doorbell again, so the system recovers without a scheduler.
+/// doorbell again, so the system recovers without a scheduler. A job past
+/// its retention is removed with everything it owns, and reads as gone.
 ///
 /// # Errors
 /// [`PortError`] when the job record cannot be read.
 pub fn job_status(
-    kv: &dyn KeyValue,
-    clock: &dyn Clock,
-    queue: &dyn Queue,
+    ports: Ports<'_>,
+    queues: Queues<'_>,
+    retention: Retention,
     id: JobId,
 ) -> Result<Option<StatusReport>, PortError> {
+    let kv = ports.kv;
     let Some(job) = load_job(kv, id)? else {
         return Ok(None);
     };
-    let now = clock.now();
+    let now = ports.clock.now();
+    if retention.expired(&job, now) {
+        remove_everything(ports, queues, id, Some(&job))?;
+        return Ok(None);
+    }
+    let queue = queues.of(&job);
     let (overdue, due) = match job.state {
         JobState::Queued { retry_at } => {
             let due = retry_at.unwrap_or(job.updated_at);
@@ -279,6 +405,7 @@ pub fn job_status(
         JobState::Processing { .. } => (job.lease_lapsed(now), None),
         JobState::Completed { .. } | JobState::Failed { .. } | JobState::Cancelled => {
             return Ok(Some(StatusReport {
+                expires_at: retention.expires_at(&job),
                 job,
                 retry_after_secs: None,
                 warning: None,
@@ -320,7 +447,115 @@ pub fn job_status(
         warning,
         overdue,
         cancel_requested,
+        expires_at: None,
     }))
+}
+
+/// Removes job `id` and everything it may own, in an order that a later
+/// call can finish when this one is interrupted: the tombstone first (the
+/// job reads as gone from then on), then every output it may have, the
+/// original and the record, and its catalogue entry (the sweep's to-do
+/// list) last but for the queues. Without a record (an interrupted removal)
+/// every possible output key is removed.
+fn remove_everything(
+    ports: Ports<'_>,
+    queues: Queues<'_>,
+    id: JobId,
+    job: Option<&Job>,
+) -> Result<(), PortError> {
+    ports.kv.set(&keys::request(id), Request::Delete.stored())?;
+    match job {
+        Some(job) => purge_outputs(ports.blobs, job)?,
+        None => purge_every_format(ports.blobs, id)?,
+    }
+    ports.blobs.delete(&BlobKey::original(id))?;
+    ports.kv.delete(&keys::job(id))?;
+    if let Some(job) = job {
+        queues
+            .jobs
+            .catalogue_remove(&keys::catalogue_member(id, job.created_at))?;
+    }
+    queues.jobs.forget(id)?;
+    queues.fetches.forget(id)?;
+    ports.kv.delete(&keys::request(id))
+}
+
+fn purge_every_format(blobs: &dyn BlobStore, id: JobId) -> Result<(), PortError> {
+    for variant in Variant::ALL {
+        for format in ImageFormat::ALL {
+            blobs.delete(&BlobKey::derivative(id, variant, format))?;
+        }
+    }
+    Ok(())
+}
+
+/// What one sweep for expired jobs did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Jobs removed (with everything they owned).
+    pub removed: usize,
+    /// Whether the sweep stopped at its limit with more to look at.
+    pub more: bool,
+}
+
+/// How many catalogue entries one sweep looks at.
+pub const SWEEP_LIMIT: usize = 500;
+
+/// Removes every job that finished longer than the retention ago, oldest
+/// first, looking at no more than [`SWEEP_LIMIT`] entries of the catalogue;
+/// a job created after the retention's cut-off cannot have expired, so the
+/// walk ends there. An entry whose record is gone is a removal (or a
+/// delete) that was interrupted: it is finished here.
+///
+/// # Errors
+/// [`PortError`]; whatever was removed stays removed, and the next sweep
+/// goes on from there.
+pub fn sweep_expired(
+    ports: Ports<'_>,
+    queues: Queues<'_>,
+    retention: Retention,
+) -> Result<Swept, PortError> {
+    let Some(keep) = retention.0 else {
+        return Ok(Swept::default());
+    };
+    let now = ports.clock.now();
+    let cutoff = now.unix_millis().saturating_sub(u64::try_from(keep.as_millis()).unwrap_or(u64::MAX));
+    let mut swept = Swept::default();
+    let mut after: Option<String> = None;
+    let mut looked = 0;
+    loop {
+        let page = queues.jobs.catalogue_after(after.as_deref(), 100)?;
+        if page.is_empty() {
+            return Ok(swept);
+        }
+        for member in page {
+            if looked == SWEEP_LIMIT {
+                swept.more = true;
+                return Ok(swept);
+            }
+            looked += 1;
+            let Some((created, id)) = keys::parse_catalogue_entry(&member) else {
+                after = Some(member);
+                continue;
+            };
+            if created > cutoff {
+                return Ok(swept);
+            }
+            match load_job(ports.kv, id)? {
+                None => {
+                    remove_everything(ports, queues, id, None)?;
+                    queues.jobs.catalogue_remove(&member)?;
+                    swept.removed += 1;
+                }
+                Some(job) if retention.expired(&job, now) => {
+                    remove_everything(ports, queues, id, Some(&job))?;
+                    swept.removed += 1;
+                }
+                Some(_) => {}
+            }
+            after = Some(member);
+        }
+    }
 }
 
 /// One page of the operators' listing.
@@ -430,7 +665,8 @@ fn purge_outputs(blobs: &dyn BlobStore, job: &Job) -> Result<(), PortError> {
     for variant in Variant::ALL {
         for format in ImageFormat::ALL {
             let possible = matches!(format, ImageFormat::Jpeg | ImageFormat::Png)
-                || (variant == Variant::Optimized && format == job.original.format);
+                || (variant == Variant::Optimized
+                    && job.original.is_some_and(|o| o.format == format));
             if possible {
                 blobs.delete(&BlobKey::derivative(job.id, variant, format))?;
             }
@@ -479,14 +715,14 @@ pub enum TakeBackError {
 /// [`TakeBackError`]: `Finished` for a job that has ended.
 pub fn cancel_job(
     ports: Ports<'_>,
-    queue: &dyn Queue,
+    queues: Queues<'_>,
     id: JobId,
 ) -> Result<Cancelled, TakeBackError> {
     let mut job = live_job(ports.kv, id)?;
     if job.state.is_finished() {
         return Err(TakeBackError::Finished(job.state.name()));
     }
-    if queue.withdraw(id).map_err(TakeBackError::Queue)? {
+    if queues.of(&job).withdraw(id).map_err(TakeBackError::Queue)? {
         // Out of the queue: no processor can claim it any more.
         purge_outputs(ports.blobs, &job)?;
         job.cancel(ports.clock.now())?;
@@ -510,14 +746,20 @@ pub fn cancel_job(
 ///
 /// # Errors
 /// [`TakeBackError`] (never `Finished`).
-pub fn delete_job(ports: Ports<'_>, queue: &dyn Queue, id: JobId) -> Result<(), TakeBackError> {
+pub fn delete_job(
+    ports: Ports<'_>,
+    queues: Queues<'_>,
+    id: JobId,
+) -> Result<(), TakeBackError> {
     let job = live_job(ports.kv, id)?;
     ports.kv.set(&keys::request(id), Request::Delete.stored())?;
+    let queue = queues.of(&job);
     let unheld = job.state.is_finished() || queue.withdraw(id).map_err(TakeBackError::Queue)?;
     purge_outputs(ports.blobs, &job)?;
     ports.blobs.delete(&BlobKey::original(id))?;
     ports.kv.delete(&keys::job(id))?;
-    queue
+    queues
+        .jobs
         .catalogue_remove(&keys::catalogue_member(id, job.created_at))
         .map_err(TakeBackError::Queue)?;
     if unheld {
@@ -573,6 +815,22 @@ pub enum ProcessOutcome {
     Cancelled(Job),
     /// The client deleted the job while it was held: everything it owned removed.
     Deleted(JobId),
+    /// The fetcher stored the job's original: it is in the processor's queue now.
+    Fetched(Job),
+}
+
+/// What the fetcher works with besides a [`Worker`] (whose queue is the
+/// fetcher's own).
+#[derive(Clone, Copy)]
+pub struct Fetch<'a> {
+    /// Outbound HTTP.
+    pub http: &'a dyn SourceHttp,
+    /// Which URLs may be fetched (checked again on every redirect).
+    pub rules: &'a IngestRules,
+    /// The whole fetch's time limit (`fetch_timeout_seconds`).
+    pub timeout: Duration,
+    /// The processor's queue, where a fetched job goes next.
+    pub next: &'a dyn Queue,
 }
 
 /// Why a claimed job could not be worked. The job stays leased, so it is
@@ -599,6 +857,30 @@ pub enum ProcessError {
 /// # Errors
 /// [`ProcessError`]: a storage failure while recording; the lease recovers it.
 pub fn process_next(w: Worker<'_>) -> Result<Option<ProcessOutcome>, ProcessError> {
+    work_next(w, None)
+}
+
+/// Claims the next due job of the fetcher's queue (`w.queue`) and fetches
+/// its source: the bytes are judged by the upload's rules, stored as the
+/// original, and the job moves on to `fetch.next`, the processor's queue.
+/// Failures, retries, leases, cancels and deletes work as in [`process_next`].
+/// `Ok(None)` when nothing is due.
+///
+/// # Errors
+/// [`ProcessError`], as for [`process_next`].
+pub fn fetch_next(w: Worker<'_>, fetch: Fetch<'_>) -> Result<Option<ProcessOutcome>, ProcessError> {
+    work_next(w, Some(fetch))
+}
+
+/// What an attempt made.
+enum Made {
+    /// The processor's outputs.
+    Outputs(Outputs),
+    /// The fetcher's stored original.
+    Original(ImageInfo),
+}
+
+fn work_next(w: Worker<'_>, fetch: Option<Fetch<'_>>) -> Result<Option<ProcessOutcome>, ProcessError> {
     let now = w.ports.clock.now();
     let Some(id) = w
         .queue
@@ -634,7 +916,17 @@ pub fn process_next(w: Worker<'_>) -> Result<Option<ProcessOutcome>, ProcessErro
         Some(Request::Cancel) => w.ports.kv.delete(&keys::request(id))?,
         None => {}
     }
+    // A job in the wrong queue (the fetcher's after its fetch was stored)
+    // is left to the other one.
+    let misplaced = fetch.is_some() && !job.awaits_source();
     match job.state {
+        _ if misplaced => {
+            w.queue.ack(id).map_err(ProcessError::Queue)?;
+            return Ok(Some(ProcessOutcome::Skipped {
+                id,
+                state: job.state.name(),
+            }));
+        }
         JobState::Completed { .. } | JobState::Failed { .. } | JobState::Cancelled => {
             w.queue.ack(id).map_err(ProcessError::Queue)?;
             return Ok(Some(ProcessOutcome::Skipped {
@@ -676,12 +968,25 @@ pub fn process_next(w: Worker<'_>) -> Result<Option<ProcessOutcome>, ProcessErro
 
     let kv = w.ports.kv;
     let clock = w.ports.clock;
-    let made = make_outputs(w.ports, id, w.limits, &mut |stage| {
-        job.advance(stage, clock.now());
-        save_job(kv, &job)
-    });
+    let made = match fetch {
+        Some(f) => fetch_original(w.ports, &job, f, w.limits).map(Made::Original),
+        None => make_outputs(w.ports, id, w.limits, &mut |stage| {
+            job.advance(stage, clock.now());
+            save_job(kv, &job)
+        })
+        .map(Made::Outputs),
+    };
     match made {
-        Ok(outputs) => {
+        Ok(Made::Original(info)) => {
+            let f = fetch.ok_or_else(|| PortError::new("a fetch without a fetcher"))?;
+            let done = w.ports.clock.now();
+            job.fetched(info, done)?;
+            save_job(w.ports.kv, &job)?;
+            f.next.enqueue(id, done).map_err(ProcessError::Queue)?;
+            w.queue.ack(id).map_err(ProcessError::Queue)?;
+            Ok(Some(ProcessOutcome::Fetched(job)))
+        }
+        Ok(Made::Outputs(outputs)) => {
             let done = w.ports.clock.now();
             job.complete(outputs, done)?;
             save_job(w.ports.kv, &job)?;
@@ -784,6 +1089,29 @@ pub const MAX_FAILURES_IN_A_ROW: usize = 3;
 pub fn drain(
     w: Worker<'_>,
     budget: Duration,
+    report: impl FnMut(Result<ProcessOutcome, ProcessError>),
+) -> Result<usize, PortError> {
+    drain_with(w, None, budget, report)
+}
+
+/// [`drain`] for the fetcher: works the fetcher's queue (`w.queue`) with
+/// [`fetch_next`].
+///
+/// # Errors
+/// As for [`drain`].
+pub fn drain_fetches(
+    w: Worker<'_>,
+    fetch: Fetch<'_>,
+    budget: Duration,
+    report: impl FnMut(Result<ProcessOutcome, ProcessError>),
+) -> Result<usize, PortError> {
+    drain_with(w, Some(fetch), budget, report)
+}
+
+fn drain_with(
+    w: Worker<'_>,
+    fetch: Option<Fetch<'_>>,
+    budget: Duration,
     mut report: impl FnMut(Result<ProcessOutcome, ProcessError>),
 ) -> Result<usize, PortError> {
     let deadline = w.ports.clock.now().plus(budget);
@@ -794,7 +1122,7 @@ pub fn drain(
         if now >= deadline {
             return Ok(handled);
         }
-        match process_next(w) {
+        match work_next(w, fetch) {
             Ok(Some(outcome)) => {
                 handled += 1;
                 failures_in_a_row = 0;
@@ -835,6 +1163,41 @@ impl From<Failure> for Unmade {
     fn from(f: Failure) -> Self {
         Self::Failed(f)
     }
+}
+
+/// Fetches `job`'s source and stores it as the original, once it passes
+/// the upload's rules (sniffed from the bytes, never the remote type).
+fn fetch_original(
+    ports: Ports<'_>,
+    job: &Job,
+    fetch: Fetch<'_>,
+    limits: Limits,
+) -> Result<ImageInfo, Unmade> {
+    let source = job.source.as_ref().ok_or_else(|| Failure {
+        code: FailureCode::OriginalMissing,
+        message: "the job has neither an original nor a source".into(),
+    })?;
+    let bytes = ingest::fetch_source(
+        fetch.http,
+        ports.clock,
+        &source.url,
+        fetch.rules,
+        limits.max_upload_bytes,
+        fetch.timeout,
+    )?;
+    let info = inspect(&bytes, limits).map_err(|e| ingest::refusal(&e))?;
+    let storage = |e: PortError| Failure {
+        code: FailureCode::StorageUnavailable,
+        message: e.to_string(),
+    };
+    if let Some(request) = pending_request(ports.kv, job.id).map_err(storage)? {
+        return Err(Unmade::Interrupted(request));
+    }
+    ports
+        .blobs
+        .put(&BlobKey::original(job.id), info.format.mime(), &bytes)
+        .map_err(storage)?;
+    Ok(info)
 }
 
 /// Renders job `id`'s outputs and stores them, reporting each stage to
@@ -927,14 +1290,14 @@ pub enum RedriveError {
 pub fn redrive(
     kv: &dyn KeyValue,
     clock: &dyn Clock,
-    queue: &dyn Queue,
+    queues: Queues<'_>,
     id: JobId,
 ) -> Result<Job, RedriveError> {
     let mut job = load_job(kv, id)?.ok_or(RedriveError::NoSuchJob)?;
     let now = clock.now();
     job.requeue(now)?;
     save_job(kv, &job)?;
-    queue.enqueue(id, now)?;
+    queues.of(&job).enqueue(id, now)?;
     Ok(job)
 }
 
@@ -991,10 +1354,11 @@ pub enum FileError {
 /// [`FileError`].
 pub fn open_file<'a>(
     ports: Ports<'a>,
+    retention: Retention,
     id: JobId,
     file: FileName,
 ) -> Result<BlobReader<'a>, FileError> {
-    let key = locate_file(ports.kv, id, file)?;
+    let key = locate_file(ports, retention, id, file)?;
     ports.blobs.open(&key)?.ok_or(FileError::Missing)
 }
 
@@ -1002,8 +1366,13 @@ pub fn open_file<'a>(
 ///
 /// # Errors
 /// [`FileError`].
-pub fn stat_file(ports: Ports<'_>, id: JobId, file: FileName) -> Result<BlobMeta, FileError> {
-    let key = locate_file(ports.kv, id, file)?;
+pub fn stat_file(
+    ports: Ports<'_>,
+    retention: Retention,
+    id: JobId,
+    file: FileName,
+) -> Result<BlobMeta, FileError> {
+    let key = locate_file(ports, retention, id, file)?;
     ports.blobs.stat(&key)?.ok_or(FileError::Missing)
 }
 
@@ -1011,10 +1380,25 @@ pub fn stat_file(ports: Ports<'_>, id: JobId, file: FileName) -> Result<BlobMeta
 /// (for a store that hands out its own links instead of serving bytes).
 ///
 /// # Errors
-/// [`FileError`] when the job is unknown or the file is not made yet.
-pub fn locate_file(kv: &dyn KeyValue, id: JobId, file: FileName) -> Result<BlobKey, FileError> {
-    let job = load_job(kv, id)?.ok_or(FileError::NoSuchJob)?;
+/// [`FileError`] when the job is unknown (or past its retention) or the
+/// file is not made yet.
+pub fn locate_file(
+    ports: Ports<'_>,
+    retention: Retention,
+    id: JobId,
+    file: FileName,
+) -> Result<BlobKey, FileError> {
+    let job = load_job(ports.kv, id)?.ok_or(FileError::NoSuchJob)?;
+    if retention.expired(&job, ports.clock.now()) {
+        return Err(FileError::NoSuchJob);
+    }
     let key = match (file, &job.state) {
+        (FileName::Original, _) if job.original.is_none() => {
+            return Err(FileError::NotReady {
+                state: "fetching",
+                name: "original",
+            });
+        }
         (FileName::Original, _) => BlobKey::original(id),
         (FileName::Derivative(v), JobState::Completed { outputs }) => outputs.get(v).key.clone(),
         (FileName::Derivative(v), state) => {
@@ -1040,6 +1424,7 @@ mod tests {
         kv: MemoryKv,
         blob_kv: MemoryKv,
         queue: MemoryQueue,
+        fetches: MemoryQueue,
         clock: ManualClock,
         policy: RetryPolicy,
         /// The limits processing holds jobs to (uploads use the defaults).
@@ -1054,6 +1439,7 @@ mod tests {
                 kv: MemoryKv::default(),
                 blob_kv: MemoryKv::default(),
                 queue: MemoryQueue::default(),
+                fetches: MemoryQueue::default(),
                 clock: ManualClock::at(1_700_000_000_000),
                 policy: RetryPolicy {
                     max_attempts: 3,
@@ -1074,8 +1460,15 @@ mod tests {
             })
         }
 
+        fn queues(&self) -> Queues<'_> {
+            Queues {
+                jobs: &self.queue,
+                fetches: &self.fetches,
+            }
+        }
+
         fn read_file(&self, id: JobId, name: FileName) -> Result<crate::ports::Blob, FileError> {
-            self.with_ports(|p| Ok(open_file(p, id, name)?.read_all()?))
+            self.with_ports(|p| Ok(open_file(p, Retention::default(), id, name)?.read_all()?))
         }
 
         fn worker<T>(&self, f: impl FnOnce(Worker<'_>) -> T) -> T {
@@ -1119,7 +1512,7 @@ mod tests {
         }
 
         fn status(&self, id: JobId) -> StatusReport {
-            job_status(&self.kv, &self.clock, &self.queue, id)
+            self.with_ports(|p| job_status(p, self.queues(), Retention::default(), id))
                 .expect("readable")
                 .expect("exists")
         }
@@ -1146,7 +1539,7 @@ mod tests {
         let bytes = png(40, 30);
         let job = world.accept(&bytes).expect("accepted");
         assert_eq!(job.state, JobState::Queued { retry_at: None });
-        assert_eq!(job.original.format, ImageFormat::Png);
+        assert_eq!(job.original.expect("an upload has an original").format, ImageFormat::Png);
         assert_eq!(world.queue.waiting(), vec![job.id]);
         assert_eq!(world.queue.rings.get(), 1, "processors are woken");
         assert_eq!(world.job(job.id), job);
@@ -1224,7 +1617,7 @@ mod tests {
                 .expect("derivative stored");
             assert_eq!(blob.meta.content_type, "image/jpeg");
             assert_eq!(blob.meta.size, outputs.get(v).bytes);
-            let meta = world.with_ports(|p| stat_file(p, job.id, FileName::Derivative(v)));
+            let meta = world.with_ports(|p| stat_file(p, Retention::default(), job.id, FileName::Derivative(v)));
             assert_eq!(
                 meta.expect("described"),
                 blob.meta,
@@ -1464,11 +1857,11 @@ mod tests {
 
     impl World {
         fn cancel(&self, id: JobId) -> Result<Cancelled, TakeBackError> {
-            self.with_ports(|p| cancel_job(p, &self.queue, id))
+            self.with_ports(|p| cancel_job(p, self.queues(), id))
         }
 
         fn delete(&self, id: JobId) -> Result<(), TakeBackError> {
-            self.with_ports(|p| delete_job(p, &self.queue, id))
+            self.with_ports(|p| delete_job(p, self.queues(), id))
         }
     }
 
@@ -1715,7 +2108,7 @@ mod tests {
         assert!(left.is_empty(), "left behind: {left:?}");
         assert!(
             world
-                .with_ports(|p| job_status(p.kv, p.clock, &world.queue, job.id))
+                .with_ports(|p| job_status(p, world.queues(), Retention::default(), job.id))
                 .expect("read")
                 .is_none()
         );
@@ -1743,7 +2136,7 @@ mod tests {
         world.delete(job.id).expect("delete");
         assert!(
             world
-                .with_ports(|p| job_status(p.kv, p.clock, &world.queue, job.id))
+                .with_ports(|p| job_status(p, world.queues(), Retention::default(), job.id))
                 .expect("read")
                 .is_none(),
             "gone at once"
@@ -1840,13 +2233,13 @@ mod tests {
         }
         assert_eq!(world.queue.dead_letters().expect("dead"), vec![job.id]);
         world.blob_kv.heal();
-        let requeued = redrive(&world.kv, &world.clock, &world.queue, job.id).expect("redrive");
+        let requeued = redrive(&world.kv, &world.clock, world.queues(), job.id).expect("redrive");
         assert_eq!((requeued.state.name(), requeued.attempts), ("queued", 0));
         assert!(world.queue.dead_letters().expect("dead").is_empty());
         let done = outcome_job(world.process_next());
         assert_eq!(done.state.name(), "completed");
         assert_eq!(done.history.len(), 4);
-        let not_failed = redrive(&world.kv, &world.clock, &world.queue, job.id);
+        let not_failed = redrive(&world.kv, &world.clock, world.queues(), job.id);
         assert!(matches!(not_failed, Err(RedriveError::NotFailed(_))));
     }
 
@@ -1870,4 +2263,206 @@ mod tests {
         let missing = world.read_file(JobId::new_random(), FileName::Original);
         assert!(matches!(missing, Err(FileError::NoSuchJob)));
     }
+
+    /// A source that answers every GET with the same scripted answer.
+    struct OneAnswer(std::cell::RefCell<Option<Result<ingest::Hop, ingest::HopError>>>);
+
+    impl SourceHttp for OneAnswer {
+        fn get(
+            &self,
+            _: &url::Url,
+            _: u64,
+            _: Duration,
+        ) -> Result<ingest::Hop, ingest::HopError> {
+            self.0.borrow_mut().take().expect("asked once")
+        }
+    }
+
+    impl World {
+        fn ingest(&self, url: &str) -> Result<Job, AcceptError> {
+            self.with_ports(|p| accept_url(p, self.queues(), url, &IngestRules::default()))
+                .map(|a| a.job)
+        }
+
+        fn fetch_next(&self, answer: Result<ingest::Hop, ingest::HopError>) -> ProcessOutcome {
+            let http = OneAnswer(std::cell::RefCell::new(Some(answer)));
+            let rules = IngestRules::default();
+            self.with_ports(|ports| {
+                let w = Worker {
+                    ports,
+                    queue: &self.fetches,
+                    random: &FixedRandom(0.5),
+                    policy: self.policy,
+                    limits: self.limits.get(),
+                };
+                let fetch = Fetch {
+                    http: &http,
+                    rules: &rules,
+                    timeout: Duration::from_secs(20),
+                    next: &self.queue,
+                };
+                fetch_next(w, fetch)
+            })
+            .expect("fetching does not error")
+            .expect("a fetch was due")
+        }
+    }
+
+    #[test]
+    fn an_ingested_url_is_fetched_stored_as_the_original_and_then_processed() {
+        let world = World::new();
+        let job = world.ingest("https://images.example.com/a.png").expect("accepted");
+        assert!(job.awaits_source());
+        assert_eq!(world.fetches.waiting(), [job.id]);
+        assert!(world.queue.waiting().is_empty(), "not the processor's yet");
+
+        let fetched = world.fetch_next(Ok(ingest::Hop::Body {
+            status: 200,
+            bytes: png(30, 20),
+        }));
+        let ProcessOutcome::Fetched(fetched) = fetched else {
+            panic!("not fetched: {fetched:?}");
+        };
+        assert_eq!(fetched.original.expect("original").format, ImageFormat::Png);
+        assert!(world.fetches.waiting().is_empty() && world.fetches.leased().is_empty());
+        assert_eq!(world.queue.waiting(), [job.id]);
+
+        assert!(matches!(world.process_next(), Some(ProcessOutcome::Completed(_))));
+        let done = world.job(job.id);
+        assert_eq!(done.history.len(), 2, "the fetch and the processing: {:?}", done.history);
+        assert_eq!(
+            world.read_file(job.id, FileName::Original).expect("original").bytes,
+            png(30, 20)
+        );
+    }
+
+    #[test]
+    fn a_fetched_body_that_is_not_an_image_fails_for_good_with_nothing_stored() {
+        let world = World::new();
+        let job = world.ingest("https://example.com/page").expect("accepted");
+        let outcome = world.fetch_next(Ok(ingest::Hop::Body {
+            status: 200,
+            bytes: b"<html>hello</html>".to_vec(),
+        }));
+        let ProcessOutcome::Failed(failed) = outcome else {
+            panic!("{outcome:?}");
+        };
+        let JobState::Failed { error } = failed.state else {
+            panic!("not failed");
+        };
+        assert_eq!(error.code, FailureCode::SourceNotImage);
+        assert!(world.blob_kv.is_empty());
+        assert!(world.queue.waiting().is_empty() && world.fetches.waiting().is_empty());
+        assert_eq!(world.job(job.id).state.name(), "failed");
+    }
+
+    #[test]
+    fn an_unreachable_source_is_retried_in_the_fetchers_queue() {
+        let world = World::new();
+        let job = world.ingest("https://example.com/a.png").expect("accepted");
+        let outcome = world.fetch_next(Err(ingest::HopError::Timeout(Duration::from_secs(20))));
+        assert!(matches!(outcome, ProcessOutcome::Retrying(_)), "{outcome:?}");
+        assert_eq!(world.fetches.waiting(), [job.id]);
+        let status = world.status(job.id);
+        assert!(status.job.awaits_source());
+        assert_eq!(
+            status.job.history[0].error.as_ref().map(|e| e.code),
+            Some(FailureCode::SourceUnreachable)
+        );
+    }
+
+    #[test]
+    fn a_refused_url_records_nothing() {
+        let world = World::new();
+        let refused = world.ingest("http://169.254.169.254/latest/meta-data");
+        assert!(matches!(refused, Err(AcceptError::Source(_))), "{refused:?}");
+        assert!(world.kv.is_empty());
+        assert!(world.fetches.waiting().is_empty());
+    }
+
+    #[test]
+    fn cancelling_an_ingest_waiting_for_its_fetch_takes_it_out_of_the_fetchers_queue() {
+        let world = World::new();
+        let job = world.ingest("https://example.com/a.png").expect("accepted");
+        assert!(matches!(world.cancel(job.id), Ok(Cancelled::Now(_))));
+        assert!(world.fetches.waiting().is_empty());
+    }
+
+    fn retention(hours: u64) -> Retention {
+        Retention(Some(Duration::from_secs(hours * 3600)))
+    }
+
+    #[test]
+    fn the_sweep_removes_what_expired_jobs_owned_and_nothing_else() {
+        let world = World::new();
+        let old = world.accept(&png(30, 20)).expect("accepted");
+        world.process_next();
+        world.clock.advance(2 * 3600 * 1000);
+        let young = world.accept(&png(16, 16)).expect("accepted");
+        world.process_next();
+        world.clock.advance(3600 * 1000 + 1);
+
+        let swept = world
+            .with_ports(|p| sweep_expired(p, world.queues(), retention(2)))
+            .expect("swept");
+        assert_eq!(swept, Swept { removed: 1, more: false });
+        let old_id = old.id.to_string();
+        let left: Vec<String> = world
+            .kv
+            .keys()
+            .into_iter()
+            .chain(world.blob_kv.keys())
+            .chain(world.queue.catalogue())
+            .filter(|k| k.contains(&old_id))
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        assert_eq!(world.job(young.id).state.name(), "completed");
+        assert!(
+            world
+                .read_file(young.id, FileName::Derivative(Variant::Preview))
+                .is_ok()
+        );
+        let status = world
+            .with_ports(|p| job_status(p, world.queues(), retention(2), young.id))
+            .expect("read")
+            .expect("kept");
+        assert_eq!(
+            status.expires_at,
+            Some(status.job.updated_at.plus(Duration::from_secs(2 * 3600)))
+        );
+    }
+
+    #[test]
+    fn an_interrupted_removal_is_finished_by_the_next_sweep() {
+        let world = World::new();
+        let job = world.accept(&png(30, 20)).expect("accepted");
+        world.process_next();
+        world.clock.advance(3 * 3600 * 1000);
+        // A removal that broke off after deleting the record.
+        let blobs_before = world.blob_kv.len();
+        world.kv.delete(&keys::job(job.id)).expect("record removed by the interrupted sweep");
+        assert!(blobs_before > 0);
+
+        let swept = world
+            .with_ports(|p| sweep_expired(p, world.queues(), retention(2)))
+            .expect("swept");
+        assert_eq!(swept.removed, 1);
+        assert!(world.blob_kv.is_empty(), "left: {:?}", world.blob_kv.keys());
+        assert!(world.queue.catalogue().is_empty());
+    }
+
+    #[test]
+    fn a_status_read_past_the_retention_removes_the_job_and_finds_nothing() {
+        let world = World::new();
+        let job = world.accept(&png(30, 20)).expect("accepted");
+        world.process_next();
+        world.clock.advance(2 * 3600 * 1000 + 1);
+        let read = world
+            .with_ports(|p| job_status(p, world.queues(), retention(2), job.id))
+            .expect("read");
+        assert!(read.is_none());
+        assert!(world.kv.is_empty(), "left: {:?}", world.kv.keys());
+        assert!(world.blob_kv.is_empty());
+    }
+
 }

@@ -137,6 +137,11 @@ impl MemoryQueue {
         self.dead.borrow_mut().clear();
     }
 
+    /// The catalogue's members, in order.
+    pub fn catalogue(&self) -> Vec<String> {
+        self.catalogue.borrow().iter().cloned().collect()
+    }
+
     /// Ids currently leased.
     pub fn leased(&self) -> Vec<JobId> {
         self.leases.borrow().keys().copied().collect()
@@ -228,6 +233,18 @@ impl Queue for MemoryQueue {
             .iter()
             .rev()
             .filter(|m| before.is_none_or(|b| m.as_str() < b))
+            .take(n)
+            .cloned()
+            .collect())
+    }
+
+    fn catalogue_after(&self, after: Option<&str>, n: usize) -> Result<Vec<String>, PortError> {
+        self.check()?;
+        Ok(self
+            .catalogue
+            .borrow()
+            .iter()
+            .filter(|m| after.is_none_or(|a| m.as_str() > a))
             .take(n)
             .cloned()
             .collect())
