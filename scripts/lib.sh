@@ -2,10 +2,11 @@
 # running a local redis-server. Sourced, not executed.
 
 # The components, as cargo packages.
-COMPONENTS=(darkroom-upload darkroom-status darkroom-files darkroom-processor darkroom-admin darkroom-worker darkroom-manage)
+COMPONENTS=(darkroom-upload darkroom-status darkroom-files darkroom-processor darkroom-admin darkroom-worker darkroom-manage darkroom-fetcher darkroom-fetch-worker)
 
 # The front process of the documented topology: every component with an
-# HTTP route (component ids in spin.toml). The processor runs on its own.
+# HTTP route (component ids in spin.toml). The processor and the fetcher
+# (the Redis-triggered components) run on their own.
 FRONT_COMPONENTS=(upload status manage files admin)
 
 log() {
@@ -53,7 +54,7 @@ supervise() {
     before=$(subscribers "$url" "$channel")
     "$@" &
     child=$!
-    if [ "$name" = processor ]; then
+    if [ "$name" != front ]; then
       ring_when_subscribed "$url" "$channel" "$child" "${before:-0}" &
     fi
     status=0

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Runs Darkroom locally on http://127.0.0.1:3000 in the documented topology:
-# two Spin processes sharing one state dir (.spin, where the default
+# three Spin processes sharing one state dir (.spin, where the default
 # key-value store lives) and one Redis:
 #
 #   front      spin up -c upload -c status -c manage -c files -c admin --listen 127.0.0.1:3000
-#   processor  spin up -c processor        (the Redis trigger; no --listen)
+#   processor  spin up -c processor        (a Redis trigger; no --listen)
+#   fetcher    spin up -c fetcher          (a Redis trigger: ingest by URL)
 #
 # Spin ends a process whose Redis connection breaks, so only the processor
-# goes down with Redis; the front keeps answering (status and files from
-# storage, uploads 503 until Redis is back). This script supervises both: a
+# and the fetcher go down with Redis; the front keeps answering (status and
+# files from storage, uploads 503 until Redis is back). This script
+# supervises all three: a
 # process that exits is started again with capped exponential backoff
 # (1 s doubling to 30 s, reset after a minute of uptime), each restart
-# logged with its reason; after each processor start it rings the doorbell
-# once, so work queued while no processor ran starts at once.
+# logged with its reason; after each processor or fetcher start it rings
+# that one's doorbell once, so work queued while none ran starts at once.
 #
 # Starts a redis-server on 127.0.0.1:6379 (append-only file in .spin/redis,
 # so queued jobs survive its restarts) unless something listens there.
@@ -57,6 +59,7 @@ esac
 
 redis_url=${SPIN_VARIABLE_REDIS_URL:-redis://127.0.0.1:6379}
 channel=${SPIN_VARIABLE_QUEUE_CHANNEL:-darkroom-jobs}
+fetch_channel=${SPIN_VARIABLE_FETCH_CHANNEL:-darkroom-fetches}
 mkdir -p "$state_dir/redis"
 pids=()
 cleanup() {
@@ -85,5 +88,7 @@ supervise front "$redis_url" "$channel" "${run[@]}" "${front[@]}" --listen "$lis
 pids+=($!)
 supervise processor "$redis_url" "$channel" "${run[@]}" -c processor --state-dir "$state_dir" "$@" &
 pids+=($!)
-log "front on http://$listen, processor on $redis_url channel $channel; Ctrl-C stops both"
+supervise fetcher "$redis_url" "$fetch_channel" "${run[@]}" -c fetcher --state-dir "$state_dir" "$@" &
+pids+=($!)
+log "front on http://$listen, processor on $redis_url channel $channel, fetcher on channel $fetch_channel; Ctrl-C stops all three"
 wait

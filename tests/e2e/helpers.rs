@@ -247,6 +247,7 @@ impl TestApp {
         let mut vars: BTreeMap<String, String> = BTreeMap::from([
             ("redis_url".to_owned(), deployment.redis_url.clone()),
             ("queue_channel".to_owned(), deployment.channel.clone()),
+            ("fetch_channel".to_owned(), fetch_channel(&deployment.channel)),
         ]);
         if let (Some(s3), Some(bucket)) = (S3::from_env(), &deployment.bucket) {
             vars.extend([
@@ -264,7 +265,7 @@ impl TestApp {
             .components
             .map(|c| c.iter().map(|s| (*s).to_owned()).collect());
         let manifest = options.manifest.map_or_else(manifest_file, str::to_owned);
-        let (runs_http, runs_processor) = triggers_of(&manifest, components.as_deref());
+        let (runs_http, listens_on) = triggers_of(&manifest, components.as_deref());
         let (runtime, base) = match std::env::var("DARKROOM_TEST_RUNTIME").as_deref() {
             Ok("spin") => {
                 let (child, port) = spawn_spin(
@@ -303,8 +304,12 @@ impl TestApp {
             channel: deployment.channel.clone(),
             deployment,
         };
-        if runs_processor {
-            app.await_subscribers(1, Duration::from_secs(30))?;
+        for channel in listens_on {
+            let channel = match channel.as_str() {
+                "{{ fetch_channel }}" => fetch_channel(&app.channel),
+                _ => app.channel.clone(),
+            };
+            app.await_subscribers_on(&channel, 1, Duration::from_secs(30))?;
         }
         Ok(app)
     }
@@ -381,6 +386,10 @@ impl TestApp {
     /// [`Self::wait_for_subscribers`], failing (with the reason) when the
     /// app's process ends first or `within` passes.
     fn await_subscribers(&self, n: i64, within: Duration) -> Result<(), String> {
+        self.await_subscribers_on(&self.channel, n, within)
+    }
+
+    fn await_subscribers_on(&self, channel: &str, n: i64, within: Duration) -> Result<(), String> {
         let deadline = Instant::now() + within;
         loop {
             if let Some(reason) = self.exited() {
@@ -392,7 +401,7 @@ impl TestApp {
                     .and_then(|mut conn| {
                         redis::cmd("PUBSUB")
                             .arg("NUMSUB")
-                            .arg(&self.channel)
+                            .arg(channel)
                             .query(&mut conn)
                     });
             if counts.is_ok_and(|c| c.first().is_some_and(|(_, count)| *count >= n)) {
@@ -400,8 +409,7 @@ impl TestApp {
             }
             if Instant::now() >= deadline {
                 return Err(format!(
-                    "{n} processors did not subscribe to {} within {within:?}",
-                    self.channel
+                    "{n} processes did not subscribe to {channel} within {within:?}"
                 ));
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -472,6 +480,40 @@ impl TestApp {
             .multipart(multipart::Form::new().part("file", part))
             .send()
             .expect("upload request")
+    }
+
+    /// A request with a JSON body (an ingest by URL).
+    pub fn request_json(&self, method: reqwest::Method, path: &str, body: &Value) -> Response {
+        self.client
+            .request(method, self.url(path))
+            .json(body)
+            .send()
+            .expect("JSON request")
+    }
+
+    /// [`Self::request_json`] with an `Idempotency-Key` header.
+    pub fn request_json_with_key(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+        key: &str,
+    ) -> Response {
+        self.client
+            .request(method, self.url(path))
+            .header("idempotency-key", key)
+            .json(body)
+            .send()
+            .expect("JSON request")
+    }
+
+    /// `POST path` with a multipart form.
+    pub fn post_form(&self, path: &str, form: multipart::Form) -> Response {
+        self.client
+            .post(self.url(path))
+            .multipart(form)
+            .send()
+            .expect("form request")
     }
 
     /// Uploads `bytes` as multipart, expects `202 Accepted`, and returns the job id.
@@ -738,7 +780,9 @@ fn new_deployment(redis_url: String) -> Deployment {
 
 /// Whether the manifest's triggers for `components` (all when `None`)
 /// include an HTTP route, and a Redis channel.
-fn triggers_of(manifest: &str, components: Option<&[String]>) -> (bool, bool) {
+/// Whether the selected components have an HTTP route, and the channels
+/// (as written in the manifest) their Redis triggers listen on.
+fn triggers_of(manifest: &str, components: Option<&[String]>) -> (bool, Vec<String>) {
     let manifest = Manifest::load(&app_root().join(manifest)).expect("the manifest loads");
     let selected = |c: &String| components.is_none_or(|only| only.contains(c));
     (
@@ -747,8 +791,15 @@ fn triggers_of(manifest: &str, components: Option<&[String]>) -> (bool, bool) {
             .trigger
             .redis
             .iter()
-            .any(|t| selected(&t.component)),
+            .filter(|t| selected(&t.component))
+            .map(|t| t.channel.clone())
+            .collect(),
     )
+}
+
+/// The fetcher's channel of a deployment whose queue channel is `channel`.
+pub fn fetch_channel(channel: &str) -> String {
+    format!("{channel}-fetch")
 }
 
 /// Starts `spin up` for `deployment`: on a free port when the selected

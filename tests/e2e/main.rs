@@ -13,6 +13,7 @@ mod helpers;
 mod http_only;
 mod idempotency;
 mod images;
+mod ingest;
 mod lifecycle;
 mod processing;
 mod status;

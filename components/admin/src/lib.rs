@@ -19,10 +19,10 @@
 
 use darkroom_core::JobId;
 use darkroom_core::queue::Queue as _;
-use darkroom_core::service;
+use darkroom_core::service::{self, Ports, Swept};
 use darkroom_spin::clock::SystemClock;
 use darkroom_spin::problem::{ApiError, respond};
-use darkroom_spin::queue::RedisQueue;
+use darkroom_spin::queue::BothQueues;
 use darkroom_spin::routes::{self, header};
 use darkroom_spin::store::SpinKv;
 use darkroom_spin::{config, outparam, views, work};
@@ -36,8 +36,10 @@ async fn administer(req: IncomingRequest, out: ResponseOutparam) {
         && req.method() == Method::Post
         && header(&req.headers(), "spin-path-info").as_deref() == Some("/sweep");
     outparam::send_buffered(out, respond(answer));
-    if swept && let Some(url) = config::worker_url() {
-        work::kick_worker(&url).await;
+    if swept {
+        for url in [config::worker_url(), config::fetch_worker_url()].into_iter().flatten() {
+            work::kick_worker(&url).await;
+        }
     }
 }
 
@@ -52,20 +54,31 @@ fn admin(req: &IncomingRequest) -> Result<Response, ApiError> {
     let path = header(&headers, "spin-path-info").unwrap_or_default();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let queue_config = config::queue()?;
-    let queue = RedisQueue::connect(&queue_config.redis_url, &queue_config.channel)
-        .map_err(ApiError::QueueUnavailable)?;
+    let queues = BothQueues::connect(&queue_config).map_err(ApiError::QueueUnavailable)?;
+    let queue = &queues.jobs;
     match (req.method(), segments.as_slice()) {
         (Method::Post, ["sweep"]) => {
+            let retention = config::retention()?;
+            let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
+            let blobs = darkroom_spin::store::blob_store(&kv)?;
+            let ports = Ports {
+                kv: &kv,
+                blobs: blobs.as_ref(),
+                clock: &SystemClock,
+            };
+            let swept = service::sweep_expired(ports, queues.ports(), retention)
+                .map_err(ApiError::StorageUnavailable)?;
             queue.ring().map_err(ApiError::QueueUnavailable)?;
-            report(&queue)
+            queues.fetches.ring().map_err(ApiError::QueueUnavailable)?;
+            report(&queues, Some(swept))
         }
-        (Method::Get, ["dead-letters"]) => report(&queue),
+        (Method::Get, ["dead-letters"]) => report(&queues, None),
         (Method::Get, ["images"]) => {
             let query = routes::listing_query(&req.uri())?;
             let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
             let listing = service::list_jobs(
                 &kv,
-                &queue,
+                queue,
                 query.status.as_deref(),
                 query.limit,
                 query.page_token.as_deref(),
@@ -77,8 +90,8 @@ fn admin(req: &IncomingRequest) -> Result<Response, ApiError> {
         (Method::Post, ["dead-letters", id, "redrive"]) => {
             let id = JobId::parse(id).map_err(|_| ApiError::NotFound)?;
             let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
-            service::redrive(&kv, &SystemClock, &queue, id)?;
-            report(&queue)
+            service::redrive(&kv, &SystemClock, queues.ports(), id)?;
+            report(&queues, None)
         }
         (_, ["sweep"] | ["dead-letters", ..]) => {
             Err(ApiError::MethodNotAllowed { allow: "POST, GET" })
@@ -87,8 +100,10 @@ fn admin(req: &IncomingRequest) -> Result<Response, ApiError> {
     }
 }
 
-fn report(queue: &RedisQueue) -> Result<Response, ApiError> {
-    let stats = queue.stats().map_err(ApiError::QueueUnavailable)?;
-    let dead = queue.dead_letters().map_err(ApiError::QueueUnavailable)?;
-    Ok(views::queue(stats, &dead))
+fn report(queues: &BothQueues, swept: Option<Swept>) -> Result<Response, ApiError> {
+    let stats = queues.jobs.stats().map_err(ApiError::QueueUnavailable)?;
+    let fetches = queues.fetches.stats().map_err(ApiError::QueueUnavailable)?;
+    let mut dead = queues.jobs.dead_letters().map_err(ApiError::QueueUnavailable)?;
+    dead.extend(queues.fetches.dead_letters().map_err(ApiError::QueueUnavailable)?);
+    Ok(views::queue(stats, fetches.depth, &dead, swept))
 }

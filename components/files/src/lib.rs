@@ -72,6 +72,12 @@ fn serve<'a>(
     let name = routes::path_param(&headers, "name")
         .and_then(|name| FileName::parse(&name))
         .ok_or(ApiError::NotFound)?;
+    let retention = config::retention()?;
+    let ports = Ports {
+        kv,
+        blobs,
+        clock: &SystemClock,
+    };
     if let BlobStoreConfig::S3(s3) = blob_config
         && let S3Links::Redirect {
             public_endpoint,
@@ -80,28 +86,23 @@ fn serve<'a>(
     {
         let links = PresignedLinks::new(s3, public_endpoint.as_deref(), ttl)
             .map_err(ApiError::StorageUnavailable)?;
-        let key = service::locate_file(kv, id, name)?;
+        let key = service::locate_file(ports, retention, id, name)?;
         return Ok(Served::Whole(views::redirect(
             links.url(&key).as_str(),
             links.ttl(),
         )));
     }
-    let ports = Ports {
-        kv,
-        blobs,
-        clock: &SystemClock,
-    };
     let if_none_match = header(&headers, "if-none-match");
     // A HEAD or a revalidation needs only what the file is; storage is
     // asked for the bytes only when they are to be sent.
     if head || if_none_match.is_some() {
-        let meta = service::stat_file(ports, id, name)?;
+        let meta = service::stat_file(ports, retention, id, name)?;
         let response = views::file(&meta, name, if_none_match.as_deref());
         if head || *response.status() != 200 {
             return Ok(Served::Whole(response));
         }
     }
-    let reader = service::open_file(ports, id, name)?;
+    let reader = service::open_file(ports, retention, id, name)?;
     let response = views::file(&reader.meta, name, None);
     Ok(Served::Stream(response, reader))
 }

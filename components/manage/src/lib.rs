@@ -16,7 +16,7 @@ use darkroom_core::service::{self, Ports};
 use darkroom_spin::access::{self, Access};
 use darkroom_spin::clock::SystemClock;
 use darkroom_spin::problem::{ApiError, respond};
-use darkroom_spin::queue::RedisQueue;
+use darkroom_spin::queue::BothQueues;
 use darkroom_spin::routes::{self, header};
 use darkroom_spin::store::SpinKv;
 use darkroom_spin::{config, views};
@@ -43,17 +43,16 @@ fn manage(req: &IncomingRequest) -> Result<Response, ApiError> {
     let queue_config = config::queue()?;
     let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
     let blobs = darkroom_spin::store::blob_store(&kv)?;
-    let queue = RedisQueue::connect(&queue_config.redis_url, &queue_config.channel)
-        .map_err(ApiError::QueueUnavailable)?;
+    let queues = BothQueues::connect(&queue_config).map_err(ApiError::QueueUnavailable)?;
     let ports = Ports {
         kv: &kv,
         blobs: blobs.as_ref(),
         clock: &SystemClock,
     };
     if cancelling {
-        Ok(views::cancelled(service::cancel_job(ports, &queue, id)?))
+        Ok(views::cancelled(service::cancel_job(ports, queues.ports(), id)?))
     } else {
-        service::delete_job(ports, &queue, id)?;
+        service::delete_job(ports, queues.ports(), id)?;
         Ok(views::deleted())
     }
 }

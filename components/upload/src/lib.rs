@@ -1,5 +1,7 @@
 //! `POST /api/images`: validates an upload, stores the original, records the
 //! job as queued and puts it in the durable queue, then answers `202 Accepted`.
+//! An ingest by URL is checked (never fetched here), recorded and put in the
+//! fetcher's queue.
 //! With an `Idempotency-Key` a repeat of the same upload gets the first
 //! answer again. In the HTTP-only profile (`worker_url` set) it then, with
 //! the response already complete, asks the worker to drain the queue.
@@ -14,9 +16,10 @@ use darkroom_core::service::{self, Once, Ports};
 use darkroom_spin::access::{self, Access};
 use darkroom_spin::clock::SystemClock;
 use darkroom_spin::problem::{ApiError, respond};
-use darkroom_spin::queue::RedisQueue;
+use darkroom_spin::queue::BothQueues;
 use darkroom_spin::routes::header;
 use darkroom_spin::store::SpinKv;
+use darkroom_spin::upload::Upload;
 use darkroom_spin::{config, outparam, upload, views, work};
 use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam};
 use spin_sdk::http_component;
@@ -24,14 +27,19 @@ use spin_sdk::http_component;
 #[http_component]
 async fn accept_image(req: IncomingRequest, out: ResponseOutparam) {
     let accepted = accept(req).await;
-    let queued = accepted.is_ok();
-    outparam::send_buffered(out, respond(accepted));
-    if queued && let Some(url) = config::worker_url() {
+    let worker = match &accepted {
+        Ok((_, Upload::Url(_))) => config::fetch_worker_url(),
+        Ok((_, Upload::File(_))) => config::worker_url(),
+        Err(_) => None,
+    };
+    outparam::send_buffered(out, respond(accepted.map(|(response, _)| response)));
+    if let Some(url) = worker {
         work::kick_worker(&url).await;
     }
 }
 
-async fn accept(req: IncomingRequest) -> Result<Response, ApiError> {
+/// The answer, and what was accepted (only its kind matters afterwards).
+async fn accept(req: IncomingRequest) -> Result<(Response, Upload), ApiError> {
     if req.method() != Method::Post {
         return Err(ApiError::MethodNotAllowed { allow: "POST" });
     }
@@ -41,23 +49,49 @@ async fn accept(req: IncomingRequest) -> Result<Response, ApiError> {
     let queue_config = config::queue()?;
     // The body is read before the key is judged: a client still sending
     // cannot read an answer given too early.
-    let bytes = upload::read_upload(req, limits).await?;
+    let upload = upload::read_upload(req, limits).await?;
     let key = key.map(|h| IdempotencyKey::parse(&h)).transpose()?;
     let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
     let blobs = darkroom_spin::store::blob_store(&kv)?;
-    let queue = RedisQueue::connect(&queue_config.redis_url, &queue_config.channel)
-        .map_err(ApiError::QueueUnavailable)?;
+    let queues = BothQueues::connect(&queue_config).map_err(ApiError::QueueUnavailable)?;
     let ports = Ports {
         kv: &kv,
         blobs: blobs.as_ref(),
         clock: &SystemClock,
     };
-    let Some(key) = key else {
-        let accepted = service::accept_upload(ports, &queue, &bytes, limits)?;
-        return Ok(views::accepted(&accepted));
+    let jobs = &queues.jobs;
+    let answer = match (&upload, key) {
+        (Upload::File(bytes), None) => {
+            views::accepted(&service::accept_upload(ports, jobs, bytes, limits)?)
+        }
+        (Upload::File(bytes), Some(key)) => {
+            let ttl = config::idempotency_ttl()?;
+            answer_once(service::accept_upload_once(
+                ports, jobs, jobs, &key, ttl, bytes, limits,
+            )?)
+        }
+        (Upload::Url(url), None) => {
+            let rules = config::ingest_rules()?;
+            views::accepted(&service::accept_url(ports, queues.ports(), url, &rules)?)
+        }
+        (Upload::Url(url), Some(key)) => {
+            let (rules, ttl) = (config::ingest_rules()?, config::idempotency_ttl()?);
+            answer_once(service::accept_url_once(
+                ports,
+                queues.ports(),
+                jobs,
+                &key,
+                ttl,
+                url,
+                &rules,
+            )?)
+        }
     };
-    let ttl = config::idempotency_ttl()?;
-    match service::accept_upload_once(ports, &queue, &queue, &key, ttl, &bytes, limits)? {
+    Ok((answer, upload))
+}
+
+fn answer_once(once: Once) -> Response {
+    match once {
         Once::First { accepted, warning } => {
             if let Some(e) = warning {
                 eprintln!(
@@ -65,8 +99,8 @@ async fn accept(req: IncomingRequest) -> Result<Response, ApiError> {
                     accepted.job.id
                 );
             }
-            Ok(views::accepted(&accepted))
+            views::accepted(&accepted)
         }
-        Once::Repeat(first) => Ok(views::accepted_again(first)),
+        Once::Repeat(first) => views::accepted_again(first),
     }
 }

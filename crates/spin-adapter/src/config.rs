@@ -77,6 +77,8 @@ pub struct QueueConfig {
     pub redis_url: String,
     /// `queue_channel`.
     pub channel: String,
+    /// `fetch_channel`: the fetcher's queue and doorbell.
+    pub fetch_channel: String,
 }
 
 /// `worker_url`: where to ask for the queue to be drained after a response
@@ -84,7 +86,17 @@ pub struct QueueConfig {
 /// `None` when the component has no such variable or it is empty, as with
 /// the Redis trigger (`spin.toml`).
 pub fn worker_url() -> Option<String> {
-    spin_sdk::variables::get("worker_url")
+    optional("worker_url")
+}
+
+/// `fetch_worker_url`: as [`worker_url`], for the fetcher's queue (the
+/// HTTP-only profile's `fetch-worker`).
+pub fn fetch_worker_url() -> Option<String> {
+    optional("fetch_worker_url")
+}
+
+fn optional(name: &str) -> Option<String> {
+    spin_sdk::variables::get(name)
         .ok()
         .filter(|url| !url.trim().is_empty())
 }
@@ -103,16 +115,7 @@ pub fn api_keys() -> Result<Tokens, ConfigError> {
 /// # Errors
 /// [`ConfigError`] unless `true` or `false`.
 pub fn private_reads() -> Result<bool, ConfigError> {
-    let value = get("private_reads")?;
-    match value.trim() {
-        "true" => Ok(true),
-        "false" | "" => Ok(false),
-        _ => Err(ConfigError::Invalid {
-            name: "private_reads",
-            value,
-            expected: "true or false",
-        }),
-    }
+    get_bool("private_reads")
 }
 
 /// How long an `Idempotency-Key` is remembered (`idempotency_key_hours`).
@@ -130,18 +133,83 @@ pub fn idempotency_ttl() -> Result<Duration, ConfigError> {
 /// # Errors
 /// [`ConfigError`].
 pub fn queue() -> Result<QueueConfig, ConfigError> {
-    let channel = get("queue_channel")?;
-    if channel.trim().is_empty() {
+    let channel_named = |name: &'static str| {
+        let channel = get(name)?;
+        if channel.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                name,
+                value: channel,
+                expected: "a channel name",
+            });
+        }
+        Ok(channel)
+    };
+    let channel = channel_named("queue_channel")?;
+    let fetch_channel = channel_named("fetch_channel")?;
+    if fetch_channel == channel {
         return Err(ConfigError::Invalid {
-            name: "queue_channel",
-            value: channel,
-            expected: "a channel name",
+            name: "fetch_channel",
+            value: fetch_channel,
+            expected: "a channel other than queue_channel",
         });
     }
     Ok(QueueConfig {
         redis_url: get("redis_url")?,
         channel,
+        fetch_channel,
     })
+}
+
+fn get_bool(name: &'static str) -> Result<bool, ConfigError> {
+    let value = get(name)?;
+    match value.trim() {
+        "true" => Ok(true),
+        "false" | "" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            name,
+            value,
+            expected: "true or false",
+        }),
+    }
+}
+
+/// Which source URLs may be ingested (`ingest_allow_http`,
+/// `ingest_allow_private`, `ingest_allowed_hosts`).
+///
+/// # Errors
+/// [`ConfigError`].
+pub fn ingest_rules() -> Result<darkroom_core::ingest::IngestRules, ConfigError> {
+    Ok(darkroom_core::ingest::IngestRules {
+        allow_http: get_bool("ingest_allow_http")?,
+        allow_private: get_bool("ingest_allow_private")?,
+        allowed_hosts: darkroom_core::ingest::IngestRules::parse_hosts(&get(
+            "ingest_allowed_hosts",
+        )?),
+    })
+}
+
+/// How long one fetch of a source may take (`fetch_timeout_seconds`).
+///
+/// # Errors
+/// [`ConfigError`].
+pub fn fetch_timeout() -> Result<Duration, ConfigError> {
+    Ok(Duration::from_secs(get_positive("fetch_timeout_seconds")?))
+}
+
+/// How long finished jobs are kept (`retention_hours`, 0 = forever).
+///
+/// # Errors
+/// [`ConfigError`].
+pub fn retention() -> Result<darkroom_core::service::Retention, ConfigError> {
+    let value = get("retention_hours")?;
+    let hours: u64 = value.trim().parse().map_err(|_| ConfigError::Invalid {
+        name: "retention_hours",
+        value: value.clone(),
+        expected: "a whole number of hours (0 keeps jobs forever)",
+    })?;
+    Ok(darkroom_core::service::Retention(
+        (hours > 0).then(|| Duration::from_secs(hours.saturating_mul(3600))),
+    ))
 }
 
 /// The retry policy (`max_attempts`, `retry_base_delay_ms`, `lease_seconds`).

@@ -8,8 +8,9 @@
 //! - [`upload`], [`views`], [`routes`], [`outparam`]: the HTTP edge the
 //!   components share ([`outparam`] streams large bodies out);
 //! - [`s3`]: the S3-compatible blob store and its presigned links;
-//! - [`work`]: draining the queue (the processor, the HTTP-only worker) and
-//!   kicking the worker after a response.
+//! - [`fetch`]: outbound HTTP for ingest by URL (the fetcher's port);
+//! - [`work`]: draining the queues (the processor, the fetcher, the
+//!   HTTP-only workers) and kicking a worker after a response.
 //!
 //! Components build these adapters, call one `darkroom_core::service`
 //! function and return what it maps to.
@@ -17,6 +18,7 @@
 pub mod access;
 pub mod clock;
 pub mod config;
+pub mod fetch;
 pub mod outparam;
 pub mod problem;
 pub mod queue;

@@ -66,6 +66,12 @@ pub enum ApiError {
     /// A query parameter that is not one the route takes.
     #[error("{0}")]
     InvalidQuery(String),
+    /// An ingest whose URL may not be fetched (nothing recorded).
+    #[error(transparent)]
+    RefusedUrl(#[from] darkroom_core::ingest::RefusedUrl),
+    /// A JSON body that is not an ingest request.
+    #[error("{0}")]
+    BadJson(String),
     /// The deployment is misconfigured.
     #[error("the service is misconfigured")]
     Config(#[from] ConfigError),
@@ -75,6 +81,7 @@ impl From<AcceptError> for ApiError {
     fn from(e: AcceptError) -> Self {
         match e {
             AcceptError::Invalid(e) => Self::InvalidImage(e),
+            AcceptError::Source(e) => Self::RefusedUrl(e),
             AcceptError::Storage(e) => Self::StorageUnavailable(e),
             AcceptError::Queue(e) => Self::QueueUnavailable(e),
         }
@@ -193,6 +200,8 @@ impl ApiError {
             Self::Unauthorized => p(401, "unauthorized", "Unauthorized", self.to_string()),
             Self::Conflict(d) => p(409, "conflict", "Conflict", d.clone()),
             Self::InvalidQuery(d) => p(400, "invalid-query", "Invalid query", d.clone()),
+            Self::RefusedUrl(_) => p(422, "url-not-allowed", "URL not allowed", self.to_string()),
+            Self::BadJson(d) => p(400, "malformed-json", "Malformed JSON body", d.clone()),
             Self::MalformedIdempotencyKey(_) => p(
                 400,
                 "malformed-idempotency-key",

@@ -83,7 +83,7 @@ return redis.call('SET', KEYS[1], tostring(math.floor(new)))";
 
 /// The durable queue behind one channel.
 pub struct RedisQueue {
-    connection: Connection,
+    connection: std::rc::Rc<Connection>,
     channel: String,
     keys: QueueKeys,
 }
@@ -137,10 +137,20 @@ impl RedisQueue {
         let connection = Connection::open(address)
             .map_err(|e| PortError::new(format!("redis {address}: {e}")))?;
         Ok(Self {
-            connection,
+            connection: std::rc::Rc::new(connection),
             channel: channel.to_owned(),
             keys: QueueKeys::for_channel(channel),
         })
+    }
+
+    /// The queue behind `channel` on the same connection (the fetcher's
+    /// queue next to the processor's).
+    pub fn sibling(&self, channel: &str) -> Self {
+        Self {
+            connection: std::rc::Rc::clone(&self.connection),
+            channel: channel.to_owned(),
+            keys: QueueKeys::for_channel(channel),
+        }
     }
 
     fn execute(
@@ -262,6 +272,28 @@ impl Queue for RedisQueue {
             .map(|r| match r {
                 RedisResult::Binary(b) => text(b),
                 other => Err(PortError::new(format!("ZREVRANGEBYLEX returned {other:?}"))),
+            })
+            .collect()
+    }
+
+    fn catalogue_after(&self, after: Option<&str>, n: usize) -> Result<Vec<String>, PortError> {
+        let min = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
+        let replies = self.execute(
+            "ZRANGEBYLEX",
+            &[
+                arg(&self.keys.catalogue),
+                arg(min),
+                arg("+"),
+                arg("LIMIT"),
+                arg(0),
+                arg(n),
+            ],
+        )?;
+        replies
+            .iter()
+            .map(|r| match r {
+                RedisResult::Binary(b) => text(b),
+                other => Err(PortError::new(format!("ZRANGEBYLEX returned {other:?}"))),
             })
             .collect()
     }
@@ -427,6 +459,9 @@ impl Queue for UnreachableQueue {
     fn catalogue_before(&self, _: Option<&str>, _: usize) -> Result<Vec<String>, PortError> {
         Err(self.0.clone())
     }
+    fn catalogue_after(&self, _: Option<&str>, _: usize) -> Result<Vec<String>, PortError> {
+        Err(self.0.clone())
+    }
     fn forget(&self, _: JobId) -> Result<(), PortError> {
         Err(self.0.clone())
     }
@@ -444,10 +479,44 @@ impl Queue for UnreachableQueue {
     }
 }
 
-/// Opens the queue, or a stand-in that reports why it could not.
-pub fn connect_or_unreachable(address: &str, channel: &str) -> Box<dyn Queue> {
-    match RedisQueue::connect(address, channel) {
-        Ok(q) => Box::new(q),
-        Err(e) => Box::new(UnreachableQueue(e)),
+/// Both queues ([`BothQueues`]), or stand-ins that report why they could
+/// not be opened: for readers that still answer while Redis is down.
+pub fn connect_both_or_unreachable(
+    config: &crate::config::QueueConfig,
+) -> (Box<dyn Queue>, Box<dyn Queue>) {
+    match BothQueues::connect(config) {
+        Ok(both) => (Box::new(both.jobs), Box::new(both.fetches)),
+        Err(e) => (
+            Box::new(UnreachableQueue(e.clone())),
+            Box::new(UnreachableQueue(e)),
+        ),
+    }
+}
+
+/// The processor's and the fetcher's queues on one connection.
+pub struct BothQueues {
+    /// `queue_channel`'s queue.
+    pub jobs: RedisQueue,
+    /// `fetch_channel`'s queue.
+    pub fetches: RedisQueue,
+}
+
+impl BothQueues {
+    /// Connects once for both.
+    ///
+    /// # Errors
+    /// [`PortError`] when Redis cannot be reached.
+    pub fn connect(config: &crate::config::QueueConfig) -> Result<Self, PortError> {
+        let jobs = RedisQueue::connect(&config.redis_url, &config.channel)?;
+        let fetches = jobs.sibling(&config.fetch_channel);
+        Ok(Self { jobs, fetches })
+    }
+
+    /// The core's view of them.
+    pub fn ports(&self) -> darkroom_core::service::Queues<'_> {
+        darkroom_core::service::Queues {
+            jobs: &self.jobs,
+            fetches: &self.fetches,
+        }
     }
 }

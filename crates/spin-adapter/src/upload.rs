@@ -1,6 +1,8 @@
 //! Reading an upload from a request: `multipart/form-data` with a `file`
 //! field (what HTML forms and `curl -F file=@x.jpg` send), or a raw body
-//! with an `image/*` (or `application/octet-stream`, or no) Content-Type.
+//! with an `image/*` (or `application/octet-stream`, or no) Content-Type;
+//! or an ingest by URL: `application/json` `{"url": "https://…"}`, or a
+//! multipart `url` field.
 //!
 //! The body is read as a stream and abandoned as soon as it exceeds the
 //! limit, so an oversized upload costs at most the limit in memory.
@@ -16,9 +18,28 @@ use crate::routes::header;
 /// on top of the file itself.
 const MULTIPART_OVERHEAD_BYTES: u64 = 64 * 1024;
 
+/// Largest JSON ingest request read.
+const JSON_LIMIT_BYTES: u64 = 16 * 1024;
+
 enum BodyKind {
     Multipart(String),
     Raw,
+    Json,
+}
+
+/// What a `POST /api/images` carries.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Upload {
+    /// The image's bytes.
+    File(Vec<u8>),
+    /// A source URL to ingest (not yet checked).
+    Url(String),
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IngestBody {
+    url: String,
 }
 
 fn body_kind(content_type: Option<&str>) -> Result<BodyKind, ApiError> {
@@ -36,9 +57,10 @@ fn body_kind(content_type: Option<&str>) -> Result<BodyKind, ApiError> {
             .map(BodyKind::Multipart)
             .map_err(|e| ApiError::BadMultipart(e.to_string())),
         "application/octet-stream" | "" => Ok(BodyKind::Raw),
+        "application/json" => Ok(BodyKind::Json),
         e if e.starts_with("image/") => Ok(BodyKind::Raw),
         other => Err(ApiError::UnsupportedBody(format!(
-            "cannot read an upload from a {other} body; send multipart/form-data with a `file` field, or the raw image with an image/* Content-Type"
+            "cannot read an upload from a {other} body; send multipart/form-data with a `file` field, the raw image with an image/* Content-Type, or application/json with a `url`"
         ))),
     }
 }
@@ -49,7 +71,7 @@ fn body_kind(content_type: Option<&str>) -> Result<BodyKind, ApiError> {
 /// # Errors
 /// [`ApiError`]: 413 over the limit, 415 for a body type that cannot carry
 /// an upload, 400 for a malformed multipart body or a missing file.
-pub async fn read_upload(req: IncomingRequest, limits: Limits) -> Result<Vec<u8>, ApiError> {
+pub async fn read_upload(req: IncomingRequest, limits: Limits) -> Result<Upload, ApiError> {
     let headers = req.headers();
     let kind = body_kind(header(&headers, "content-type").as_deref())?;
     let too_large = || {
@@ -62,6 +84,7 @@ pub async fn read_upload(req: IncomingRequest, limits: Limits) -> Result<Vec<u8>
             .max_upload_bytes
             .saturating_add(MULTIPART_OVERHEAD_BYTES),
         BodyKind::Raw => limits.max_upload_bytes,
+        BodyKind::Json => JSON_LIMIT_BYTES,
     };
     let declared = header(&headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|len| len > body_limit) {
@@ -82,7 +105,11 @@ pub async fn read_upload(req: IncomingRequest, limits: Limits) -> Result<Vec<u8>
 
     let file = match kind {
         BodyKind::Raw => body,
-        BodyKind::Multipart(boundary) => file_field(body, boundary).await?,
+        BodyKind::Json => return ingest_body(&body).map(Upload::Url),
+        BodyKind::Multipart(boundary) => match file_field(body, boundary).await? {
+            Upload::File(file) => file,
+            url @ Upload::Url(_) => return Ok(url),
+        },
     };
     if file.is_empty() {
         return Err(ApiError::MissingFile);
@@ -90,18 +117,26 @@ pub async fn read_upload(req: IncomingRequest, limits: Limits) -> Result<Vec<u8>
     if file.len() as u64 > limits.max_upload_bytes {
         return Err(too_large());
     }
-    Ok(file)
+    Ok(Upload::File(file))
 }
 
-async fn file_field(body: Vec<u8>, boundary: String) -> Result<Vec<u8>, ApiError> {
+fn ingest_body(body: &[u8]) -> Result<String, ApiError> {
+    serde_json::from_slice::<IngestBody>(body)
+        .map(|b| b.url)
+        .map_err(|e| ApiError::BadJson(format!("expected {{\"url\": \"https://…\"}}: {e}")))
+}
+
+async fn file_field(body: Vec<u8>, boundary: String) -> Result<Upload, ApiError> {
     let once = futures::stream::once(async move {
         Ok::<_, std::convert::Infallible>(bytes::Bytes::from(body))
     });
     let mut multipart = multer::Multipart::new(once, boundary);
     let bad = |e: multer::Error| ApiError::BadMultipart(e.to_string());
     while let Some(field) = multipart.next_field().await.map_err(bad)? {
-        if field.name() == Some("file") {
-            return Ok(field.bytes().await.map_err(bad)?.to_vec());
+        match field.name() {
+            Some("file") => return Ok(Upload::File(field.bytes().await.map_err(bad)?.to_vec())),
+            Some("url") => return Ok(Upload::Url(field.text().await.map_err(bad)?)),
+            _ => {}
         }
     }
     Err(ApiError::MissingFile)
@@ -132,7 +167,11 @@ mod tests {
             Err(ApiError::BadMultipart(_))
         ));
         assert!(matches!(
-            body_kind(Some("application/json")),
+            body_kind(Some("application/json; charset=utf-8")),
+            Ok(BodyKind::Json)
+        ));
+        assert!(matches!(
+            body_kind(Some("text/plain")),
             Err(ApiError::UnsupportedBody(_))
         ));
     }
@@ -141,7 +180,22 @@ mod tests {
     fn the_file_field_is_found_among_others() {
         let body = b"--b\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\nContent-Type: image/png\r\n\r\nPNGDATA\r\n--b--\r\n".to_vec();
         let file = futures::executor::block_on(file_field(body, "b".into())).expect("parsed");
-        assert_eq!(file, b"PNGDATA");
+        assert_eq!(file, Upload::File(b"PNGDATA".to_vec()));
+    }
+
+    #[test]
+    fn a_url_arrives_as_json_or_as_a_multipart_field() {
+        assert_eq!(
+            ingest_body(br#"{"url": "https://example.com/a.jpg"}"#).expect("json"),
+            "https://example.com/a.jpg"
+        );
+        assert!(matches!(
+            ingest_body(br#"{"uri": "https://example.com/a.jpg"}"#),
+            Err(ApiError::BadJson(_))
+        ));
+        let body = b"--b\r\nContent-Disposition: form-data; name=\"url\"\r\n\r\nhttps://example.com/a.jpg\r\n--b--\r\n".to_vec();
+        let url = futures::executor::block_on(file_field(body, "b".into())).expect("parsed");
+        assert_eq!(url, Upload::Url("https://example.com/a.jpg".into()));
     }
 
     #[test]

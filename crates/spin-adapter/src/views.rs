@@ -33,7 +33,12 @@ struct Status<'a> {
     retry_at: Option<String>,
     #[serde(skip_serializing_if = "<[Attempt]>::is_empty")]
     history: &'a [Attempt],
-    original: &'a ImageInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    original: Option<&'a ImageInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a darkroom_core::job::Source>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
     links: BTreeMap<&'static str, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     outputs: Option<BTreeMap<&'static str, OutputView>>,
@@ -146,7 +151,9 @@ pub fn status(report: &StatusReport) -> Response {
         attempts: job.attempts,
         retry_at,
         history: &job.history,
-        original: &job.original,
+        original: job.original.as_ref(),
+        source: job.source.as_ref(),
+        expires_at: report.expires_at.map(|t| t.to_string()),
         links,
         outputs,
         error,
@@ -164,9 +171,14 @@ pub fn status(report: &StatusReport) -> Response {
 #[derive(Serialize)]
 struct QueueView<'a> {
     depth: u64,
+    fetch_depth: u64,
     workers: u64,
     average_job_ms: Option<u128>,
     dead_letters: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expired_removed: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expired_more: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -199,13 +211,21 @@ pub fn listing(listing: &Listing) -> Response {
 }
 
 /// `200 OK` with the queue's state (admin).
-pub fn queue(stats: QueueStats, dead: &[JobId]) -> Response {
+pub fn queue(
+    stats: QueueStats,
+    fetch_depth: u64,
+    dead: &[JobId],
+    swept: Option<darkroom_core::service::Swept>,
+) -> Response {
     let dead: Vec<String> = dead.iter().map(ToString::to_string).collect();
     let body = QueueView {
         depth: stats.depth,
+        fetch_depth,
         workers: stats.workers,
         average_job_ms: stats.average_job.map(|d| d.as_millis()),
         dead_letters: &dead,
+        expired_removed: swept.as_ref().map(|s| s.removed),
+        expired_more: swept.map(|s| s.more),
     };
     json_response(200, &body).build()
 }
@@ -223,6 +243,7 @@ pub fn cancelled(outcome: Cancelled) -> Response {
         warning: None,
         overdue: false,
         cancel_requested: !now,
+        expires_at: None,
         job,
     };
     let response = status(&report);
@@ -244,6 +265,11 @@ pub fn deleted() -> Response {
 /// The worker's answer: how many jobs one drain handled.
 pub fn drained(handled: usize) -> Response {
     json_response(200, &serde_json::json!({ "handled": handled })).build()
+}
+
+/// `202 Accepted`: a drain was started and goes on after this answer.
+pub fn drain_started() -> Response {
+    json_response(202, &serde_json::json!({ "started": true })).build()
 }
 
 /// The status and headers of a served file, the same for a GET and a HEAD;

@@ -1,19 +1,20 @@
-//! Working the durable queue, for the two components that drive processing:
-//! the Redis-triggered `processor` (`spin.toml`), and the `worker` behind a
-//! private route that the HTTP-only profile (`spin.http-only.toml`) reaches
-//! by service chaining after an upload or an overdue status read has been
-//! answered. Both build the same ports, drain within a budget and log each
-//! outcome the same way; only the trigger differs.
+//! Working the durable queues, for the components that drive work: the
+//! Redis-triggered `processor` and `fetcher` (`spin.toml`), and the
+//! `worker` and `fetch-worker` behind private routes that the HTTP-only
+//! profile (`spin.http-only.toml`) reaches by service chaining after an
+//! upload or an overdue status read has been answered. They build the same
+//! ports, drain within a budget and log each outcome the same way; only the
+//! trigger and the queue differ.
 
 use std::time::Duration;
 
 use darkroom_core::ports::PortError;
-use darkroom_core::service::{self, Ports, ProcessError, ProcessOutcome, Worker};
+use darkroom_core::service::{self, Fetch, Ports, ProcessError, ProcessOutcome, Worker};
 use thiserror::Error;
 
 use crate::clock::{SystemClock, SystemRandom};
 use crate::config::{self, ConfigError};
-use crate::queue::RedisQueue;
+use crate::queue::{BothQueues, RedisQueue};
 use crate::store::SpinKv;
 
 /// Why a drain could not start or was cut short.
@@ -68,6 +69,42 @@ pub fn drain_queue(budget: Duration) -> Result<usize, WorkError> {
     service::drain(worker, budget, log_outcome).map_err(WorkError::Queue)
 }
 
+/// Drains the fetcher's queue: fetches each due source, stores it as the
+/// original and hands the job on to the processor's queue (which rings its
+/// doorbell). Returns how many jobs were handled.
+///
+/// # Errors
+/// As for [`drain_queue`].
+pub fn drain_fetches(budget: Duration) -> Result<usize, WorkError> {
+    let limits = config::limits()?;
+    let policy = config::retry_policy()?;
+    let rules = config::ingest_rules()?;
+    let timeout = config::fetch_timeout()?;
+    let queue_config = config::queue()?;
+    let kv = SpinKv::open_default().map_err(WorkError::Storage)?;
+    let blobs = crate::store::blob_store_for(&kv, config::blob_store()?)
+        .map_err(|e| WorkError::Storage(PortError::new(e)))?;
+    let queues = BothQueues::connect(&queue_config).map_err(WorkError::Queue)?;
+    let worker = Worker {
+        ports: Ports {
+            kv: &kv,
+            blobs: blobs.as_ref(),
+            clock: &SystemClock,
+        },
+        queue: &queues.fetches,
+        random: &SystemRandom,
+        policy,
+        limits,
+    };
+    let fetch = Fetch {
+        http: &crate::fetch::WasiSourceHttp,
+        rules: &rules,
+        timeout,
+        next: &queues.jobs,
+    };
+    service::drain_fetches(worker, fetch, budget, log_outcome).map_err(WorkError::Queue)
+}
+
 fn log_outcome(outcome: Result<ProcessOutcome, ProcessError>) {
     match outcome {
         Ok(ProcessOutcome::Completed(job)) => eprintln!(
@@ -88,6 +125,12 @@ fn log_outcome(outcome: Result<ProcessOutcome, ProcessError>) {
         }
         Ok(ProcessOutcome::Cancelled(job)) => {
             eprintln!("darkroom: job {} cancelled; its outputs removed", job.id);
+        }
+        Ok(ProcessOutcome::Fetched(job)) => {
+            eprintln!(
+                "darkroom: job {} fetched its original; queued for processing",
+                job.id
+            );
         }
         Ok(ProcessOutcome::Deleted(id)) => {
             eprintln!("darkroom: job {id} deleted; everything it owned removed");
