@@ -247,7 +247,10 @@ impl TestApp {
         let mut vars: BTreeMap<String, String> = BTreeMap::from([
             ("redis_url".to_owned(), deployment.redis_url.clone()),
             ("queue_channel".to_owned(), deployment.channel.clone()),
-            ("fetch_channel".to_owned(), fetch_channel(&deployment.channel)),
+            (
+                "fetch_channel".to_owned(),
+                fetch_channel(&deployment.channel),
+            ),
         ]);
         if let (Some(s3), Some(bucket)) = (S3::from_env(), &deployment.bucket) {
             vars.extend([

@@ -59,7 +59,12 @@ impl Source {
     }
 }
 
-fn serve(stream: TcpStream, port: u16, huge_sent: &AtomicU64, asked: &std::sync::Mutex<Vec<String>>) {
+fn serve(
+    stream: TcpStream,
+    port: u16,
+    huge_sent: &AtomicU64,
+    asked: &std::sync::Mutex<Vec<String>>,
+) {
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).is_err() {
@@ -79,12 +84,19 @@ fn serve(stream: TcpStream, port: u16, huge_sent: &AtomicU64, asked: &std::sync:
             "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
             body.len()
         );
-        let _ = out.write_all(head.as_bytes()).and_then(|()| out.write_all(body));
+        let _ = out
+            .write_all(head.as_bytes())
+            .and_then(|()| out.write_all(body));
     };
     match path.as_str() {
         // Labelled as text: the fetcher must judge the bytes, not the type.
         "/photo" => reply(&mut out, "200 OK", "text/plain", &images::jpeg()),
-        "/page.html" => reply(&mut out, "200 OK", "text/html", b"<!doctype html><p>not an image</p>"),
+        "/page.html" => reply(
+            &mut out,
+            "200 OK",
+            "text/html",
+            b"<!doctype html><p>not an image</p>",
+        ),
         "/missing" => reply(&mut out, "404 Not Found", "text/plain", b"no"),
         "/down" => reply(&mut out, "503 Service Unavailable", "text/plain", b"later"),
         "/hang" => std::thread::sleep(Duration::from_secs(60)),
@@ -156,17 +168,27 @@ fn a_url_is_answered_at_once_then_fetched_by_its_bytes_and_processed() {
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["source"]["url"], source.url("/photo"));
     assert_eq!(done["original"]["format"], "jpeg");
-    assert_eq!(done["history"].as_array().map(Vec::len), Some(2), "fetch + processing: {done}");
+    assert_eq!(
+        done["history"].as_array().map(Vec::len),
+        Some(2),
+        "fetch + processing: {done}"
+    );
     let original = app.get(&format!("/api/images/{id}/files/original"));
     assert_eq!(original.status().as_u16(), 200);
-    assert_eq!(header(&original, "content-type").as_deref(), Some("image/jpeg"));
+    assert_eq!(
+        header(&original, "content-type").as_deref(),
+        Some("image/jpeg")
+    );
     assert_eq!(original.bytes().expect("bytes").to_vec(), images::jpeg());
 
     // A multipart `url` field is the same request.
     let form = reqwest::blocking::multipart::Form::new().text("url", source.url("/photo"));
     let response = app.post_form("/api/images", form);
     assert_eq!(response.status().as_u16(), 202);
-    let id: String = response.json::<Value>().expect("JSON")["id"].as_str().expect("id").into();
+    let id: String = response.json::<Value>().expect("JSON")["id"]
+        .as_str()
+        .expect("id")
+        .into();
     assert_eq!(app.wait_until_finished(&id)["status"], "completed");
 }
 
@@ -229,10 +251,16 @@ fn a_redirect_to_a_private_address_is_refused_without_fetching_it() {
     let done = app.wait_until_finished(&id);
     assert_eq!(failure_code(&done), "source_refused");
     assert!(
-        done["error"]["message"].as_str().is_some_and(|m| m.contains("127.0.0.1")),
+        done["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("127.0.0.1")),
         "{done}"
     );
-    assert_eq!(source.asked(), ["/to-private"], "the private hop was never asked");
+    assert_eq!(
+        source.asked(),
+        ["/to-private"],
+        "the private hop was never asked"
+    );
 }
 
 #[test]
@@ -248,14 +276,21 @@ fn a_url_that_may_not_be_fetched_is_a_422_at_post_with_nothing_recorded() {
         "not a url".to_owned(),
     ] {
         let problem = assert_problem(ingest(&app, &url), 422);
-        assert_eq!(problem["type"], "urn:darkroom:problem:url-not-allowed", "{url}");
+        assert_eq!(
+            problem["type"], "urn:darkroom:problem:url-not-allowed",
+            "{url}"
+        );
     }
     let problem = assert_problem(
         app.request_json(reqwest::Method::POST, "/api/images", &json!({ "uri": "x" })),
         400,
     );
     assert_eq!(problem["type"], "urn:darkroom:problem:malformed-json");
-    assert!(app.kv_keys().iter().all(|k| !k.starts_with("job/")), "{:?}", app.kv_keys());
+    assert!(
+        app.kv_keys().iter().all(|k| !k.starts_with("job/")),
+        "{:?}",
+        app.kv_keys()
+    );
     assert!(source.asked().is_empty());
 }
 

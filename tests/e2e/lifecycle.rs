@@ -135,3 +135,47 @@ fn deleting_a_job_while_it_is_processed_leaves_nothing_once_its_processor_lets_g
     }
     assert_problem(app.status(&id), 404);
 }
+
+/// 0.001 h = 3.6 s.
+const RETENTION: (&str, &str) = ("retention_hours", "0.001");
+
+#[test]
+fn the_sweep_removes_everything_an_expired_job_owned_and_nothing_else() {
+    let app = TestApp::spawn_with(&[RETENTION, ("admin_token", "s3cret")]);
+    let old = app.upload(images::small_jpeg());
+    assert_eq!(app.wait_until_finished(&old)["status"], "completed");
+    assert!(!app.keys_of(&old).is_empty());
+    std::thread::sleep(Duration::from_millis(4_000));
+    let young = app.upload(images::small_jpeg());
+    let kept = app.wait_until_finished(&young);
+    assert!(kept["expires_at"].is_string(), "{kept}");
+
+    let swept = app.admin(reqwest::Method::POST, "/internal/sweep");
+    assert_eq!(swept.status().as_u16(), 200);
+    let report: Value = swept.json().expect("sweep JSON");
+    assert_eq!(report["expired_removed"], 1, "{report}");
+    assert!(
+        app.keys_of(&old).is_empty(),
+        "left: {:?}",
+        app.keys_of(&old)
+    );
+    assert_problem(app.status(&old), 404);
+    assert_eq!(app.status(&young).status().as_u16(), 200);
+    assert_eq!(
+        app.get(&format!("/api/images/{young}/files/thumbnail"))
+            .status()
+            .as_u16(),
+        200
+    );
+}
+
+#[test]
+fn a_job_read_after_its_retention_is_gone_with_everything_it_owned() {
+    let app = TestApp::spawn_with(&[RETENTION]);
+    let id = app.upload(images::small_jpeg());
+    assert_eq!(app.wait_until_finished(&id)["status"], "completed");
+    std::thread::sleep(Duration::from_millis(4_000));
+    assert_problem(app.get(&format!("/api/images/{id}/files/original")), 404);
+    assert_problem(app.status(&id), 404);
+    assert!(app.keys_of(&id).is_empty(), "left: {:?}", app.keys_of(&id));
+}

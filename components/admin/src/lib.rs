@@ -37,7 +37,10 @@ async fn administer(req: IncomingRequest, out: ResponseOutparam) {
         && header(&req.headers(), "spin-path-info").as_deref() == Some("/sweep");
     outparam::send_buffered(out, respond(answer));
     if swept {
-        for url in [config::worker_url(), config::fetch_worker_url()].into_iter().flatten() {
+        for url in [config::worker_url(), config::fetch_worker_url()]
+            .into_iter()
+            .flatten()
+        {
             work::kick_worker(&url).await;
         }
     }
@@ -103,7 +106,15 @@ fn admin(req: &IncomingRequest) -> Result<Response, ApiError> {
 fn report(queues: &BothQueues, swept: Option<Swept>) -> Result<Response, ApiError> {
     let stats = queues.jobs.stats().map_err(ApiError::QueueUnavailable)?;
     let fetches = queues.fetches.stats().map_err(ApiError::QueueUnavailable)?;
-    let mut dead = queues.jobs.dead_letters().map_err(ApiError::QueueUnavailable)?;
-    dead.extend(queues.fetches.dead_letters().map_err(ApiError::QueueUnavailable)?);
+    let mut dead = queues
+        .jobs
+        .dead_letters()
+        .map_err(ApiError::QueueUnavailable)?;
+    dead.extend(
+        queues
+            .fetches
+            .dead_letters()
+            .map_err(ApiError::QueueUnavailable)?,
+    );
     Ok(views::queue(stats, fetches.depth, &dead, swept))
 }

@@ -50,7 +50,11 @@ fn manage(req: &IncomingRequest) -> Result<Response, ApiError> {
         clock: &SystemClock,
     };
     if cancelling {
-        Ok(views::cancelled(service::cancel_job(ports, queues.ports(), id)?))
+        Ok(views::cancelled(service::cancel_job(
+            ports,
+            queues.ports(),
+            id,
+        )?))
     } else {
         service::delete_job(ports, queues.ports(), id)?;
         Ok(views::deleted())

@@ -129,7 +129,11 @@ fn is_global(ip: IpAddr) -> bool {
 ///
 /// # Errors
 /// [`RefusedUrl`].
-pub fn next_hop(from: &url::Url, location: &str, rules: &IngestRules) -> Result<url::Url, RefusedUrl> {
+pub fn next_hop(
+    from: &url::Url,
+    location: &str,
+    rules: &IngestRules,
+) -> Result<url::Url, RefusedUrl> {
     let next = from
         .join(location.trim())
         .map_err(|e| RefusedUrl::Malformed(e.to_string()))?;
@@ -192,7 +196,8 @@ pub fn fetch_source(
     timeout: Duration,
 ) -> Result<Vec<u8>, Failure> {
     let fail = |code, message: String| Failure { code, message };
-    let mut url = check(source, rules).map_err(|e| fail(FailureCode::SourceRefused, e.to_string()))?;
+    let mut url =
+        check(source, rules).map_err(|e| fail(FailureCode::SourceRefused, e.to_string()))?;
     let started = clock.now();
     for _ in 0..=MAX_REDIRECTS {
         let remaining = timeout.saturating_sub(clock.now().since(started));
@@ -289,7 +294,10 @@ mod tests {
             check("https://user:pw@example.com/a.jpg", &strict()),
             Err(RefusedUrl::Userinfo)
         );
-        assert!(matches!(check("not a url", &strict()), Err(RefusedUrl::Malformed(_))));
+        assert!(matches!(
+            check("not a url", &strict()),
+            Err(RefusedUrl::Malformed(_))
+        ));
     }
 
     #[test]
@@ -393,7 +401,10 @@ mod tests {
             redirect("/3"),
             redirect("/4"),
         ]);
-        assert_eq!(result.expect_err("too many").code, FailureCode::SourceRefused);
+        assert_eq!(
+            result.expect_err("too many").code,
+            FailureCode::SourceRefused
+        );
     }
 
     #[test]
@@ -401,7 +412,11 @@ mod tests {
         let (result, asked) = fetch(vec![redirect("https://169.254.169.254/latest/meta-data")]);
         let failure = result.expect_err("refused");
         assert_eq!(failure.code, FailureCode::SourceRefused);
-        assert!(failure.message.contains("169.254.169.254"), "{}", failure.message);
+        assert!(
+            failure.message.contains("169.254.169.254"),
+            "{}",
+            failure.message
+        );
         assert_eq!(asked.len(), 1);
     }
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::format::ImageInfo;
 use crate::format::{ImageFormat, InvalidImage, Limits, inspect};
 use crate::id::JobId;
-use crate::format::ImageInfo;
 use crate::idempotency::{self, FirstAnswer, IdempotencyKey, KeyRecord};
 use crate::ingest::{self, IngestRules, RefusedUrl, SourceHttp};
 use crate::job::{
@@ -176,7 +176,10 @@ pub fn accept_url(
     save_job(ports.kv, &job).map_err(AcceptError::Storage)?;
     let member = keys::catalogue_member(job.id, job.created_at);
     if let Err(e) = queues.jobs.catalogue_add(&member) {
-        return Err(AcceptError::Queue(undo(e, [ports.kv.delete(&keys::job(job.id))])));
+        return Err(AcceptError::Queue(undo(
+            e,
+            [ports.kv.delete(&keys::job(job.id))],
+        )));
     }
     if let Err(e) = queues.fetches.enqueue(job.id, now) {
         let undone = [
@@ -519,7 +522,9 @@ pub fn sweep_expired(
         return Ok(Swept::default());
     };
     let now = ports.clock.now();
-    let cutoff = now.unix_millis().saturating_sub(u64::try_from(keep.as_millis()).unwrap_or(u64::MAX));
+    let cutoff = now
+        .unix_millis()
+        .saturating_sub(u64::try_from(keep.as_millis()).unwrap_or(u64::MAX));
     let mut swept = Swept::default();
     let mut after: Option<String> = None;
     let mut looked = 0;
@@ -746,11 +751,7 @@ pub fn cancel_job(
 ///
 /// # Errors
 /// [`TakeBackError`] (never `Finished`).
-pub fn delete_job(
-    ports: Ports<'_>,
-    queues: Queues<'_>,
-    id: JobId,
-) -> Result<(), TakeBackError> {
+pub fn delete_job(ports: Ports<'_>, queues: Queues<'_>, id: JobId) -> Result<(), TakeBackError> {
     let job = live_job(ports.kv, id)?;
     ports.kv.set(&keys::request(id), Request::Delete.stored())?;
     let queue = queues.of(&job);
@@ -880,7 +881,10 @@ enum Made {
     Original(ImageInfo),
 }
 
-fn work_next(w: Worker<'_>, fetch: Option<Fetch<'_>>) -> Result<Option<ProcessOutcome>, ProcessError> {
+fn work_next(
+    w: Worker<'_>,
+    fetch: Option<Fetch<'_>>,
+) -> Result<Option<ProcessOutcome>, ProcessError> {
     let now = w.ports.clock.now();
     let Some(id) = w
         .queue
@@ -1539,7 +1543,10 @@ mod tests {
         let bytes = png(40, 30);
         let job = world.accept(&bytes).expect("accepted");
         assert_eq!(job.state, JobState::Queued { retry_at: None });
-        assert_eq!(job.original.expect("an upload has an original").format, ImageFormat::Png);
+        assert_eq!(
+            job.original.expect("an upload has an original").format,
+            ImageFormat::Png
+        );
         assert_eq!(world.queue.waiting(), vec![job.id]);
         assert_eq!(world.queue.rings.get(), 1, "processors are woken");
         assert_eq!(world.job(job.id), job);
@@ -1617,7 +1624,9 @@ mod tests {
                 .expect("derivative stored");
             assert_eq!(blob.meta.content_type, "image/jpeg");
             assert_eq!(blob.meta.size, outputs.get(v).bytes);
-            let meta = world.with_ports(|p| stat_file(p, Retention::default(), job.id, FileName::Derivative(v)));
+            let meta = world.with_ports(|p| {
+                stat_file(p, Retention::default(), job.id, FileName::Derivative(v))
+            });
             assert_eq!(
                 meta.expect("described"),
                 blob.meta,
@@ -2268,12 +2277,7 @@ mod tests {
     struct OneAnswer(std::cell::RefCell<Option<Result<ingest::Hop, ingest::HopError>>>);
 
     impl SourceHttp for OneAnswer {
-        fn get(
-            &self,
-            _: &url::Url,
-            _: u64,
-            _: Duration,
-        ) -> Result<ingest::Hop, ingest::HopError> {
+        fn get(&self, _: &url::Url, _: u64, _: Duration) -> Result<ingest::Hop, ingest::HopError> {
             self.0.borrow_mut().take().expect("asked once")
         }
     }
@@ -2311,7 +2315,9 @@ mod tests {
     #[test]
     fn an_ingested_url_is_fetched_stored_as_the_original_and_then_processed() {
         let world = World::new();
-        let job = world.ingest("https://images.example.com/a.png").expect("accepted");
+        let job = world
+            .ingest("https://images.example.com/a.png")
+            .expect("accepted");
         assert!(job.awaits_source());
         assert_eq!(world.fetches.waiting(), [job.id]);
         assert!(world.queue.waiting().is_empty(), "not the processor's yet");
@@ -2327,11 +2333,22 @@ mod tests {
         assert!(world.fetches.waiting().is_empty() && world.fetches.leased().is_empty());
         assert_eq!(world.queue.waiting(), [job.id]);
 
-        assert!(matches!(world.process_next(), Some(ProcessOutcome::Completed(_))));
+        assert!(matches!(
+            world.process_next(),
+            Some(ProcessOutcome::Completed(_))
+        ));
         let done = world.job(job.id);
-        assert_eq!(done.history.len(), 2, "the fetch and the processing: {:?}", done.history);
         assert_eq!(
-            world.read_file(job.id, FileName::Original).expect("original").bytes,
+            done.history.len(),
+            2,
+            "the fetch and the processing: {:?}",
+            done.history
+        );
+        assert_eq!(
+            world
+                .read_file(job.id, FileName::Original)
+                .expect("original")
+                .bytes,
             png(30, 20)
         );
     }
@@ -2361,7 +2378,10 @@ mod tests {
         let world = World::new();
         let job = world.ingest("https://example.com/a.png").expect("accepted");
         let outcome = world.fetch_next(Err(ingest::HopError::Timeout(Duration::from_secs(20))));
-        assert!(matches!(outcome, ProcessOutcome::Retrying(_)), "{outcome:?}");
+        assert!(
+            matches!(outcome, ProcessOutcome::Retrying(_)),
+            "{outcome:?}"
+        );
         assert_eq!(world.fetches.waiting(), [job.id]);
         let status = world.status(job.id);
         assert!(status.job.awaits_source());
@@ -2375,7 +2395,10 @@ mod tests {
     fn a_refused_url_records_nothing() {
         let world = World::new();
         let refused = world.ingest("http://169.254.169.254/latest/meta-data");
-        assert!(matches!(refused, Err(AcceptError::Source(_))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(AcceptError::Source(_))),
+            "{refused:?}"
+        );
         assert!(world.kv.is_empty());
         assert!(world.fetches.waiting().is_empty());
     }
@@ -2405,7 +2428,13 @@ mod tests {
         let swept = world
             .with_ports(|p| sweep_expired(p, world.queues(), retention(2)))
             .expect("swept");
-        assert_eq!(swept, Swept { removed: 1, more: false });
+        assert_eq!(
+            swept,
+            Swept {
+                removed: 1,
+                more: false
+            }
+        );
         let old_id = old.id.to_string();
         let left: Vec<String> = world
             .kv
@@ -2440,7 +2469,10 @@ mod tests {
         world.clock.advance(3 * 3600 * 1000);
         // A removal that broke off after deleting the record.
         let blobs_before = world.blob_kv.len();
-        world.kv.delete(&keys::job(job.id)).expect("record removed by the interrupted sweep");
+        world
+            .kv
+            .delete(&keys::job(job.id))
+            .expect("record removed by the interrupted sweep");
         assert!(blobs_before > 0);
 
         let swept = world
@@ -2464,5 +2496,4 @@ mod tests {
         assert!(world.kv.is_empty(), "left: {:?}", world.kv.keys());
         assert!(world.blob_kv.is_empty());
     }
-
 }

@@ -196,19 +196,24 @@ pub fn fetch_timeout() -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs(get_positive("fetch_timeout_seconds")?))
 }
 
-/// How long finished jobs are kept (`retention_hours`, 0 = forever).
+/// How long finished jobs are kept (`retention_hours`, 0 = forever; a
+/// decimal such as `0.5` is allowed).
 ///
 /// # Errors
 /// [`ConfigError`].
 pub fn retention() -> Result<darkroom_core::service::Retention, ConfigError> {
     let value = get("retention_hours")?;
-    let hours: u64 = value.trim().parse().map_err(|_| ConfigError::Invalid {
+    let invalid = || ConfigError::Invalid {
         name: "retention_hours",
         value: value.clone(),
-        expected: "a whole number of hours (0 keeps jobs forever)",
-    })?;
+        expected: "a number of hours, 0 or more (0 keeps jobs forever)",
+    };
+    let hours: f64 = value.trim().parse().map_err(|_| invalid())?;
+    if !hours.is_finite() || hours < 0.0 {
+        return Err(invalid());
+    }
     Ok(darkroom_core::service::Retention(
-        (hours > 0).then(|| Duration::from_secs(hours.saturating_mul(3600))),
+        (hours > 0.0).then(|| Duration::from_secs_f64(hours * 3600.0)),
     ))
 }
 

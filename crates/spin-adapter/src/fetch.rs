@@ -51,7 +51,8 @@ impl SourceHttp for WasiSourceHttp {
                 bytes: Vec::new(),
             });
         }
-        let declared = header(&response, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        let declared =
+            header(&response, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|len| len > max_bytes) {
             return Ok(Hop::TooLarge);
         }
@@ -148,9 +149,8 @@ fn read_body(
         .stream()
         .map_err(|()| unreachable("the response body cannot be read"))?;
     let ready = stream.subscribe();
-    let mut bytes = Vec::with_capacity(
-        declared.map_or(0, |l| usize::try_from(l.min(max_bytes)).unwrap_or(0)),
-    );
+    let mut bytes =
+        Vec::with_capacity(declared.map_or(0, |l| usize::try_from(l.min(max_bytes)).unwrap_or(0)));
     loop {
         match stream.read(READ_BYTES) {
             Ok(chunk) if chunk.is_empty() => {
