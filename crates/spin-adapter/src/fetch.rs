@@ -101,11 +101,17 @@ fn send(
         return Err(unreachable(format!("{url} cannot be requested")));
     }
     let options = RequestOptions::new();
-    // Best effort: a runtime that does not support one ignores it; the
-    // deadline below holds either way.
-    let _ = options.set_connect_timeout(Some(nanos(timeout)));
-    let _ = options.set_first_byte_timeout(Some(nanos(timeout)));
-    let _ = options.set_between_bytes_timeout(Some(nanos(timeout)));
+    let limits = [
+        options.set_connect_timeout(Some(nanos(timeout))),
+        options.set_first_byte_timeout(Some(nanos(timeout))),
+        options.set_between_bytes_timeout(Some(nanos(timeout))),
+    ];
+    if limits.iter().any(Result::is_err) {
+        // The deadline below holds either way.
+        eprintln!(
+            "darkroom: the runtime takes no request timeouts; the fetch's own deadline applies"
+        );
+    }
     let body = request
         .body()
         .map_err(|()| unreachable("the request body cannot be opened"))?;
