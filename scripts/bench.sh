@@ -17,12 +17,8 @@ if ! command -v vipsthumbnail >/dev/null; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libvips-tools >/dev/null
 fi
 
-photos=target/bench-photos
-if [ ! -d "$photos/usr/share/backgrounds" ]; then
-  echo "==> fetching real photographs (Debian lomiri-wallpapers-20.04)" >&2
-  mkdir -p "$photos"
-  (cd "$photos" && apt-get download lomiri-wallpapers-20.04 2>/dev/null && dpkg -x lomiri-wallpapers-20.04_*.deb .)
-fi
+photos=$PHOTOS
+ensure_photos
 set -- "$photos"/usr/share/backgrounds/{Painting-Colors_by__herobrine7gamer,Kleiber_by_Lukas_Baubkus,Infinite-Sea_by_Aury88,Fossa_by_Jasper_Roks}.jpg
 
 # The same 24 MP photograph in every other kind of input, for the memory

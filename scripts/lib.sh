@@ -2,12 +2,12 @@
 # running a local redis-server. Sourced, not executed.
 
 # The components, as cargo packages.
-COMPONENTS=(darkroom-upload darkroom-status darkroom-files darkroom-processor darkroom-admin darkroom-worker darkroom-manage darkroom-fetcher darkroom-fetch-worker)
+COMPONENTS=(darkroom-upload darkroom-status darkroom-files darkroom-processor darkroom-admin darkroom-worker darkroom-manage darkroom-fetcher darkroom-fetch-worker darkroom-web)
 
 # The front process of the documented topology: every component with an
 # HTTP route (component ids in spin.toml). The processor and the fetcher
 # (the Redis-triggered components) run on their own.
-FRONT_COMPONENTS=(upload status manage files admin)
+FRONT_COMPONENTS=(upload status manage files admin web)
 
 log() {
   echo "==> [$(date +%H:%M:%S)] $*" >&2
@@ -123,6 +123,31 @@ ensure_s3_server() {
     echo "==> installing s3s-fs $S3S_FS_VERSION (S3-compatible server, crates.io)" >&2
     # A debug build is plenty for tests and halves the install time.
     cargo install --locked --debug s3s-fs --version "$S3S_FS_VERSION" --features binary
+  fi
+}
+
+# The real photographs the benchmarks and the browser test use (Debian's
+# lomiri-wallpapers-20.04), unpacked under target/bench-photos once.
+PHOTOS=target/bench-photos
+ensure_photos() {
+  if [ ! -d "$PHOTOS/usr/share/backgrounds" ]; then
+    echo "==> fetching real photographs (Debian lomiri-wallpapers-20.04)" >&2
+    mkdir -p "$PHOTOS"
+    (cd "$PHOTOS" && apt-get download lomiri-wallpapers-20.04 2>/dev/null && dpkg -x lomiri-wallpapers-20.04_*.deb .)
+  fi
+}
+
+# Headless Chromium (Debian's) and playwright-core (npm, pinned by
+# tests/browser/package-lock.json; no browser download) for the page's test.
+ensure_browser() {
+  if [ ! -x /usr/bin/chromium ]; then
+    echo "==> installing chromium (Debian package, for the browser test)" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+  if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    echo "==> installing playwright-core (npm)" >&2
+    (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
   fi
 }
 

@@ -5,7 +5,8 @@
 # server, the key-value store on Redis (a runtime config, as multi-machine
 # deployments run it), and the HTTP-only profile (spin.http-only.toml, no
 # Redis trigger; the topology tests, which need one, are skipped there).
-# Installs what is missing (the wasm target, redis-server, s3s-fs), builds the
+# Installs what is missing (the wasm target, redis-server, s3s-fs, Chromium
+# and playwright-core, the real photographs), builds the
 # components, and runs a private Redis and S3 server on free ports, stopped
 # afterwards.
 #
@@ -18,7 +19,11 @@ cd "$(dirname "$0")/.."
 ensure_wasm_target
 ensure_redis_server
 ensure_s3_server
+ensure_browser
+ensure_photos
 build_components
+# The browser test uploads a real photograph (Debian's Kleiber wallpaper, 20 MP, 4.4 MB).
+export DARKROOM_TEST_PHOTO="${DARKROOM_TEST_PHOTO:-$PWD/$PHOTOS/usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg}"
 
 cleanup=()
 trap 'for pid in "${cleanup[@]}"; do kill "$pid" 2>/dev/null || true; done' EXIT

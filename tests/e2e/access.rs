@@ -6,7 +6,7 @@
 use crate::helpers::{TestApp, assert_problem, header};
 use crate::images;
 
-fn assert_unauthorized(response: reqwest::blocking::Response) {
+fn assert_unauthorized(response: crate::helpers::Response) {
     assert_eq!(
         header(&response, "www-authenticate").as_deref(),
         Some("Bearer")

@@ -33,7 +33,7 @@ fn an_original_larger_than_the_files_instance_memory_is_streamed_intact() {
         Some("image/png")
     );
     let served = response.bytes().expect("the whole body arrives");
-    assert!(served.as_ref() == original.as_slice(), "the bytes differ");
+    assert!(served.as_slice() == original.as_slice(), "the bytes differ");
 }
 
 #[test]

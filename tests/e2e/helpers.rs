@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use darkroom_tests::host::{HostConfig, RunningApp};
 use darkroom_tests::kv::KvData;
 use darkroom_tests::manifest::Manifest;
-use reqwest::blocking::{Client, Response, multipart};
+use reqwest::blocking::{Client, multipart};
 use rusty_s3::S3Action;
 use serde_json::Value;
 
@@ -457,8 +457,7 @@ impl TestApp {
         self.client
             .post(self.url("/api/images"))
             .multipart(form)
-            .send()
-            .expect("upload request")
+            .send_checked()
     }
 
     /// `POST /api/images` with the image as the whole body.
@@ -467,7 +466,7 @@ impl TestApp {
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
-        req.send().expect("upload request")
+        req.send_checked()
     }
 
     /// `POST /api/images` as multipart (a fresh boundary each time, as
@@ -481,8 +480,7 @@ impl TestApp {
             .post(self.url("/api/images"))
             .header("idempotency-key", key)
             .multipart(multipart::Form::new().part("file", part))
-            .send()
-            .expect("upload request")
+            .send_checked()
     }
 
     /// A request with a JSON body (an ingest by URL).
@@ -490,8 +488,7 @@ impl TestApp {
         self.client
             .request(method, self.url(path))
             .json(body)
-            .send()
-            .expect("JSON request")
+            .send_checked()
     }
 
     /// [`Self::request_json`] with an `Idempotency-Key` header.
@@ -506,8 +503,7 @@ impl TestApp {
             .request(method, self.url(path))
             .header("idempotency-key", key)
             .json(body)
-            .send()
-            .expect("JSON request")
+            .send_checked()
     }
 
     /// `POST path` with a multipart form.
@@ -515,8 +511,7 @@ impl TestApp {
         self.client
             .post(self.url(path))
             .multipart(form)
-            .send()
-            .expect("form request")
+            .send_checked()
     }
 
     /// Uploads `bytes` as multipart, expects `202 Accepted`, and returns the job id.
@@ -551,16 +546,14 @@ impl TestApp {
     pub fn cancel(&self, id: &str) -> Response {
         self.client
             .post(self.url(&format!("/api/images/{id}/cancel")))
-            .send()
-            .expect("cancel request")
+            .send_checked()
     }
 
     /// `DELETE /api/images/{id}`.
     pub fn delete(&self, id: &str) -> Response {
         self.client
             .delete(self.url(&format!("/api/images/{id}")))
-            .send()
-            .expect("delete request")
+            .send_checked()
     }
 
     /// Every key of the app's key-value and blob stores that names job `id`.
@@ -578,7 +571,7 @@ impl TestApp {
 
     /// `GET` an app path or link.
     pub fn get(&self, path: &str) -> Response {
-        self.client.get(self.url(path)).send().expect("GET request")
+        self.client.get(self.url(path)).send_checked()
     }
 
     /// `GET` an app path or link without following a redirect.
@@ -589,8 +582,7 @@ impl TestApp {
             .build()
             .expect("http client")
             .get(self.url(path))
-            .send()
-            .expect("GET request")
+            .send_checked()
     }
 
     /// Whether this is the S3 pass (`blob_store = s3`).
@@ -603,16 +595,12 @@ impl TestApp {
         self.client
             .request(method, self.url(path))
             .bearer_auth("s3cret")
-            .send()
-            .expect("admin request")
+            .send_checked()
     }
 
     /// A request with any method, for method and routing tests.
     pub fn request(&self, method: reqwest::Method, path: &str) -> Response {
-        self.client
-            .request(method, self.url(path))
-            .send()
-            .expect("request")
+        self.client.request(method, self.url(path)).send_checked()
     }
 
     /// Polls the status of `id` until it is `completed` or `failed`.
@@ -1245,4 +1233,91 @@ fn the_keys_of_spins_default_store_are_read_from_its_sqlite_file() {
     )
     .expect("seed");
     assert_eq!(spin_kv_keys(state_dir.path()), ["job/a", "job/b"]);
+}
+
+/// An answer from the app, read whole and held to the OpenAPI description
+/// ([`crate::contract::check`]) before a test sees it.
+pub struct Response {
+    status: reqwest::StatusCode,
+    headers: reqwest::header::HeaderMap,
+    url: reqwest::Url,
+    body: Vec<u8>,
+}
+
+impl Response {
+    /// The status code.
+    pub fn status(&self) -> reqwest::StatusCode {
+        self.status
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &reqwest::header::HeaderMap {
+        &self.headers
+    }
+
+    /// The body as JSON.
+    ///
+    /// # Errors
+    /// When it is not.
+    pub fn json<T: serde::de::DeserializeOwned>(self) -> serde_json::Result<T> {
+        serde_json::from_slice(&self.body)
+    }
+
+    /// The body as text.
+    ///
+    /// # Errors
+    /// When it is not UTF-8.
+    pub fn text(self) -> Result<String, std::string::FromUtf8Error> {
+        String::from_utf8(self.body)
+    }
+
+    /// The body's bytes.
+    ///
+    /// # Errors
+    /// Never; a `Result` as reqwest's is.
+    pub fn bytes(self) -> Result<Vec<u8>, std::convert::Infallible> {
+        Ok(self.body)
+    }
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("url", &self.url.as_str())
+            .field("body", &String::from_utf8_lossy(&self.body))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads `response` whole and holds it to the description.
+pub fn checked(method: &reqwest::Method, response: reqwest::blocking::Response) -> Response {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let url = response.url().clone();
+    let body = response.bytes().expect("the response body").to_vec();
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+    crate::contract::check(method, &url, status.as_u16(), content_type, &body);
+    Response {
+        status,
+        headers,
+        url,
+        body,
+    }
+}
+
+/// Sends a request to the app and [`checked`]s the answer.
+pub trait SendChecked {
+    /// Sends, expecting an answer, and checks it.
+    fn send_checked(self) -> Response;
+}
+
+impl SendChecked for reqwest::blocking::RequestBuilder {
+    fn send_checked(self) -> Response {
+        let (client, request) = self.build_split();
+        let request = request.expect("a well-formed request");
+        let method = request.method().clone();
+        let response = client.execute(request).expect("the app answers");
+        checked(&method, response)
+    }
 }

@@ -138,7 +138,7 @@ fn app_for_loopback(extra: &[(&str, &str)]) -> TestApp {
     TestApp::spawn_with(&variables)
 }
 
-fn ingest(app: &TestApp, url: &str) -> reqwest::blocking::Response {
+fn ingest(app: &TestApp, url: &str) -> crate::helpers::Response {
     app.request_json(reqwest::Method::POST, "/api/images", &json!({ "url": url }))
 }
 

@@ -7,6 +7,8 @@
 //! server (scripts/test.sh starts one).
 
 mod access;
+mod browser;
+mod contract;
 mod delivery;
 mod files;
 mod helpers;

@@ -3,7 +3,7 @@
 
 use image::GenericImageView as _;
 
-use crate::helpers::{Options, TestApp, header};
+use crate::helpers::{Options, SendChecked as _, TestApp, header};
 use crate::images;
 
 fn fetch_image(
@@ -91,8 +91,7 @@ fn a_matching_if_none_match_gets_304_without_a_body() {
     let response = reqwest::blocking::Client::new()
         .get(app.url(path))
         .header("if-none-match", &etag)
-        .send()
-        .expect("conditional GET");
+        .send_checked();
     assert_eq!(response.status().as_u16(), 304);
     assert!(response.bytes().expect("body").is_empty());
 }
@@ -105,7 +104,7 @@ fn a_head_of_a_file_answers_its_headers_and_a_stale_etag_gets_the_bytes() {
     for link in ["original", "thumbnail"] {
         let path = done["links"][link].as_str().expect("link");
         let got = app.get(path);
-        let head = client.head(app.url(path)).send().expect("HEAD");
+        let head = client.head(app.url(path)).send_checked();
         assert_eq!(head.status().as_u16(), 200, "{link}");
         for name in ["etag", "content-type", "content-length", "cache-control"] {
             let value = header(&got, name);
@@ -120,8 +119,7 @@ fn a_head_of_a_file_answers_its_headers_and_a_stale_etag_gets_the_bytes() {
         let stale = client
             .get(app.url(path))
             .header("if-none-match", "\"not-the-etag\"")
-            .send()
-            .expect("conditional GET");
+            .send_checked();
         assert_eq!(stale.status().as_u16(), 200, "{link}");
         assert_eq!(
             stale.bytes().expect("body"),
@@ -251,7 +249,7 @@ fn a_large_original_is_stored_and_served_back_byte_for_byte() {
     assert_eq!(done["status"], "completed", "{done}");
     let original = app.get(done["links"]["original"].as_str().expect("original link"));
     assert_eq!(original.status().as_u16(), 200);
-    assert_eq!(original.bytes().expect("body").as_ref(), noisy.as_slice());
+    assert_eq!(original.bytes().expect("body").as_slice(), noisy.as_slice());
 }
 
 #[test]

@@ -76,7 +76,8 @@ fn unknown_files_of_a_real_job_are_404_problems() {
 fn paths_outside_the_api_are_404() {
     let app = TestApp::spawn();
     for path in [
-        "/",
+        "/index.html",
+        "/assets/missing.js",
         "/api",
         "/api/images/x/y/z",
         "/processor",
@@ -84,4 +85,29 @@ fn paths_outside_the_api_are_404() {
     ] {
         assert_eq!(app.get(path).status().as_u16(), 404, "{path}");
     }
+}
+
+#[test]
+fn the_page_its_assets_and_the_api_description_come_from_the_app_alone() {
+    let app = TestApp::spawn();
+    let page = app.get("/");
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(header(&page, "content-type").is_some_and(|t| t.starts_with("text/html")));
+    let csp = header(&page, "content-security-policy").expect("a CSP");
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    let html = page.text().expect("HTML");
+    for asset in ["/assets/app.js", "/assets/app.css"] {
+        assert!(html.contains(asset), "the page loads {asset}");
+        assert_eq!(app.get(asset).status().as_u16(), 200, "{asset}");
+    }
+    for attr in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
+        assert!(
+            !html.contains(attr),
+            "the page loads nothing from another origin"
+        );
+    }
+    let docs = app.get("/api/docs");
+    assert_eq!(docs.status().as_u16(), 200);
+    assert!(docs.text().expect("HTML").contains("/assets/docs.js"));
+    assert_eq!(app.get("/assets/docs.js").status().as_u16(), 200);
 }

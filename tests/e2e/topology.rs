@@ -16,7 +16,7 @@ use crate::helpers::{
 use crate::images;
 
 /// The front process of the documented topology: every HTTP component.
-pub const FRONT: &[&str] = &["upload", "status", "manage", "files", "admin"];
+pub const FRONT: &[&str] = &["upload", "status", "manage", "files", "admin", "web"];
 const PROCESSOR: &[&str] = &["processor"];
 
 fn front(redis: Option<&PrivateRedis>, variables: &[(&'static str, &'static str)]) -> TestApp {

@@ -1,6 +1,6 @@
 //! `POST /api/images`: what is accepted, and every way an upload is refused.
 
-use crate::helpers::{TestApp, assert_problem, header};
+use crate::helpers::{SendChecked as _, TestApp, assert_problem, header};
 use crate::images;
 
 #[test]
@@ -55,8 +55,7 @@ fn a_multipart_body_without_a_file_field_is_a_400_problem() {
     let response = reqwest::blocking::Client::new()
         .post(app.url("/api/images"))
         .multipart(form)
-        .send()
-        .expect("request");
+        .send_checked();
     let problem = assert_problem(response, 400);
     assert_eq!(problem["type"], "urn:darkroom:problem:missing-file");
 }
