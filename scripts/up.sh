@@ -3,7 +3,7 @@
 # three Spin processes sharing one state dir (.spin, where the default
 # key-value store lives) and one Redis:
 #
-#   front      spin up -c upload -c status -c manage -c files -c admin --listen 127.0.0.1:3000
+#   front      spin up -c upload -c status -c manage -c files -c admin -c web --listen 127.0.0.1:3000
 #   processor  spin up -c processor        (a Redis trigger; no --listen)
 #   fetcher    spin up -c fetcher          (a Redis trigger: ingest by URL)
 #

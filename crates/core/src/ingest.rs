@@ -167,9 +167,13 @@ pub enum HopError {
     /// The time ran out (connecting, waiting for the answer or its body).
     #[error("no complete answer within {0:?}")]
     Timeout(Duration),
-    /// DNS, connect, TLS, a broken connection, or the runtime refused the address.
+    /// DNS, connect, TLS, a broken connection.
     #[error("{0}")]
     Unreachable(String),
+    /// The runtime refused the destination (`block_networks`,
+    /// `allowed_outbound_hosts`): asking again cannot help.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 /// Outbound HTTP for ingest (Spin's outbound HTTP in `darkroom-spin`).
@@ -207,9 +211,13 @@ pub fn fetch_source(
                 format!("{url}: no complete answer within {timeout:?}"),
             ));
         }
-        let hop = http
-            .get(&url, max_bytes, remaining)
-            .map_err(|e| fail(FailureCode::SourceUnreachable, format!("{url}: {e}")))?;
+        let hop = http.get(&url, max_bytes, remaining).map_err(|e| {
+            let code = match e {
+                HopError::Forbidden(_) => FailureCode::SourceRefused,
+                HopError::Timeout(_) | HopError::Unreachable(_) => FailureCode::SourceUnreachable,
+            };
+            fail(code, format!("{url}: {e}"))
+        })?;
         match hop {
             Hop::Redirect { status, location } => {
                 let location = location.ok_or_else(|| {
@@ -446,6 +454,10 @@ mod tests {
             FailureCode::SourceRefused
         );
         assert_eq!(code(Ok(Hop::TooLarge)), FailureCode::SourceTooLarge);
+        assert_eq!(
+            code(Err(HopError::Forbidden("block_networks".into()))),
+            FailureCode::SourceRefused
+        );
         assert!(FailureCode::SourceUnreachable.is_transient());
         assert!(!FailureCode::SourceRefused.is_transient());
         assert!(!FailureCode::SourceTooLarge.is_transient());

@@ -15,8 +15,8 @@ use darkroom_core::ingest::{Hop, HopError, SourceHttp};
 use wasi::clocks::monotonic_clock;
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
-    Fields, IncomingBody, IncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions,
-    Scheme,
+    ErrorCode, Fields, IncomingBody, IncomingResponse, Method, OutgoingBody, OutgoingRequest,
+    RequestOptions, Scheme,
 };
 use wasi::io::poll;
 use wasi::io::streams::StreamError;
@@ -33,6 +33,43 @@ fn nanos(d: Duration) -> u64 {
 
 fn unreachable(what: impl std::fmt::Display) -> HopError {
     HopError::Unreachable(what.to_string())
+}
+
+/// A `wasi:http` error as the core's: the runtime's refusals are final.
+fn hop_error(e: &ErrorCode) -> HopError {
+    match e {
+        ErrorCode::DestinationIpProhibited | ErrorCode::HttpRequestDenied => {
+            HopError::Forbidden(explain(e))
+        }
+        _ => HopError::Unreachable(explain(e)),
+    }
+}
+
+/// What a `wasi:http` error means, in words for the status document.
+fn explain(e: &ErrorCode) -> String {
+    match e {
+        ErrorCode::DnsTimeout | ErrorCode::DnsError(_) => {
+            "the host name could not be resolved".into()
+        }
+        ErrorCode::DestinationNotFound | ErrorCode::DestinationUnavailable => {
+            "the host is unavailable".into()
+        }
+        ErrorCode::DestinationIpProhibited | ErrorCode::DestinationIpUnroutable => {
+            "the runtime refused the address (block_networks)".into()
+        }
+        ErrorCode::ConnectionRefused => "the connection was refused".into(),
+        ErrorCode::ConnectionTerminated => "the connection was closed".into(),
+        ErrorCode::ConnectionTimeout
+        | ErrorCode::ConnectionReadTimeout
+        | ErrorCode::ConnectionWriteTimeout => "the connection timed out".into(),
+        ErrorCode::TlsProtocolError
+        | ErrorCode::TlsCertificateError
+        | ErrorCode::TlsAlertReceived(_) => "the TLS handshake failed".into(),
+        ErrorCode::HttpRequestDenied => {
+            "the runtime does not allow this host (allowed_outbound_hosts, ingest_outbound)".into()
+        }
+        other => format!("{other:?}"),
+    }
 }
 
 impl SourceHttp for WasiSourceHttp {
@@ -115,15 +152,14 @@ fn send(
     let body = request
         .body()
         .map_err(|()| unreachable("the request body cannot be opened"))?;
-    let pending = outgoing_handler::handle(request, Some(options))
-        .map_err(|e| unreachable(format!("{e:?}")))?;
-    OutgoingBody::finish(body, None).map_err(|e| unreachable(format!("{e:?}")))?;
+    let pending = outgoing_handler::handle(request, Some(options)).map_err(|e| hop_error(&e))?;
+    OutgoingBody::finish(body, None).map_err(|e| unreachable(explain(&e)))?;
     let answer = pending.subscribe();
     loop {
         if let Some(result) = pending.get() {
             return match result {
                 Ok(Ok(response)) => Ok(response),
-                Ok(Err(e)) => Err(unreachable(format!("{e:?}"))),
+                Ok(Err(e)) => Err(hop_error(&e)),
                 Err(()) => Err(unreachable("the response was already taken")),
             };
         }
