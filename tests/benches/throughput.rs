@@ -14,6 +14,10 @@
 #[path = "../e2e/helpers.rs"]
 mod helpers;
 
+/// The answers the helpers return are held to the description here too.
+#[path = "../e2e/contract.rs"]
+mod contract;
+
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
