@@ -1,8 +1,10 @@
 // Darkroom's upload page: every picked or dropped image (or URL) becomes a
-// card that follows its job through the status resource, waiting as long as
-// each answer's Retry-After says (at most 2 s between looks), until the job
-// is completed, failed or cancelled. Refusals are shown from the problem's
-// `detail`. Plain ES module, no build step, nothing loaded from elsewhere.
+// card that follows its job live through the job's event stream (server-
+// sent events), falling back to polling the status resource as each
+// answer's Retry-After says (at most 2 s between looks) when streams are
+// unavailable, until the job is completed, failed or cancelled. Refusals are
+// shown from the problem's `detail`. Plain ES module, no build step,
+// nothing loaded from elsewhere.
 
 const jobs = document.getElementById("jobs");
 const empty = document.getElementById("empty");
@@ -88,7 +90,39 @@ async function submit(view, request) {
   }
   const accepted = await response.json();
   view.show("queued", "queued", 0);
-  follow(view, accepted.links.status, delay(response));
+  const events = accepted.links.status.replace(/status$/, "events");
+  if ("EventSource" in window) stream(view, accepted.links.status, events, delay(response));
+  else follow(view, accepted.links.status, delay(response));
+}
+
+const OUTPUT_PROGRESS = { thumbnail: 75, preview: 85, optimized: 95 };
+const STAGE_PROGRESS = { fetching: 5, decoding: 10 };
+
+/// Follows the job's event stream; the final status document is read once
+/// the terminal event arrives. A stream that cannot be opened (or closes
+/// for good) hands over to polling.
+function stream(view, statusUrl, eventsUrl, wait) {
+  const source = new EventSource(eventsUrl);
+  let done = false;
+  const on = (type, handle) => source.addEventListener(type, (e) => {
+    view.root.dataset.events = `${Number(view.root.dataset.events ?? 0) + 1}`;
+    handle(JSON.parse(e.data));
+  });
+  on("image.queued", () => view.show("queued", "queued", 0));
+  on("image.processing", (d) => view.show("processing", d.stage, STAGE_PROGRESS[d.stage] ?? 10));
+  on("image.output", (d) => view.show("processing", `${d.variant} stored`, OUTPUT_PROGRESS[d.variant]));
+  on("image.retrying", (d) => view.show("queued", `retrying: ${d.error.code}`, 0));
+  for (const type of ["image.completed", "image.failed", "image.cancelled"]) {
+    on(type, () => {
+      done = true;
+      source.close();
+      follow(view, statusUrl, 0);
+    });
+  }
+  source.addEventListener("error", () => {
+    // EventSource reconnects by itself (with Last-Event-ID) unless closed.
+    if (!done && source.readyState === EventSource.CLOSED) follow(view, statusUrl, wait);
+  });
 }
 
 function delay(response) {

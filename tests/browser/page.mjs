@@ -5,7 +5,8 @@
 //
 // It picks a photograph through the file input and waits for its card to
 // reach `completed` with the thumbnail rendered (natural width 200), checks
-// that the card showed the job unfinished first, picks a text file named
+// that the card showed the job unfinished first and followed its event
+// stream (server-sent events), picks a text file named
 // `.jpg` and expects the 415 message, checks the controls are labelled and
 // reachable by keyboard on a narrow screen, and that the console stayed
 // clean. Prints one JSON line with what it saw; exits 1 on the first
@@ -63,11 +64,13 @@ try {
   seen.state = await card.getAttribute("data-state");
   seen.states = (await card.getAttribute("data-seen")).split(" ");
   seen.thumbnailWidth = await card.locator("img.thumbnail").evaluate((img) => img.naturalWidth);
+  seen.events = Number(await card.getAttribute("data-events"));
   seen.rows = await card.locator("table tr").count();
   expect(seen.state === "completed", `the card is completed (${seen.state})`);
   expect(seen.thumbnailWidth === 200, `the thumbnail is 200 px wide (${seen.thumbnailWidth})`);
   expect(seen.states[0] !== "completed" && seen.states.includes("completed"),
     `the card showed the job unfinished before completed (${seen.states.join(" → ")})`);
+  expect(seen.events >= 5, `the card followed the event stream: queued, processing, three outputs, completed (${seen.events} events)`);
   expect(seen.rows === 5, `a size row for the original and each output (${seen.rows} rows)`);
   expect(await card.getByRole("link", { name: "thumbnail" }).count() === 1, "a download link per file");
   expect(await card.getByRole("button", { name: "Delete" }).count() === 1, "a delete button");

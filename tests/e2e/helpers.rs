@@ -574,6 +574,15 @@ impl TestApp {
         self.client.get(self.url(path)).send_checked()
     }
 
+    /// `GET` an app path with one extra request header.
+    pub fn get_with_header(&self, path: &str, extra: Option<(&str, &str)>) -> Response {
+        let mut request = self.client.get(self.url(path));
+        if let Some((name, value)) = extra {
+            request = request.header(name, value);
+        }
+        request.send_checked()
+    }
+
     /// `GET` an app path or link without following a redirect.
     pub fn get_unfollowed(&self, path: &str) -> Response {
         Client::builder()

@@ -10,6 +10,7 @@ mod access;
 mod browser;
 mod contract;
 mod delivery;
+mod events;
 mod files;
 mod helpers;
 mod http_only;

@@ -46,6 +46,95 @@ pub struct Job {
     /// Where in its lifecycle the job is.
     #[serde(flatten)]
     pub state: JobState,
+    /// Every change, in order: the job's event log (server-sent events
+    /// replay it). Kept in the record itself, so each change and its event
+    /// are one write, and removed with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<Event>,
+}
+
+/// The most events one job keeps; the oldest give way (a job needs about
+/// `6 + 2 × attempts`).
+pub const MAX_EVENTS: usize = 64;
+
+/// One change of a job, numbered per job from 1.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// The sequence number (SSE `id`).
+    pub seq: u32,
+    /// When it happened.
+    pub at: Timestamp,
+    /// What happened (SSE `event`), with its data.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What an [`Event`] says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum EventKind {
+    /// Accepted (or re-driven, or its source fetched): waiting for a worker.
+    #[serde(rename = "image.queued")]
+    Queued,
+    /// An attempt started (the fetch of an ingest's source, or processing).
+    #[serde(rename = "image.processing")]
+    Processing {
+        /// The attempt's number.
+        attempt: u32,
+        /// What the attempt does first (`fetching` or `decoding`).
+        stage: Stage,
+    },
+    /// One derivative is stored.
+    #[serde(rename = "image.output")]
+    Output {
+        /// Which one.
+        variant: Variant,
+        /// What it is.
+        output: Output,
+    },
+    /// A transient failure; the job is queued again.
+    #[serde(rename = "image.retrying")]
+    Retrying {
+        /// Why the attempt failed.
+        error: Failure,
+        /// When the next attempt is due.
+        retry_at: Timestamp,
+    },
+    /// Every output exists.
+    #[serde(rename = "image.completed")]
+    Completed,
+    /// Processing gave up.
+    #[serde(rename = "image.failed")]
+    Failed {
+        /// Why.
+        error: Failure,
+    },
+    /// The client took the job back.
+    #[serde(rename = "image.cancelled")]
+    Cancelled,
+}
+
+impl EventKind {
+    /// The wire name (SSE `event`).
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::Queued => "image.queued",
+            Self::Processing { .. } => "image.processing",
+            Self::Output { .. } => "image.output",
+            Self::Retrying { .. } => "image.retrying",
+            Self::Completed => "image.completed",
+            Self::Failed { .. } => "image.failed",
+            Self::Cancelled => "image.cancelled",
+        }
+    }
+
+    /// Whether nothing follows it.
+    pub const fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::Failed { .. } | Self::Cancelled
+        )
+    }
 }
 
 /// The remote original of a job ingested by URL.
@@ -280,7 +369,7 @@ pub struct TransitionError {
 
 impl Job {
     /// A freshly accepted upload.
-    pub const fn queued(id: JobId, original: ImageInfo, now: Timestamp) -> Self {
+    pub fn queued(id: JobId, original: ImageInfo, now: Timestamp) -> Self {
         Self {
             id,
             created_at: now,
@@ -290,11 +379,13 @@ impl Job {
             attempts: 0,
             history: Vec::new(),
             state: JobState::Queued { retry_at: None },
+            events: Vec::new(),
         }
+        .announced(EventKind::Queued, now)
     }
 
     /// A freshly accepted ingest by URL: queued for the fetcher.
-    pub const fn ingest(id: JobId, source: Source, now: Timestamp) -> Self {
+    pub fn ingest(id: JobId, source: Source, now: Timestamp) -> Self {
         Self {
             id,
             created_at: now,
@@ -304,7 +395,43 @@ impl Job {
             attempts: 0,
             history: Vec::new(),
             state: JobState::Queued { retry_at: None },
+            events: Vec::new(),
         }
+        .announced(EventKind::Queued, now)
+    }
+
+    fn announced(mut self, kind: EventKind, now: Timestamp) -> Self {
+        self.announce(kind, now);
+        self
+    }
+
+    /// Appends an event to the job's log (dropping the oldest beyond [`MAX_EVENTS`]).
+    fn announce(&mut self, kind: EventKind, at: Timestamp) {
+        let seq = self.events.last().map_or(1, |e| e.seq + 1);
+        self.events.push(Event { seq, at, kind });
+        if self.events.len() > MAX_EVENTS {
+            self.events.remove(0);
+        }
+    }
+
+    /// Records that `output` of `variant` is stored (an `image.output` event).
+    pub fn stored(&mut self, variant: Variant, output: Output, now: Timestamp) {
+        self.announce(EventKind::Output { variant, output }, now);
+    }
+
+    /// The outputs announced so far (while processing: those already stored).
+    pub fn announced_outputs(&self) -> impl Iterator<Item = (Variant, &Output)> {
+        let attempt_start = self
+            .events
+            .iter()
+            .rposition(|e| matches!(e.kind, EventKind::Processing { .. }))
+            .unwrap_or(0);
+        self.events[attempt_start..]
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Output { variant, output } => Some((*variant, output)),
+                _ => None,
+            })
     }
 
     /// Whether the job's current attempt belongs to a processor that is gone:
@@ -338,6 +465,13 @@ impl Job {
             },
             now,
         );
+        self.announce(
+            EventKind::Processing {
+                attempt: self.attempts,
+                stage,
+            },
+            now,
+        );
         Ok(())
     }
 
@@ -358,6 +492,7 @@ impl Job {
                 self.end_attempt(now, None);
                 self.original = Some(original);
                 self.enter(JobState::Queued { retry_at: None }, now);
+                self.announce(EventKind::Queued, now);
                 Ok(())
             }
             _ => Err(self.refuse("queued")),
@@ -407,7 +542,14 @@ impl Job {
         match self.state {
             JobState::Processing { .. } => {
                 self.end_attempt(now, None);
+                let announced: Vec<Variant> = self.announced_outputs().map(|(v, _)| v).collect();
+                for variant in Variant::ALL {
+                    if !announced.contains(&variant) {
+                        self.stored(variant, outputs.get(variant).clone(), now);
+                    }
+                }
                 self.enter(JobState::Completed { outputs }, now);
+                self.announce(EventKind::Completed, now);
                 Ok(())
             }
             _ => Err(self.refuse("completed")),
@@ -426,13 +568,14 @@ impl Job {
     ) -> Result<(), TransitionError> {
         match self.state {
             JobState::Processing { .. } => {
-                self.end_attempt(now, Some(error));
+                self.end_attempt(now, Some(error.clone()));
                 self.enter(
                     JobState::Queued {
                         retry_at: Some(retry_at),
                     },
                     now,
                 );
+                self.announce(EventKind::Retrying { error, retry_at }, now);
                 Ok(())
             }
             _ => Err(self.refuse("queued")),
@@ -448,7 +591,13 @@ impl Job {
             return Err(self.refuse("failed"));
         }
         self.end_attempt(now, Some(error.clone()));
-        self.enter(JobState::Failed { error }, now);
+        self.enter(
+            JobState::Failed {
+                error: error.clone(),
+            },
+            now,
+        );
+        self.announce(EventKind::Failed { error }, now);
         Ok(())
     }
 
@@ -469,6 +618,7 @@ impl Job {
             }),
         );
         self.enter(JobState::Cancelled, now);
+        self.announce(EventKind::Cancelled, now);
         Ok(())
     }
 
@@ -482,6 +632,7 @@ impl Job {
             JobState::Failed { .. } => {
                 self.attempts = 0;
                 self.enter(JobState::Queued { retry_at: None }, now);
+                self.announce(EventKind::Queued, now);
                 Ok(())
             }
             _ => Err(self.refuse("queued")),
@@ -751,5 +902,60 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    fn kinds(job: &Job) -> Vec<&'static str> {
+        job.events.iter().map(|e| e.kind.name()).collect()
+    }
+
+    #[test]
+    fn every_change_of_a_job_is_an_event_numbered_in_order() {
+        let mut job = job();
+        job.start(t(2_000), t(62_000)).expect("start");
+        let out = outputs(job.id);
+        job.stored(Variant::Thumbnail, out.thumbnail.clone(), t(2_500));
+        job.retry_later(failure(), t(9_000), t(3_000))
+            .expect("retry");
+        job.start(t(9_000), t(69_000)).expect("start again");
+        job.stored(Variant::Thumbnail, out.thumbnail.clone(), t(9_500));
+        assert_eq!(
+            job.announced_outputs().map(|(v, _)| v).collect::<Vec<_>>(),
+            [Variant::Thumbnail],
+            "only the current attempt's outputs count"
+        );
+        job.complete(out, t(10_000)).expect("complete");
+        assert_eq!(
+            kinds(&job),
+            [
+                "image.queued",
+                "image.processing",
+                "image.output",
+                "image.retrying",
+                "image.processing",
+                "image.output",
+                "image.output",
+                "image.output",
+                "image.completed"
+            ]
+        );
+        let seqs: Vec<u32> = job.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=9).collect::<Vec<_>>());
+        assert!(job.events.last().is_some_and(|e| e.kind.is_terminal()));
+        let stored = serde_json::to_string(&job).expect("serialize");
+        assert_eq!(serde_json::from_str::<Job>(&stored).expect("parse"), job);
+    }
+
+    #[test]
+    fn a_job_keeps_at_most_its_latest_events_and_goes_on_numbering() {
+        let mut job = job();
+        for n in 0..u64::try_from(MAX_EVENTS).expect("small") {
+            job.start(t(2_000 + n * 10), t(2_005 + n * 10))
+                .expect("start");
+        }
+        assert_eq!(job.events.len(), MAX_EVENTS);
+        assert_eq!(
+            job.events.last().map(|e| e.seq),
+            Some(MAX_EVENTS as u32 + 1)
+        );
     }
 }

@@ -49,7 +49,10 @@ pub const JPEG_QUALITY: u8 = 82;
 const BUFFERED_ENCODE_MAX_PIXELS: u64 = 4_000_000;
 
 /// The derivatives Darkroom makes of every upload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Variant {
     /// 200 px wide.
     Thumbnail,

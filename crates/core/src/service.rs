@@ -974,8 +974,12 @@ fn work_next(
     let clock = w.ports.clock;
     let made = match fetch {
         Some(f) => fetch_original(w.ports, &job, f, w.limits).map(Made::Original),
-        None => make_outputs(w.ports, id, w.limits, &mut |stage| {
-            job.advance(stage, clock.now());
+        None => make_outputs(w.ports, id, w.limits, &mut |stage, stored| {
+            let now = clock.now();
+            if let Some((variant, output)) = stored {
+                job.stored(variant, output, now);
+            }
+            job.advance(stage, now);
             save_job(kv, &job)
         })
         .map(Made::Outputs),
@@ -1205,12 +1209,13 @@ fn fetch_original(
 }
 
 /// Renders job `id`'s outputs and stores them, reporting each stage to
-/// `advance` (which records it) on the way.
+/// `advance` (which records it) on the way, with the output stored just
+/// before it (the last one is announced by the completion).
 fn make_outputs(
     ports: Ports<'_>,
     id: JobId,
     limits: Limits,
-    advance: &mut dyn FnMut(Stage) -> Result<(), PortError>,
+    advance: &mut dyn FnMut(Stage, Option<(Variant, Output)>) -> Result<(), PortError>,
 ) -> Result<Outputs, Unmade> {
     let storage = |e: PortError| Failure {
         code: FailureCode::StorageUnavailable,
@@ -1238,24 +1243,27 @@ fn make_outputs(
         },
         message: e.to_string(),
     })?;
+    let mut previous: Option<(Variant, Output)> = None;
     let mut store = |r: &Rendition| -> Result<Output, Unmade> {
         // Between steps: honour a cancel or delete that came in meanwhile.
         if let Some(request) = pending_request(ports.kv, id).map_err(storage)? {
             return Err(Unmade::Interrupted(request));
         }
-        advance(Stage::storing(r.variant)).map_err(storage)?;
+        advance(Stage::storing(r.variant), previous.take()).map_err(storage)?;
         let key = BlobKey::derivative(id, r.variant, r.format);
         ports
             .blobs
             .put(&key, r.format.mime(), &r.bytes)
             .map_err(storage)?;
-        Ok(Output {
+        let output = Output {
             key,
             format: r.format,
             width: r.width,
             height: r.height,
             bytes: r.bytes.len() as u64,
-        })
+        };
+        previous = Some((r.variant, output.clone()));
+        Ok(output)
     };
     let find = |v: Variant| {
         renditions

@@ -196,6 +196,23 @@ pub fn fetch_timeout() -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs(get_positive("fetch_timeout_seconds")?))
 }
 
+/// How long one event stream stays open before it ends itself with a
+/// `retry:` hint (`stream_seconds`, at most 28: under the hosted 30 s).
+///
+/// # Errors
+/// [`ConfigError`].
+pub fn stream_budget() -> Result<Duration, ConfigError> {
+    let seconds = get_positive("stream_seconds")?;
+    if seconds > 28 {
+        return Err(ConfigError::Invalid {
+            name: "stream_seconds",
+            value: seconds.to_string(),
+            expected: "at most 28 (hosted platforms end a handler at 30 s)",
+        });
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
 /// How long finished jobs are kept (`retention_hours`, 0 = forever; a
 /// decimal such as `0.5` is allowed).
 ///

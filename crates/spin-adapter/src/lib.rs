@@ -8,6 +8,7 @@
 //! - [`upload`], [`views`], [`routes`], [`outparam`]: the HTTP edge the
 //!   components share ([`outparam`] streams large bodies out);
 //! - [`s3`]: the S3-compatible blob store and its presigned links;
+//! - [`events`]: a job's event log as server-sent events;
 //! - [`fetch`]: outbound HTTP for ingest by URL (the fetcher's port);
 //! - [`work`]: draining the queues (the processor, the fetcher, the
 //!   HTTP-only workers) and kicking a worker after a response.
@@ -18,6 +19,7 @@
 pub mod access;
 pub mod clock;
 pub mod config;
+pub mod events;
 pub mod fetch;
 pub mod outparam;
 pub mod problem;

@@ -93,6 +93,72 @@ pub fn path_param(headers: &spin_sdk::http::Headers, name: &str) -> Option<Strin
     header(headers, &format!("spin-path-match-{name}"))
 }
 
+/// The longest a status read may be held (`?wait=`): under the hosted 30 s.
+pub const MAX_WAIT_SECONDS: u64 = 25;
+
+fn query_pairs(uri: &str) -> Result<Vec<(String, String)>, crate::problem::ApiError> {
+    let url = url::Url::parse(uri)
+        .or_else(|_| url::Url::parse(&format!("http://localhost{uri}")))
+        .map_err(|e| {
+            crate::problem::ApiError::InvalidQuery(format!("the request URL cannot be read: {e}"))
+        })?;
+    Ok(url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect())
+}
+
+/// A status read's `?wait=N` (0 to [`MAX_WAIT_SECONDS`]), if given.
+///
+/// # Errors
+/// [`crate::problem::ApiError::InvalidQuery`] for another value.
+pub fn wait_query(uri: &str) -> Result<Option<u64>, crate::problem::ApiError> {
+    let Some((_, value)) = query_pairs(uri)?.into_iter().find(|(k, _)| k == "wait") else {
+        return Ok(None);
+    };
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n <= MAX_WAIT_SECONDS)
+        .map(Some)
+        .ok_or_else(|| {
+            crate::problem::ApiError::InvalidQuery(format!(
+                "wait must be a whole number of seconds from 0 to {MAX_WAIT_SECONDS}"
+            ))
+        })
+}
+
+/// The last event a reconnecting stream saw: the `Last-Event-ID` header
+/// (as `EventSource` sends it) or `?last_event_id=`; 0 for none.
+///
+/// # Errors
+/// [`crate::problem::ApiError::InvalidQuery`] when it is not a number.
+pub fn last_event_id(
+    headers: &spin_sdk::http::Headers,
+    uri: &str,
+) -> Result<u32, crate::problem::ApiError> {
+    let given = header(headers, "last-event-id").or_else(|| {
+        query_pairs(uri)
+            .ok()?
+            .into_iter()
+            .find(|(k, _)| k == "last_event_id")
+            .map(|(_, v)| v)
+    });
+    match given {
+        None => Ok(0),
+        Some(v) => v.trim().parse().map_err(|_| {
+            crate::problem::ApiError::InvalidQuery(
+                "Last-Event-ID must be the id of an event this stream sent".into(),
+            )
+        }),
+    }
+}
+
+/// The event stream of job `id`.
+pub fn events(id: JobId) -> String {
+    format!("/api/images/{id}/events")
+}
+
 /// The first value of header `name`, as text (request headers, and the
 /// headers of responses to outbound requests).
 pub fn header(headers: &spin_sdk::http::Headers, name: &str) -> Option<String> {

@@ -116,6 +116,7 @@ pub fn status(report: &StatusReport) -> Response {
         ("self", routes::status(job.id)),
         ("original", routes::file(job.id, FileName::Original)),
     ]);
+    links.insert("events", routes::events(job.id));
     if !job.state.is_finished() {
         links.insert("cancel", routes::cancel(job.id));
     }
@@ -141,7 +142,18 @@ pub fn status(report: &StatusReport) -> Response {
             (Some(views), None)
         }
         JobState::Failed { error } => (None, Some(error)),
-        JobState::Queued { .. } | JobState::Processing { .. } | JobState::Cancelled => (None, None),
+        // The derivatives already written, while the job is still at work.
+        JobState::Processing { .. } => {
+            let views: BTreeMap<&'static str, OutputView> = job
+                .announced_outputs()
+                .map(|(v, o)| {
+                    links.insert(v.name(), routes::file(job.id, FileName::Derivative(v)));
+                    (v.name(), OutputView::from(o))
+                })
+                .collect();
+            ((!views.is_empty()).then_some(views), None)
+        }
+        JobState::Queued { .. } | JobState::Cancelled => (None, None),
     };
     let body = Status {
         id: job.id.to_string(),
@@ -161,10 +173,44 @@ pub fn status(report: &StatusReport) -> Response {
         stage: stage.map(|(name, _)| name),
         progress: stage.map(|(_, percent)| percent),
     };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let mut builder = json_response(200, &body);
+    builder.header("etag", etag(&bytes));
     if let Some(secs) = report.retry_after_secs {
         builder.header("retry-after", secs.to_string());
     }
+    builder.build()
+}
+
+/// A strong ETag for a document: its SHA-256, shortened.
+fn etag(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(bytes);
+    format!("\"{}\"", hex::encode(&digest[..12]))
+}
+
+/// `304 Not Modified` for a status read whose `If-None-Match` names the
+/// current document (`etag`).
+pub fn not_modified(etag: &str, retry_after_secs: Option<u32>) -> Response {
+    let mut builder = Response::builder();
+    builder
+        .status(304)
+        .header("etag", etag)
+        .header("cache-control", "no-store");
+    if let Some(secs) = retry_after_secs {
+        builder.header("retry-after", secs.to_string());
+    }
+    builder.build()
+}
+
+/// The head of an event stream (its body is written as the job changes).
+pub fn event_stream() -> Response {
+    let mut builder = Response::builder();
+    builder
+        .status(200)
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-store")
+        .header("x-accel-buffering", "no");
     builder.build()
 }
 
