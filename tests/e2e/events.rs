@@ -186,3 +186,97 @@ fn a_long_poll_answers_304_when_nothing_changed_and_the_new_document_when_the_jo
     assert_problem(front.get(&format!("{path}?wait=99")), 400);
     assert_problem(front.get(&format!("{path}?wait=soon")), 400);
 }
+
+#[test]
+fn a_page_on_an_allowed_origin_may_call_the_api_and_other_origins_get_no_cors_headers() {
+    const ORIGIN: &str = "https://app.example.com";
+    let app = TestApp::spawn_with(&[("cors_allowed_origins", ORIGIN)]);
+    let preflight = app.send_with(
+        reqwest::Method::OPTIONS,
+        "/api/images",
+        &[
+            ("origin", ORIGIN),
+            ("access-control-request-method", "POST"),
+            ("access-control-request-headers", "idempotency-key"),
+        ],
+        None,
+    );
+    assert_eq!(preflight.status().as_u16(), 204);
+    assert_eq!(
+        header(&preflight, "access-control-allow-origin").as_deref(),
+        Some(ORIGIN)
+    );
+    assert!(header(&preflight, "access-control-allow-methods").is_some_and(|m| m.contains("POST")));
+    assert!(
+        header(&preflight, "access-control-allow-headers")
+            .is_some_and(|h| h.contains("idempotency-key"))
+    );
+
+    let upload = app.send_with(
+        reqwest::Method::POST,
+        "/api/images",
+        &[("origin", ORIGIN), ("content-type", "image/jpeg")],
+        Some(images::small_jpeg()),
+    );
+    assert_eq!(upload.status().as_u16(), 202);
+    assert_eq!(
+        header(&upload, "access-control-allow-origin").as_deref(),
+        Some(ORIGIN)
+    );
+    assert!(
+        header(&upload, "access-control-expose-headers").is_some_and(|h| h.contains("location"))
+    );
+    let id: String = upload.json::<Value>().expect("JSON")["id"]
+        .as_str()
+        .expect("id")
+        .into();
+    app.wait_until_finished(&id);
+    for path in [
+        format!("/api/images/{id}/status"),
+        format!("/api/images/{id}/events"),
+        format!("/api/images/{id}/files/thumbnail"),
+    ] {
+        let read = app.send_with(reqwest::Method::GET, &path, &[("origin", ORIGIN)], None);
+        assert_eq!(read.status().as_u16(), 200, "{path}");
+        assert_eq!(
+            header(&read, "access-control-allow-origin").as_deref(),
+            Some(ORIGIN),
+            "{path}"
+        );
+    }
+    for path in [
+        format!("/api/images/{id}/cancel"),
+        format!("/api/images/{id}"),
+    ] {
+        let preflight = app.send_with(reqwest::Method::OPTIONS, &path, &[("origin", ORIGIN)], None);
+        assert_eq!(preflight.status().as_u16(), 204, "{path}");
+        assert_eq!(
+            header(&preflight, "access-control-allow-origin").as_deref(),
+            Some(ORIGIN)
+        );
+    }
+
+    let other = app.send_with(
+        reqwest::Method::OPTIONS,
+        "/api/images",
+        &[
+            ("origin", "https://evil.example.net"),
+            ("access-control-request-method", "POST"),
+        ],
+        None,
+    );
+    assert_eq!(other.status().as_u16(), 204);
+    assert_eq!(header(&other, "access-control-allow-origin"), None);
+    let closed = TestApp::spawn();
+    let default = closed.send_with(
+        reqwest::Method::GET,
+        &format!("/api/images/{id}/status"),
+        &[("origin", ORIGIN)],
+        None,
+    );
+    assert_eq!(
+        header(&default, "access-control-allow-origin"),
+        None,
+        "no origin by default"
+    );
+}

@@ -574,6 +574,24 @@ impl TestApp {
         self.client.get(self.url(path)).send_checked()
     }
 
+    /// Any request, with extra headers and an optional body.
+    pub fn send_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Response {
+        let mut request = self.client.request(method, self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        request.send_checked()
+    }
+
     /// `GET` an app path with one extra request header.
     pub fn get_with_header(&self, path: &str, extra: Option<(&str, &str)>) -> Response {
         let mut request = self.client.get(self.url(path));

@@ -15,6 +15,7 @@ use darkroom_core::service::{self, FileName, Ports};
 use darkroom_spin::access::{self, Access};
 use darkroom_spin::clock::SystemClock;
 use darkroom_spin::config::{self, BlobStoreConfig, S3Links};
+use darkroom_spin::cors::Cors;
 use darkroom_spin::problem::ApiError;
 use darkroom_spin::routes::header;
 use darkroom_spin::s3::PresignedLinks;
@@ -25,24 +26,29 @@ use spin_sdk::http_component;
 
 #[http_component]
 fn serve_file(req: IncomingRequest, out: ResponseOutparam) {
+    let cors = Cors::of(&req.headers());
+    if req.method() == Method::Options {
+        return cors.send(out, cors.preflight("GET, HEAD"));
+    }
     let kv = match SpinKv::open_default() {
         Ok(kv) => kv,
-        Err(e) => {
-            return outparam::send_buffered(out, ApiError::StorageUnavailable(e).into_response());
-        }
+        Err(e) => return cors.send(out, ApiError::StorageUnavailable(e).into_response()),
     };
     let blob_config = match config::blob_store() {
         Ok(config) => config,
-        Err(e) => return outparam::send_buffered(out, ApiError::from(e).into_response()),
+        Err(e) => return cors.send(out, ApiError::from(e).into_response()),
     };
     let blobs = match darkroom_spin::store::blob_store_for(&kv, blob_config.clone()) {
         Ok(blobs) => blobs,
-        Err(e) => return outparam::send_buffered(out, e.into_response()),
+        Err(e) => return cors.send(out, e.into_response()),
     };
     match serve(&req, &kv, blobs.as_ref(), &blob_config) {
-        Ok(Served::Stream(response, body)) => outparam::send(out, response, body),
-        Ok(Served::Whole(response)) => outparam::send_buffered(out, response),
-        Err(e) => outparam::send_buffered(out, e.into_response()),
+        Ok(Served::Stream(mut response, body)) => {
+            cors.apply(&mut response);
+            outparam::send(out, response, body);
+        }
+        Ok(Served::Whole(response)) => cors.send(out, response),
+        Err(e) => cors.send(out, e.into_response()),
     }
 }
 

@@ -15,6 +15,7 @@ use darkroom_core::JobId;
 use darkroom_core::service::{self, Ports};
 use darkroom_spin::access::{self, Access};
 use darkroom_spin::clock::SystemClock;
+use darkroom_spin::cors::Cors;
 use darkroom_spin::problem::{ApiError, respond};
 use darkroom_spin::queue::BothQueues;
 use darkroom_spin::routes::{self, header};
@@ -25,7 +26,16 @@ use spin_sdk::http_component;
 
 #[http_component]
 fn take_back(req: IncomingRequest) -> Response {
-    respond(manage(&req))
+    let cors = Cors::of(&req.headers());
+    let cancelling =
+        header(&req.headers(), "spin-matched-route").is_some_and(|r| r.ends_with("/cancel"));
+    let mut response = if req.method() == Method::Options {
+        cors.preflight(if cancelling { "POST" } else { "DELETE" })
+    } else {
+        respond(manage(&req))
+    };
+    cors.apply(&mut response);
+    response
 }
 
 fn manage(req: &IncomingRequest) -> Result<Response, ApiError> {

@@ -23,6 +23,7 @@ use darkroom_core::ports::Clock as _;
 use darkroom_core::service::{self, Ports, Queues, StatusReport, load_job};
 use darkroom_spin::access::{self, Access};
 use darkroom_spin::clock::SystemClock;
+use darkroom_spin::cors::Cors;
 use darkroom_spin::events::EventStream;
 use darkroom_spin::problem::{ApiError, respond};
 use darkroom_spin::queue::connect_both_or_unreachable;
@@ -37,10 +38,17 @@ const HOLD_POLL: Duration = Duration::from_millis(250);
 
 #[http_component]
 async fn report_status(req: IncomingRequest, out: ResponseOutparam) {
+    let cors = Cors::of(&req.headers());
     let streaming =
         header(&req.headers(), "spin-matched-route").is_some_and(|r| r.ends_with("/events"));
+    if req.method() == Method::Options {
+        return cors.send(
+            out,
+            cors.preflight(if streaming { "GET" } else { "GET, HEAD" }),
+        );
+    }
     if streaming {
-        stream_events(&req, out);
+        stream_events(&req, &cors, out);
         return;
     }
     let answer = status(&req);
@@ -48,7 +56,7 @@ async fn report_status(req: IncomingRequest, out: ResponseOutparam) {
         .as_ref()
         .ok()
         .and_then(|(r, _)| r.overdue.then(|| r.job.awaits_source()));
-    outparam::send_buffered(out, respond(answer.map(|(_, response)| response)));
+    cors.send(out, respond(answer.map(|(_, response)| response)));
     let worker = match overdue {
         Some(true) => config::fetch_worker_url(),
         Some(false) => config::worker_url(),
@@ -131,7 +139,7 @@ fn status(req: &IncomingRequest) -> Result<(StatusReport, Response), ApiError> {
     }
 }
 
-fn stream_events(req: &IncomingRequest, out: ResponseOutparam) {
+fn stream_events(req: &IncomingRequest, cors: &Cors, out: ResponseOutparam) {
     let opened = (|| -> Result<(SpinKv, JobId, u32, Duration), ApiError> {
         if req.method() != Method::Get {
             return Err(ApiError::MethodNotAllowed { allow: "GET" });
@@ -148,10 +156,12 @@ fn stream_events(req: &IncomingRequest, out: ResponseOutparam) {
         }
     })();
     match opened {
-        Err(e) => outparam::send_buffered(out, e.into_response()),
+        Err(e) => cors.send(out, e.into_response()),
         Ok((kv, id, after, budget)) => {
             let stream = EventStream::new(&kv, &SystemClock, id, after, budget);
-            outparam::send(out, views::event_stream(), stream);
+            let mut head = views::event_stream();
+            cors.apply(&mut head);
+            outparam::send(out, head, stream);
         }
     }
 }

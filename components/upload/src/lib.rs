@@ -15,24 +15,29 @@ use darkroom_core::idempotency::IdempotencyKey;
 use darkroom_core::service::{self, Once, Ports};
 use darkroom_spin::access::{self, Access};
 use darkroom_spin::clock::SystemClock;
+use darkroom_spin::cors::Cors;
 use darkroom_spin::problem::{ApiError, respond};
 use darkroom_spin::queue::BothQueues;
 use darkroom_spin::routes::header;
 use darkroom_spin::store::SpinKv;
 use darkroom_spin::upload::Upload;
-use darkroom_spin::{config, outparam, upload, views, work};
+use darkroom_spin::{config, upload, views, work};
 use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
 async fn accept_image(req: IncomingRequest, out: ResponseOutparam) {
+    let cors = Cors::of(&req.headers());
+    if req.method() == Method::Options {
+        return cors.send(out, cors.preflight("POST"));
+    }
     let accepted = accept(req).await;
     let worker = match &accepted {
         Ok((_, Upload::Url(_))) => config::fetch_worker_url(),
         Ok((_, Upload::File(_))) => config::worker_url(),
         Err(_) => None,
     };
-    outparam::send_buffered(out, respond(accepted.map(|(response, _)| response)));
+    cors.send(out, respond(accepted.map(|(response, _)| response)));
     if let Some(url) = worker {
         work::kick_worker(&url).await;
     }

@@ -1,6 +1,7 @@
 //! Darkroom on Spin: the only crate that calls `spin_sdk`.
 //!
 //! - [`access`]: the bearer-token guard on the public routes;
+//! - [`cors`]: cross-origin access for browser pages elsewhere;
 //! - [`store`], [`queue`], [`clock`]: the core's ports on Spin's key-value
 //!   store, outbound Redis and the system clock;
 //! - [`config`]: Spin variables, parsed once per request;
@@ -19,6 +20,7 @@
 pub mod access;
 pub mod clock;
 pub mod config;
+pub mod cors;
 pub mod events;
 pub mod fetch;
 pub mod outparam;
