@@ -111,7 +111,9 @@ pub trait Queue {
     /// [`PortError`].
     fn ring(&self) -> Result<(), PortError>;
 
-    /// The earliest due time in the queue, if any job waits.
+    /// The earliest time a claim may return a job: the first due time of a
+    /// waiting job, or the first expiry of a lease (a job whose worker
+    /// failed it comes back then); `None` when the queue is empty.
     ///
     /// # Errors
     /// [`PortError`].

@@ -1084,7 +1084,8 @@ fn honour(w: Worker<'_>, mut job: Job, request: Request) -> Result<ProcessOutcom
 pub const MAX_FAILURES_IN_A_ROW: usize = 3;
 
 /// Works the queue until nothing is due or `budget` is spent. A retry that
-/// falls due within the budget is waited for. Each job's outcome (or error)
+/// falls due, or a lease that lapses (its worker failed or died), within
+/// the budget is waited for. Each job's outcome (or error)
 /// is handed to `report`.
 ///
 /// Errors never make it spin: an unreachable queue ends the drain at once,
@@ -1136,11 +1137,14 @@ fn drain_with(
                 failures_in_a_row = 0;
                 report(Ok(outcome));
             }
+            // Nothing due: wait for the next due time or lapsing lease within
+            // the budget, looking again at least every second, so that new
+            // work is not kept waiting behind someone else's lease.
             Ok(None) => match w.queue.next_due()? {
-                Some(at) if at < deadline => w
-                    .ports
-                    .clock
-                    .sleep(at.since(now).max(Duration::from_millis(10))),
+                Some(at) if at < deadline => w.ports.clock.sleep(
+                    at.since(now)
+                        .clamp(Duration::from_millis(10), Duration::from_secs(1)),
+                ),
                 _ => return Ok(handled),
             },
             Err(ProcessError::Queue(e)) => return Err(e),
@@ -1817,6 +1821,27 @@ mod tests {
             assert_eq!(world.job(id).state.name(), "completed");
         }
         assert!(matches!(outcomes[0], Ok(ProcessOutcome::Retrying(_))));
+    }
+
+    #[test]
+    fn a_drain_takes_over_a_job_whose_lease_lapses_within_its_budget() {
+        let world = World::new();
+        let job = world.accept(&png(30, 20)).expect("accepted");
+        world.crash_mid_job();
+        let mut outcomes = Vec::new();
+        let handled = world
+            .worker(|w| {
+                drain(w, Duration::from_millis(LEASE_MS + 2_000), |o| {
+                    outcomes.push(o)
+                })
+            })
+            .expect("drained");
+        assert_eq!(handled, 1);
+        assert!(
+            matches!(outcomes[..], [Ok(ProcessOutcome::Completed(_))]),
+            "{outcomes:?}"
+        );
+        assert_eq!(world.job(job.id).attempts, 2);
     }
 
     #[test]

@@ -279,7 +279,9 @@ impl Queue for MemoryQueue {
 
     fn next_due(&self) -> Result<Option<Timestamp>, PortError> {
         self.check()?;
-        Ok(self.ready.borrow().values().map(|(at, _)| *at).min())
+        let waiting = self.ready.borrow().values().map(|(at, _)| *at).min();
+        let leased = self.leases.borrow().values().copied().min();
+        Ok(waiting.into_iter().chain(leased).min())
     }
 
     fn stats(&self) -> Result<QueueStats, PortError> {

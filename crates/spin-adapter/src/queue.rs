@@ -325,14 +325,15 @@ impl Queue for RedisQueue {
     }
 
     fn next_due(&self) -> Result<Option<Timestamp>, PortError> {
-        let replies = self.execute(
-            "ZRANGE",
-            &[arg(&self.keys.ready), arg(0), arg(0), arg("WITHSCORES")],
-        )?;
-        match replies.get(1) {
-            Some(score) => Ok(integer(score)?.map(Timestamp::from_unix_millis)),
-            None => Ok(None),
+        let mut first = None;
+        for set in [&self.keys.ready, &self.keys.leases] {
+            let replies = self.execute("ZRANGE", &[arg(set), arg(0), arg(0), arg("WITHSCORES")])?;
+            if let Some(score) = replies.get(1) {
+                let at = integer(score)?.map(Timestamp::from_unix_millis);
+                first = first.into_iter().chain(at).min();
+            }
         }
+        Ok(first)
     }
 
     fn stats(&self) -> Result<QueueStats, PortError> {
