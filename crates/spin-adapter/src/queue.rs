@@ -188,6 +188,34 @@ impl RedisQueue {
     }
 }
 
+impl RedisQueue {
+    /// Up to `n` catalogue members from `from` to `to`, by `command`
+    /// (`ZRANGEBYLEX` oldest first, `ZREVRANGEBYLEX` newest first).
+    fn catalogue_range(
+        &self,
+        command: &str,
+        from: &str,
+        to: &str,
+        n: usize,
+    ) -> Result<Vec<String>, PortError> {
+        let args = [
+            arg(&self.keys.catalogue),
+            arg(from),
+            arg(to),
+            arg("LIMIT"),
+            arg(0),
+            arg(n),
+        ];
+        self.execute(command, &args)?
+            .iter()
+            .map(|r| match r {
+                RedisResult::Binary(b) => text(b),
+                other => Err(PortError::new(format!("{command} returned {other:?}"))),
+            })
+            .collect()
+    }
+}
+
 fn ms(t: Timestamp) -> String {
     t.unix_millis().to_string()
 }
@@ -256,46 +284,12 @@ impl Queue for RedisQueue {
 
     fn catalogue_before(&self, before: Option<&str>, n: usize) -> Result<Vec<String>, PortError> {
         let max = before.map_or_else(|| "+".to_owned(), |b| format!("({b}"));
-        let replies = self.execute(
-            "ZREVRANGEBYLEX",
-            &[
-                arg(&self.keys.catalogue),
-                arg(max),
-                arg("-"),
-                arg("LIMIT"),
-                arg(0),
-                arg(n),
-            ],
-        )?;
-        replies
-            .iter()
-            .map(|r| match r {
-                RedisResult::Binary(b) => text(b),
-                other => Err(PortError::new(format!("ZREVRANGEBYLEX returned {other:?}"))),
-            })
-            .collect()
+        self.catalogue_range("ZREVRANGEBYLEX", &max, "-", n)
     }
 
     fn catalogue_after(&self, after: Option<&str>, n: usize) -> Result<Vec<String>, PortError> {
         let min = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
-        let replies = self.execute(
-            "ZRANGEBYLEX",
-            &[
-                arg(&self.keys.catalogue),
-                arg(min),
-                arg("+"),
-                arg("LIMIT"),
-                arg(0),
-                arg(n),
-            ],
-        )?;
-        replies
-            .iter()
-            .map(|r| match r {
-                RedisResult::Binary(b) => text(b),
-                other => Err(PortError::new(format!("ZRANGEBYLEX returned {other:?}"))),
-            })
-            .collect()
+        self.catalogue_range("ZRANGEBYLEX", &min, "+", n)
     }
 
     fn withdraw(&self, id: JobId) -> Result<bool, PortError> {
