@@ -106,6 +106,12 @@ fn the_page_its_assets_and_the_api_description_come_from_the_app_alone() {
             "the page loads nothing from another origin"
         );
     }
+    let head = app.request(reqwest::Method::HEAD, "/");
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(
+        header(&head, "content-type").as_deref(),
+        Some("text/html; charset=utf-8")
+    );
     let docs = app.get("/api/docs");
     assert_eq!(docs.status().as_u16(), 200);
     assert!(docs.text().expect("HTML").contains("/assets/docs.js"));
