@@ -76,6 +76,20 @@ pub fn fingerprint(payload: &[u8]) -> String {
     hex::encode(Sha256::digest(payload))
 }
 
+/// The [`fingerprint`] of a payload with its recipients (`callback_url`,
+/// `notify_email`): the payload's own fingerprint when there are none, so
+/// keys recorded before recipients existed still match.
+pub fn fingerprint_with(payload: &[u8], recipients: &crate::notify::Recipients) -> String {
+    let plain = fingerprint(payload);
+    if recipients.is_empty() {
+        return plain;
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(plain.as_bytes());
+    hasher.update(serde_json::to_vec(recipients).unwrap_or_default());
+    hex::encode(hasher.finalize())
+}
+
 /// What is kept under a key while it lives.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {

@@ -51,6 +51,9 @@ pub struct Job {
     /// are one write, and removed with it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<Event>,
+    /// Who else is told of the job: its `callback_url` and `notify_email`.
+    #[serde(default, skip_serializing_if = "crate::notify::Recipients::is_empty")]
+    pub recipients: crate::notify::Recipients,
 }
 
 /// The most events one job keeps; the oldest give way (a job needs about
@@ -380,6 +383,7 @@ impl Job {
             history: Vec::new(),
             state: JobState::Queued { retry_at: None },
             events: Vec::new(),
+            recipients: crate::notify::Recipients::default(),
         }
         .announced(EventKind::Queued, now)
     }
@@ -396,6 +400,7 @@ impl Job {
             history: Vec::new(),
             state: JobState::Queued { retry_at: None },
             events: Vec::new(),
+            recipients: crate::notify::Recipients::default(),
         }
         .announced(EventKind::Queued, now)
     }

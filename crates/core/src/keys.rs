@@ -8,6 +8,8 @@
 //! | `blob/{blob key}` | a blob's manifest (see [`crate::blob`]) |
 //! | `blob/{blob key}#{n}` | the blob's n-th chunk, at most 1 MB |
 //! | `request/{id}` | a pending cancel or delete (`cancel`, `delete`) of a job a processor may hold |
+//! | `notices/{id}` | the job's webhook and e-mail notices ([`crate::notify::Notices`]), written by the notifier |
+//! | `gone/{sha256 of url}` | an app-wide webhook endpoint that answered `410 Gone` |
 //!
 //! Blob keys: `original/{id}` and `derived/{id}/{variant}.{ext}`.
 //!
@@ -60,6 +62,18 @@ pub fn parse_catalogue_member(member: &str) -> Option<JobId> {
 /// The key-value key of a pending cancel or delete of job `id`.
 pub fn request(id: JobId) -> String {
     format!("request/{id}")
+}
+
+/// The key-value key of job `id`'s notices.
+pub fn notices(id: JobId) -> String {
+    format!("notices/{id}")
+}
+
+/// The key-value key marking the app-wide webhook endpoint `url` as gone
+/// (it answered `410`); hashed, so any URL fits every host's key limit.
+pub fn endpoint_gone(url: &str) -> String {
+    use sha2::Digest as _;
+    format!("gone/{}", hex::encode(sha2::Sha256::digest(url.as_bytes())))
 }
 
 /// Where a blob lives in a blob store. Built only from a [`JobId`] and fixed

@@ -19,6 +19,7 @@ pub mod job;
 pub mod jpeg;
 pub mod keys;
 pub mod metadata;
+pub mod notify;
 pub mod pipeline;
 pub mod ports;
 pub mod queue;

@@ -16,6 +16,7 @@ use crate::job::{
     Failure, FailureCode, Job, JobState, Output, Outputs, Source, Stage, TransitionError,
 };
 use crate::keys::{self, BlobKey};
+use crate::notify::{self, Notifying, Recipients};
 use crate::pipeline::{self, PipelineError, Rendition, Variant};
 use crate::ports::{
     BlobMeta, BlobReader, BlobStore, Clock, KeyValue, OnceStore, PortError, Random,
@@ -45,6 +46,8 @@ pub struct Queues<'a> {
     pub jobs: &'a dyn Queue,
     /// The fetcher's queue (`fetch_channel`).
     pub fetches: &'a dyn Queue,
+    /// The notifier's queue and who wants what; `None` where nothing rings it.
+    pub notify: Option<Notifying<'a>>,
 }
 
 impl<'a> Queues<'a> {
@@ -112,10 +115,12 @@ pub fn accept_upload(
     queue: &dyn Queue,
     bytes: &[u8],
     limits: Limits,
+    recipients: &Recipients,
 ) -> Result<Accepted, AcceptError> {
     let info = inspect(bytes, limits)?;
     let now = ports.clock.now();
-    let job = Job::queued(JobId::new_random(), info, now);
+    let mut job = Job::queued(JobId::new_random(), info, now);
+    job.recipients = recipients.clone();
     let original = BlobKey::original(job.id);
     ports
         .blobs
@@ -163,16 +168,18 @@ pub fn accept_url(
     queues: Queues<'_>,
     url: &str,
     rules: &IngestRules,
+    recipients: &Recipients,
 ) -> Result<Accepted, AcceptError> {
     let checked = ingest::check(url, rules)?;
     let now = ports.clock.now();
-    let job = Job::ingest(
+    let mut job = Job::ingest(
         JobId::new_random(),
         Source {
             url: checked.to_string(),
         },
         now,
     );
+    job.recipients = recipients.clone();
     save_job(ports.kv, &job).map_err(AcceptError::Storage)?;
     let member = keys::catalogue_member(job.id, job.created_at);
     if let Err(e) = queues.jobs.catalogue_add(&member) {
@@ -243,9 +250,11 @@ pub fn accept_upload_once(
     ttl: Duration,
     bytes: &[u8],
     limits: Limits,
+    recipients: &Recipients,
 ) -> Result<Once, OnceError> {
-    once(records, key, ttl, bytes, || {
-        accept_upload(ports, queue, bytes, limits)
+    let fingerprint = idempotency::fingerprint_with(bytes, recipients);
+    once(records, key, ttl, fingerprint, || {
+        accept_upload(ports, queue, bytes, limits, recipients)
     })
 }
 
@@ -261,10 +270,12 @@ pub fn accept_url_once(
     ttl: Duration,
     url: &str,
     rules: &IngestRules,
+    recipients: &Recipients,
 ) -> Result<Once, OnceError> {
     let payload = format!("url:{}", url.trim());
-    once(records, key, ttl, payload.as_bytes(), || {
-        accept_url(ports, queues, url, rules)
+    let fingerprint = idempotency::fingerprint_with(payload.as_bytes(), recipients);
+    once(records, key, ttl, fingerprint, || {
+        accept_url(ports, queues, url, rules, recipients)
     })
 }
 
@@ -272,11 +283,10 @@ fn once(
     records: &dyn OnceStore,
     key: &IdempotencyKey,
     ttl: Duration,
-    payload: &[u8],
+    fingerprint: String,
     accept: impl FnOnce() -> Result<Accepted, AcceptError>,
 ) -> Result<Once, OnceError> {
     let name = keys::idempotency(key);
-    let fingerprint = idempotency::fingerprint(payload);
     let pending = KeyRecord {
         fingerprint: fingerprint.clone(),
         answer: None,
@@ -375,6 +385,8 @@ pub struct StatusReport {
     pub cancel_requested: bool,
     /// When the job will be removed (`retention_hours`), once finished.
     pub expires_at: Option<crate::time::Timestamp>,
+    /// Its webhook and e-mail notices, once the notifier has planned any.
+    pub notices: Option<notify::Notices>,
 }
 
 /// Reads job `id`. For an unfinished job it also estimates the wait and,
@@ -407,15 +419,30 @@ pub fn job_status(
         }
         JobState::Processing { .. } => (job.lease_lapsed(now), None),
         JobState::Completed { .. } | JobState::Failed { .. } | JobState::Cancelled => {
+            let notices = notify::load_notices(kv, id)?;
+            let mut warning = None;
+            // A notice overdue like a job (a missed doorbell, a dead
+            // notifier) is rung for again.
+            if let (Some(n), Some(due)) = (queues.notify, notices.as_ref().and_then(notify::Notices::next_due))
+                && now >= due.plus(OVERDUE_GRACE)
+            {
+                warning = n.queue.restore(id, due).and_then(|restored| if restored { Ok(()) } else { n.queue.ring() }).err();
+            }
             return Ok(Some(StatusReport {
                 expires_at: retention.expires_at(&job),
                 job,
                 retry_after_secs: None,
-                warning: None,
+                warning,
                 overdue: false,
                 cancel_requested: false,
+                notices,
             }));
         }
+    };
+    let notices = if job.recipients.is_empty() {
+        None
+    } else {
+        notify::load_notices(kv, id)?
     };
     let cancel_requested = match pending_request(kv, id)? {
         // A job being deleted is gone already.
@@ -451,6 +478,7 @@ pub fn job_status(
         overdue,
         cancel_requested,
         expires_at: None,
+        notices,
     }))
 }
 
@@ -480,6 +508,10 @@ fn remove_everything(
     }
     queues.jobs.forget(id)?;
     queues.fetches.forget(id)?;
+    if let Some(n) = queues.notify {
+        n.queue.forget(id)?;
+    }
+    ports.kv.delete(&keys::notices(id))?;
     ports.kv.delete(&keys::request(id))
 }
 
@@ -730,8 +762,10 @@ pub fn cancel_job(
     if queues.of(&job).withdraw(id).map_err(TakeBackError::Queue)? {
         // Out of the queue: no processor can claim it any more.
         purge_outputs(ports.blobs, &job)?;
-        job.cancel(ports.clock.now())?;
+        let now = ports.clock.now();
+        job.cancel(now)?;
         save_job(ports.kv, &job)?;
+        notify::ring_for(queues.notify, &job, now).map_err(TakeBackError::Queue)?;
         return Ok(Cancelled::Now(job));
     }
     ports.kv.set(&keys::request(id), Request::Cancel.stored())?;
@@ -759,6 +793,9 @@ pub fn delete_job(ports: Ports<'_>, queues: Queues<'_>, id: JobId) -> Result<(),
     purge_outputs(ports.blobs, &job)?;
     ports.blobs.delete(&BlobKey::original(id))?;
     ports.kv.delete(&keys::job(id))?;
+    // A notifier holding the job may write them again; its next claim, with
+    // the record gone, removes them for good.
+    ports.kv.delete(&keys::notices(id))?;
     queues
         .jobs
         .catalogue_remove(&keys::catalogue_member(id, job.created_at))
@@ -791,6 +828,8 @@ pub struct Worker<'a> {
     pub policy: RetryPolicy,
     /// Image limits.
     pub limits: Limits,
+    /// The notifier's queue, rung for every wanted event before the job is let go.
+    pub notify: Option<Notifying<'a>>,
 }
 
 /// What working one claimed job did.
@@ -932,6 +971,9 @@ fn work_next(
             }));
         }
         JobState::Completed { .. } | JobState::Failed { .. } | JobState::Cancelled => {
+            // Its worker may have stopped between saving the end and ringing
+            // the notifier: ring again (a no-op while the notifier holds it).
+            ring(w, &job)?;
             w.queue.ack(id).map_err(ProcessError::Queue)?;
             return Ok(Some(ProcessOutcome::Skipped {
                 id,
@@ -962,6 +1004,7 @@ fn work_next(
                 now,
             )?;
             save_job(w.ports.kv, &job)?;
+            ring(w, &job)?;
             w.queue.dead_letter(id, now).map_err(ProcessError::Queue)?;
             return settle(w, job, ProcessOutcome::Failed).map(Some);
         }
@@ -969,6 +1012,7 @@ fn work_next(
     }
     job.start(now, now.plus(w.policy.lease))?;
     save_job(w.ports.kv, &job)?;
+    ring(w, &job)?;
 
     let kv = w.ports.kv;
     let clock = w.ports.clock;
@@ -976,11 +1020,22 @@ fn work_next(
         Some(f) => fetch_original(w.ports, &job, f, w.limits).map(Made::Original),
         None => make_outputs(w.ports, id, w.limits, &mut |stage, stored| {
             let now = clock.now();
+            let announced = stored.is_some();
             if let Some((variant, output)) = stored {
                 job.stored(variant, output, now);
             }
             job.advance(stage, now);
-            save_job(kv, &job)
+            save_job(kv, &job)?;
+            match w.notify {
+                Some(n) if announced => {
+                    let event = job.events.last();
+                    if event.is_some_and(|e| n.subscriptions.wants(&job, e)) {
+                        n.queue.restore(job.id, now)?;
+                    }
+                    Ok(())
+                }
+                _ => Ok(()),
+            }
         })
         .map(Made::Outputs),
     };
@@ -998,6 +1053,7 @@ fn work_next(
             let done = w.ports.clock.now();
             job.complete(outputs, done)?;
             save_job(w.ports.kv, &job)?;
+            ring(w, &job)?;
             w.queue.ack(id).map_err(ProcessError::Queue)?;
             w.queue
                 .record_duration(done.since(now))
@@ -1012,6 +1068,7 @@ fn work_next(
             let retry_at = now.plus(w.policy.backoff(job.attempts, w.random.unit()));
             job.retry_later(failure, retry_at, now)?;
             save_job(w.ports.kv, &job)?;
+            ring(w, &job)?;
             w.queue.defer(id, retry_at).map_err(ProcessError::Queue)?;
             settle(w, job, ProcessOutcome::Retrying).map(Some)
         }
@@ -1020,6 +1077,7 @@ fn work_next(
             let now = w.ports.clock.now();
             job.fail(failure, now)?;
             save_job(w.ports.kv, &job)?;
+            ring(w, &job)?;
             if transient {
                 w.queue.dead_letter(id, now).map_err(ProcessError::Queue)?;
             } else {
@@ -1061,12 +1119,14 @@ fn honour(w: Worker<'_>, mut job: Job, request: Request) -> Result<ProcessOutcom
         Request::Cancel => {
             job.cancel(w.ports.clock.now())?;
             save_job(w.ports.kv, &job)?;
+            ring(w, &job)?;
             w.queue.ack(id).map_err(ProcessError::Queue)?;
             ProcessOutcome::Cancelled(job)
         }
         Request::Delete => {
             w.ports.blobs.delete(&BlobKey::original(id))?;
             w.ports.kv.delete(&keys::job(id))?;
+            w.ports.kv.delete(&keys::notices(id))?;
             w.queue
                 .catalogue_remove(&keys::catalogue_member(id, job.created_at))
                 .map_err(ProcessError::Queue)?;
@@ -1076,6 +1136,11 @@ fn honour(w: Worker<'_>, mut job: Job, request: Request) -> Result<ProcessOutcom
     };
     w.ports.kv.delete(&keys::request(id))?;
     Ok(outcome)
+}
+
+/// Rings the notifier if anybody wants `job`'s latest event.
+fn ring(w: Worker<'_>, job: &Job) -> Result<(), ProcessError> {
+    notify::ring_for(w.notify, job, w.ports.clock.now()).map_err(ProcessError::Queue)
 }
 
 /// How many claimed jobs in a row may fail to be worked before a drain
@@ -1121,17 +1186,28 @@ fn drain_with(
     w: Worker<'_>,
     fetch: Option<Fetch<'_>>,
     budget: Duration,
-    mut report: impl FnMut(Result<ProcessOutcome, ProcessError>),
+    report: impl FnMut(Result<ProcessOutcome, ProcessError>),
 ) -> Result<usize, PortError> {
-    let deadline = w.ports.clock.now().plus(budget);
+    drain_loop(w.queue, w.ports.clock, budget, || work_next(w, fetch), report)
+}
+
+/// The loop of every drain: `step` claims and works one entry of `queue`.
+pub(crate) fn drain_loop<O>(
+    queue: &dyn Queue,
+    clock: &dyn Clock,
+    budget: Duration,
+    mut step: impl FnMut() -> Result<Option<O>, ProcessError>,
+    mut report: impl FnMut(Result<O, ProcessError>),
+) -> Result<usize, PortError> {
+    let deadline = clock.now().plus(budget);
     let mut handled = 0;
     let mut failures_in_a_row = 0;
     loop {
-        let now = w.ports.clock.now();
+        let now = clock.now();
         if now >= deadline {
             return Ok(handled);
         }
-        match work_next(w, fetch) {
+        match step() {
             Ok(Some(outcome)) => {
                 handled += 1;
                 failures_in_a_row = 0;
@@ -1140,8 +1216,8 @@ fn drain_with(
             // Nothing due: wait for the next due time or lapsing lease within
             // the budget, looking again at least every second, so that new
             // work is not kept waiting behind someone else's lease.
-            Ok(None) => match w.queue.next_due()? {
-                Some(at) if at < deadline => w.ports.clock.sleep(
+            Ok(None) => match queue.next_due()? {
+                Some(at) if at < deadline => clock.sleep(
                     at.since(now)
                         .clamp(Duration::from_millis(10), Duration::from_secs(1)),
                 ),
@@ -1480,6 +1556,7 @@ mod tests {
             Queues {
                 jobs: &self.queue,
                 fetches: &self.fetches,
+                notify: None,
             }
         }
 
@@ -1495,12 +1572,21 @@ mod tests {
                     random: &FixedRandom(0.5),
                     policy: self.policy,
                     limits: self.limits.get(),
+                    notify: None,
                 })
             })
         }
 
         fn accept(&self, bytes: &[u8]) -> Result<Job, AcceptError> {
-            self.with_ports(|p| accept_upload(p, &self.queue, bytes, Limits::default()))
+            self.with_ports(|p| {
+                accept_upload(
+                    p,
+                    &self.queue,
+                    bytes,
+                    Limits::default(),
+                    &Recipients::default(),
+                )
+            })
                 .map(|a| a.job)
         }
 
@@ -1923,6 +2009,7 @@ mod tests {
                 Duration::from_secs(3600),
                 bytes,
                 Limits::default(),
+                &Recipients::default(),
             )
         })
     }
@@ -2317,7 +2404,15 @@ mod tests {
 
     impl World {
         fn ingest(&self, url: &str) -> Result<Job, AcceptError> {
-            self.with_ports(|p| accept_url(p, self.queues(), url, &IngestRules::default()))
+            self.with_ports(|p| {
+                accept_url(
+                    p,
+                    self.queues(),
+                    url,
+                    &IngestRules::default(),
+                    &Recipients::default(),
+                )
+            })
                 .map(|a| a.job)
         }
 
@@ -2331,6 +2426,7 @@ mod tests {
                     random: &FixedRandom(0.5),
                     policy: self.policy,
                     limits: self.limits.get(),
+                    notify: None,
                 };
                 let fetch = Fetch {
                     http: &http,
