@@ -2,11 +2,11 @@
 # running a local redis-server. Sourced, not executed.
 
 # The components, as cargo packages.
-COMPONENTS=(darkroom-upload darkroom-status darkroom-files darkroom-processor darkroom-admin darkroom-worker darkroom-manage darkroom-fetcher darkroom-fetch-worker darkroom-web)
+COMPONENTS=(darkroom-upload darkroom-status darkroom-files darkroom-processor darkroom-admin darkroom-worker darkroom-manage darkroom-fetcher darkroom-fetch-worker darkroom-web darkroom-notifier)
 
 # The front process of the documented topology: every component with an
-# HTTP route (component ids in spin.toml). The processor and the fetcher
-# (the Redis-triggered components) run on their own.
+# HTTP route (component ids in spin.toml). The processor, the fetcher and
+# the notifier (the Redis-triggered components) run on their own.
 FRONT_COMPONENTS=(upload status manage files admin web)
 
 log() {

@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Runs Darkroom locally on http://127.0.0.1:3000 in the documented topology:
-# three Spin processes sharing one state dir (.spin, where the default
+# four Spin processes sharing one state dir (.spin, where the default
 # key-value store lives) and one Redis:
 #
 #   front      spin up -c upload -c status -c manage -c files -c admin -c web --listen 127.0.0.1:3000
 #   processor  spin up -c processor        (a Redis trigger; no --listen)
 #   fetcher    spin up -c fetcher          (a Redis trigger: ingest by URL)
+#   notifier   spin up -c notifier         (a Redis trigger: webhooks and e-mail)
 #
 # Spin ends a process whose Redis connection breaks, so only the processor
 # and the fetcher go down with Redis; the front keeps answering (status and
 # files from storage, uploads 503 until Redis is back). This script
-# supervises all three: a
+# supervises all four: a
 # process that exits is started again with capped exponential backoff
 # (1 s doubling to 30 s, reset after a minute of uptime), each restart
-# logged with its reason; after each processor or fetcher start it rings
+# logged with its reason; after each processor, fetcher or notifier start it rings
 # that one's doorbell once, so work queued while none ran starts at once.
 #
 # Starts a redis-server on 127.0.0.1:6379 (append-only file in .spin/redis,
@@ -60,6 +61,7 @@ esac
 redis_url=${SPIN_VARIABLE_REDIS_URL:-redis://127.0.0.1:6379}
 channel=${SPIN_VARIABLE_QUEUE_CHANNEL:-darkroom-jobs}
 fetch_channel=${SPIN_VARIABLE_FETCH_CHANNEL:-darkroom-fetches}
+notify_channel=${SPIN_VARIABLE_NOTIFY_CHANNEL:-darkroom-notices}
 mkdir -p "$state_dir/redis"
 pids=()
 cleanup() {
@@ -90,5 +92,7 @@ supervise processor "$redis_url" "$channel" "${run[@]}" -c processor --state-dir
 pids+=($!)
 supervise fetcher "$redis_url" "$fetch_channel" "${run[@]}" -c fetcher --state-dir "$state_dir" "$@" &
 pids+=($!)
-log "front on http://$listen, processor on $redis_url channel $channel, fetcher on channel $fetch_channel; Ctrl-C stops all three"
+supervise notifier "$redis_url" "$notify_channel" "${run[@]}" -c notifier --state-dir "$state_dir" "$@" &
+pids+=($!)
+log "front on http://$listen, processor on $redis_url channel $channel, fetcher on channel $fetch_channel, notifier on channel $notify_channel; Ctrl-C stops all four"
 wait

@@ -251,6 +251,10 @@ impl TestApp {
                 "fetch_channel".to_owned(),
                 fetch_channel(&deployment.channel),
             ),
+            (
+                "notify_channel".to_owned(),
+                notify_channel(&deployment.channel),
+            ),
         ]);
         if let (Some(s3), Some(bucket)) = (S3::from_env(), &deployment.bucket) {
             vars.extend([
@@ -310,6 +314,7 @@ impl TestApp {
         for channel in listens_on {
             let channel = match channel.as_str() {
                 "{{ fetch_channel }}" => fetch_channel(&app.channel),
+                "{{ notify_channel }}" => notify_channel(&app.channel),
                 _ => app.channel.clone(),
             };
             app.await_subscribers_on(&channel, 1, Duration::from_secs(30))?;
@@ -818,6 +823,11 @@ fn triggers_of(manifest: &str, components: Option<&[String]>) -> (bool, Vec<Stri
 /// The fetcher's channel of a deployment whose queue channel is `channel`.
 pub fn fetch_channel(channel: &str) -> String {
     format!("{channel}-fetch")
+}
+
+/// The notifier's channel of a deployment whose queue channel is `channel`.
+pub fn notify_channel(channel: &str) -> String {
+    format!("{channel}-notify")
 }
 
 /// Starts `spin up` for `deployment`: on a free port when the selected

@@ -11,6 +11,13 @@
 //!   first, a page at a time (stable under new uploads).
 //! - `POST /internal/dead-letters/{id}/redrive`: a failed job, queued again
 //!   with a fresh set of attempts.
+//! - `GET /internal/notifications/dead-letters`: jobs whose webhooks or
+//!   e-mail ran out of attempts, with every notice;
+//!   `POST /internal/notifications/dead-letters/{id}/redrive` makes the
+//!   failed notices of one due again with fresh attempts.
+//!
+//! The sweep rings the notifier's doorbell too: a notice due in 5 hours is
+//! sent by the first doorbell after that (any job's end, or the sweep).
 
 #![expect(
     unsafe_code,
@@ -18,11 +25,12 @@
 )]
 
 use darkroom_core::JobId;
+use darkroom_core::notify::{self, Subscriptions};
 use darkroom_core::queue::Queue as _;
 use darkroom_core::service::{self, Ports, Swept};
 use darkroom_spin::clock::SystemClock;
 use darkroom_spin::problem::{ApiError, respond};
-use darkroom_spin::queue::BothQueues;
+use darkroom_spin::queue::AllQueues;
 use darkroom_spin::routes::{self, header};
 use darkroom_spin::store::SpinKv;
 use darkroom_spin::{config, outparam, views, work};
@@ -57,7 +65,7 @@ fn admin(req: &IncomingRequest) -> Result<Response, ApiError> {
     let path = header(&headers, "spin-path-info").unwrap_or_default();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let queue_config = config::queue()?;
-    let queues = BothQueues::connect(&queue_config).map_err(ApiError::QueueUnavailable)?;
+    let queues = AllQueues::connect(&queue_config).map_err(ApiError::QueueUnavailable)?;
     let queue = &queues.jobs;
     match (req.method(), segments.as_slice()) {
         (Method::Post, ["sweep"]) => {
@@ -69,10 +77,12 @@ fn admin(req: &IncomingRequest) -> Result<Response, ApiError> {
                 blobs: blobs.as_ref(),
                 clock: &SystemClock,
             };
-            let swept = service::sweep_expired(ports, queues.ports(), retention)
+            let nobody = Subscriptions::default();
+            let swept = service::sweep_expired(ports, queues.notifying(&nobody), retention)
                 .map_err(ApiError::StorageUnavailable)?;
             queue.ring().map_err(ApiError::QueueUnavailable)?;
             queues.fetches.ring().map_err(ApiError::QueueUnavailable)?;
+            queues.notices.ring().map_err(ApiError::QueueUnavailable)?;
             report(&queues, Some(swept))
         }
         (Method::Get, ["dead-letters"]) => report(&queues, None),
@@ -96,6 +106,29 @@ fn admin(req: &IncomingRequest) -> Result<Response, ApiError> {
             service::redrive(&kv, &SystemClock, queues.ports(), id)?;
             report(&queues, None)
         }
+        (Method::Get, ["notifications", "dead-letters"]) => {
+            let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
+            notification_letters(&kv, &queues)
+        }
+        (Method::Post, ["notifications", "dead-letters", id, "redrive"]) => {
+            let id = JobId::parse(id).map_err(|_| ApiError::NotFound)?;
+            let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
+            let blobs = darkroom_spin::store::blob_store(&kv)?;
+            let ports = Ports {
+                kv: &kv,
+                blobs: blobs.as_ref(),
+                clock: &SystemClock,
+            };
+            notify::redrive_notices(ports, &queues.notices, id).map_err(|e| match e {
+                notify::RedriveNoticesError::NothingFailed(_) => ApiError::Conflict(e.to_string()),
+                notify::RedriveNoticesError::Port(e) => ApiError::StorageUnavailable(e),
+            })?;
+            notification_letters(&kv, &queues)
+        }
+        (_, ["notifications", "dead-letters"]) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        (_, ["notifications", "dead-letters", _, "redrive"]) => {
+            Err(ApiError::MethodNotAllowed { allow: "POST" })
+        }
         (_, ["sweep"] | ["dead-letters", ..]) => {
             Err(ApiError::MethodNotAllowed { allow: "POST, GET" })
         }
@@ -103,7 +136,21 @@ fn admin(req: &IncomingRequest) -> Result<Response, ApiError> {
     }
 }
 
-fn report(queues: &BothQueues, swept: Option<Swept>) -> Result<Response, ApiError> {
+/// The notifier's dead letters, each with its notices.
+fn notification_letters(kv: &SpinKv, queues: &AllQueues) -> Result<Response, ApiError> {
+    let mut letters = Vec::new();
+    for id in queues
+        .notices
+        .dead_letters()
+        .map_err(ApiError::QueueUnavailable)?
+    {
+        let notices = notify::load_notices(kv, id).map_err(ApiError::StorageUnavailable)?;
+        letters.push((id, notices.unwrap_or_default()));
+    }
+    Ok(views::notification_dead_letters(&letters))
+}
+
+fn report(queues: &AllQueues, swept: Option<Swept>) -> Result<Response, ApiError> {
     let stats = queues.jobs.stats().map_err(ApiError::QueueUnavailable)?;
     let fetches = queues.fetches.stats().map_err(ApiError::QueueUnavailable)?;
     let mut dead = queues

@@ -17,7 +17,7 @@ use darkroom_spin::access::{self, Access};
 use darkroom_spin::clock::SystemClock;
 use darkroom_spin::cors::Cors;
 use darkroom_spin::problem::{ApiError, respond};
-use darkroom_spin::queue::BothQueues;
+use darkroom_spin::queue::AllQueues;
 use darkroom_spin::routes::{self, header};
 use darkroom_spin::store::SpinKv;
 use darkroom_spin::{config, views};
@@ -51,9 +51,10 @@ fn manage(req: &IncomingRequest) -> Result<Response, ApiError> {
     }
     access::require(&headers, Access::Write)?;
     let queue_config = config::queue()?;
+    let subscriptions = config::subscriptions()?;
     let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
     let blobs = darkroom_spin::store::blob_store(&kv)?;
-    let queues = BothQueues::connect(&queue_config).map_err(ApiError::QueueUnavailable)?;
+    let queues = AllQueues::connect(&queue_config).map_err(ApiError::QueueUnavailable)?;
     let ports = Ports {
         kv: &kv,
         blobs: blobs.as_ref(),
@@ -62,11 +63,11 @@ fn manage(req: &IncomingRequest) -> Result<Response, ApiError> {
     if cancelling {
         Ok(views::cancelled(service::cancel_job(
             ports,
-            queues.ports(),
+            queues.notifying(&subscriptions),
             id,
         )?))
     } else {
-        service::delete_job(ports, queues.ports(), id)?;
+        service::delete_job(ports, queues.notifying(&subscriptions), id)?;
         Ok(views::deleted())
     }
 }

@@ -26,7 +26,7 @@ use darkroom_spin::clock::SystemClock;
 use darkroom_spin::cors::Cors;
 use darkroom_spin::events::EventStream;
 use darkroom_spin::problem::{ApiError, respond};
-use darkroom_spin::queue::connect_both_or_unreachable;
+use darkroom_spin::queue::connect_all_or_unreachable;
 use darkroom_spin::routes::header;
 use darkroom_spin::store::SpinKv;
 use darkroom_spin::{config, outparam, routes, views, work};
@@ -87,10 +87,16 @@ fn status(req: &IncomingRequest) -> Result<(StatusReport, Response), ApiError> {
     let blobs = darkroom_spin::store::blob_store(&kv)?;
     // The queue only sharpens Retry-After and re-rings the doorbell; a status
     // read still answers when Redis is down.
-    let (jobs, fetches) = connect_both_or_unreachable(&queue_config);
+    let [jobs, fetches, notices] = connect_all_or_unreachable(&queue_config);
+    // Nobody is rung for here: a status read only re-rings overdue notices.
+    let nobody = darkroom_core::notify::Subscriptions::default();
     let queues = Queues {
         jobs: jobs.as_ref(),
         fetches: fetches.as_ref(),
+        notify: Some(darkroom_core::notify::Notifying {
+            queue: notices.as_ref(),
+            subscriptions: &nobody,
+        }),
     };
     let ports = Ports {
         kv: &kv,

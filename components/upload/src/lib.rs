@@ -1,7 +1,8 @@
 //! `POST /api/images`: validates an upload, stores the original, records the
 //! job as queued and puts it in the durable queue, then answers `202 Accepted`.
 //! An ingest by URL is checked (never fetched here), recorded and put in the
-//! fetcher's queue.
+//! fetcher's queue. A `callback_url` or `notify_email` sent with either is
+//! checked first; a refused one is a `422` with nothing recorded.
 //! With an `Idempotency-Key` a repeat of the same upload gets the first
 //! answer again. In the HTTP-only profile (`worker_url` set) it then, with
 //! the response already complete, asks the worker to drain the queue.
@@ -12,12 +13,13 @@
 )]
 
 use darkroom_core::idempotency::IdempotencyKey;
+use darkroom_core::notify;
 use darkroom_core::service::{self, Once, Ports};
 use darkroom_spin::access::{self, Access};
 use darkroom_spin::clock::SystemClock;
 use darkroom_spin::cors::Cors;
 use darkroom_spin::problem::{ApiError, respond};
-use darkroom_spin::queue::BothQueues;
+use darkroom_spin::queue::AllQueues;
 use darkroom_spin::routes::header;
 use darkroom_spin::store::SpinKv;
 use darkroom_spin::upload::Upload;
@@ -54,11 +56,17 @@ async fn accept(req: IncomingRequest) -> Result<(Response, Upload), ApiError> {
     let queue_config = config::queue()?;
     // The body is read before the key is judged: a client still sending
     // cannot read an answer given too early.
-    let upload = upload::read_upload(req, limits).await?;
+    let (upload, request) = upload::read_upload(req, limits).await?;
     let key = key.map(|h| IdempotencyKey::parse(&h)).transpose()?;
+    let recipients = notify::recipients(
+        request.callback_url.as_deref(),
+        request.notify_email.as_deref(),
+        &config::callback_rules()?,
+        config::sends_email()?,
+    )?;
     let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
     let blobs = darkroom_spin::store::blob_store(&kv)?;
-    let queues = BothQueues::connect(&queue_config).map_err(ApiError::QueueUnavailable)?;
+    let queues = AllQueues::connect(&queue_config).map_err(ApiError::QueueUnavailable)?;
     let ports = Ports {
         kv: &kv,
         blobs: blobs.as_ref(),
@@ -67,17 +75,23 @@ async fn accept(req: IncomingRequest) -> Result<(Response, Upload), ApiError> {
     let jobs = &queues.jobs;
     let answer = match (&upload, key) {
         (Upload::File(bytes), None) => {
-            views::accepted(&service::accept_upload(ports, jobs, bytes, limits)?)
+            views::accepted(&service::accept_upload(ports, jobs, bytes, limits, &recipients)?)
         }
         (Upload::File(bytes), Some(key)) => {
             let ttl = config::idempotency_ttl()?;
             answer_once(service::accept_upload_once(
-                ports, jobs, jobs, &key, ttl, bytes, limits,
+                ports, jobs, jobs, &key, ttl, bytes, limits, &recipients,
             )?)
         }
         (Upload::Url(url), None) => {
             let rules = config::ingest_rules()?;
-            views::accepted(&service::accept_url(ports, queues.ports(), url, &rules)?)
+            views::accepted(&service::accept_url(
+                ports,
+                queues.ports(),
+                url,
+                &rules,
+                &recipients,
+            )?)
         }
         (Upload::Url(url), Some(key)) => {
             let (rules, ttl) = (config::ingest_rules()?, config::idempotency_ttl()?);
@@ -89,6 +103,7 @@ async fn accept(req: IncomingRequest) -> Result<(Response, Upload), ApiError> {
                 ttl,
                 url,
                 &rules,
+                &recipients,
             )?)
         }
     };

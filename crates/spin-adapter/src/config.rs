@@ -79,6 +79,8 @@ pub struct QueueConfig {
     pub channel: String,
     /// `fetch_channel`: the fetcher's queue and doorbell.
     pub fetch_channel: String,
+    /// `notify_channel`: the notifier's queue and doorbell.
+    pub notify_channel: String,
 }
 
 /// `worker_url`: where to ask for the queue to be drained after a response
@@ -146,6 +148,7 @@ pub fn queue() -> Result<QueueConfig, ConfigError> {
     };
     let channel = channel_named("queue_channel")?;
     let fetch_channel = channel_named("fetch_channel")?;
+    let notify_channel = channel_named("notify_channel")?;
     if fetch_channel == channel {
         return Err(ConfigError::Invalid {
             name: "fetch_channel",
@@ -153,10 +156,18 @@ pub fn queue() -> Result<QueueConfig, ConfigError> {
             expected: "a channel other than queue_channel",
         });
     }
+    if notify_channel == channel || notify_channel == fetch_channel {
+        return Err(ConfigError::Invalid {
+            name: "notify_channel",
+            value: notify_channel,
+            expected: "a channel other than queue_channel and fetch_channel",
+        });
+    }
     Ok(QueueConfig {
         redis_url: get("redis_url")?,
         channel,
         fetch_channel,
+        notify_channel,
     })
 }
 
@@ -347,5 +358,120 @@ pub fn s3_links() -> Result<S3Links, ConfigError> {
             value: mode,
             expected: "`proxy` or `redirect`",
         }),
+    }
+}
+
+fn invalid(name: &'static str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_owned(),
+        expected,
+    }
+}
+
+/// Who is told of which events app-wide (`webhook_urls`, `webhook_events`).
+///
+/// # Errors
+/// [`ConfigError`].
+pub fn subscriptions() -> Result<darkroom_core::notify::Subscriptions, ConfigError> {
+    let (urls, events) = (get("webhook_urls")?, get("webhook_events")?);
+    darkroom_core::notify::Subscriptions::parse(&urls, &events).map_err(|why| {
+        eprintln!("darkroom: {why}");
+        invalid(
+            "webhook_urls/webhook_events",
+            &format!("{urls} / {events}"),
+            "http(s) URLs, and event types from image.processing, image.output, image.retrying, image.completed, image.failed, image.cancelled",
+        )
+    })
+}
+
+/// What a `callback_url` must satisfy (`webhook_allow_http`, `webhook_allow_private`).
+///
+/// # Errors
+/// [`ConfigError`].
+pub fn callback_rules() -> Result<darkroom_core::ingest::IngestRules, ConfigError> {
+    Ok(darkroom_core::notify::callback_rules(
+        get_bool("webhook_allow_http")?,
+        get_bool("webhook_allow_private")?,
+    ))
+}
+
+/// The signing secrets (`webhook_secret`, space-separated `whsec_…`).
+///
+/// # Errors
+/// [`ConfigError`] (the value is never repeated).
+pub fn webhook_secrets() -> Result<Vec<darkroom_core::notify::Secret>, ConfigError> {
+    darkroom_core::notify::Secret::parse_all(&get("webhook_secret")?).map_err(|why| {
+        eprintln!("darkroom: {why}");
+        invalid("webhook_secret", "(secret)", "whsec_ and base64 of at least 24 bytes, space-separated")
+    })
+}
+
+/// The notifier's retries (`webhook_max_attempts`, `webhook_backoff_ms`,
+/// `webhook_timeout_seconds`, `lease_seconds`).
+///
+/// # Errors
+/// [`ConfigError`].
+pub fn notify_policy() -> Result<darkroom_core::notify::NotifyPolicy, ConfigError> {
+    let timeout = Duration::from_secs(get_positive("webhook_timeout_seconds")?);
+    let lease = Duration::from_secs(get_positive("lease_seconds")?);
+    if lease <= timeout {
+        return Err(invalid(
+            "lease_seconds",
+            &lease.as_secs().to_string(),
+            "more than webhook_timeout_seconds (a notice is never sent past the lease)",
+        ));
+    }
+    Ok(darkroom_core::notify::NotifyPolicy {
+        max_attempts: get_positive_u32("webhook_max_attempts")?,
+        first_delay: Duration::from_millis(get_positive("webhook_backoff_ms")?),
+        timeout,
+        lease,
+    })
+}
+
+/// The e-mail API (`email_api_url`, `email_api_key`); `None` when the URL is
+/// empty (no e-mail is sent, and `notify_email` is refused at upload).
+///
+/// # Errors
+/// [`ConfigError`].
+pub fn email_api() -> Result<Option<darkroom_core::notify::EmailApi>, ConfigError> {
+    let url = get("email_api_url")?;
+    if url.trim().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(darkroom_core::notify::EmailApi {
+        url: url.trim().to_owned(),
+        key: get("email_api_key")?,
+    }))
+}
+
+/// Whether this deployment sends e-mail (`email_api_url` is set).
+///
+/// # Errors
+/// [`ConfigError`].
+pub fn sends_email() -> Result<bool, ConfigError> {
+    Ok(!get("email_api_url")?.trim().is_empty())
+}
+
+/// `email_from`: the sender of notification e-mail.
+///
+/// # Errors
+/// [`ConfigError`].
+pub fn email_from() -> Result<String, ConfigError> {
+    get("email_from")
+}
+
+/// `public_base_url`: where clients reach the app, for the absolute links of
+/// webhooks and e-mail (no trailing slash).
+///
+/// # Errors
+/// [`ConfigError`] unless an http(s) URL.
+pub fn public_base_url() -> Result<String, ConfigError> {
+    let value = get("public_base_url")?;
+    let trimmed = value.trim().trim_end_matches('/');
+    match url::Url::parse(trimmed) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(trimmed.to_owned()),
+        _ => Err(invalid("public_base_url", &value, "an http(s) URL such as https://images.example.com")),
     }
 }

@@ -1,4 +1,5 @@
-//! The core's [`SourceHttp`] port on WASI HTTP, for the fetcher.
+//! The core's outbound-HTTP ports on WASI HTTP: [`SourceHttp`] for the
+//! fetcher's GETs and [`Outbound`] for the notifier's POSTs.
 //!
 //! Written against `wasi:http/outgoing-handler` directly rather than
 //! `spin_sdk::http::send`, because the SDK passes no request options and
@@ -12,6 +13,7 @@
 use std::time::Duration;
 
 use darkroom_core::ingest::{Hop, HopError, SourceHttp};
+use darkroom_core::notify::{Answer, Outbound};
 use wasi::clocks::monotonic_clock;
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
@@ -26,6 +28,10 @@ const READ_BYTES: u64 = 64 * 1024;
 
 /// Outbound HTTP through the component's `wasi:http` imports.
 pub struct WasiSourceHttp;
+
+/// How much of a request body one write hands over (WASI's guaranteed
+/// minimum for `blocking-write-and-flush`).
+const WRITE_BYTES: usize = 4096;
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
@@ -76,7 +82,11 @@ impl SourceHttp for WasiSourceHttp {
     fn get(&self, url: &url::Url, max_bytes: u64, timeout: Duration) -> Result<Hop, HopError> {
         let deadline = monotonic_clock::now().saturating_add(nanos(timeout));
         let timer = monotonic_clock::subscribe_instant(deadline);
-        let response = send(url, timeout, &timer)?;
+        let headers = [
+            ("user-agent", b"darkroom-fetcher".to_vec()),
+            ("accept", b"image/*".to_vec()),
+        ];
+        let response = send(&Method::Get, url, &headers, &[], timeout, &timer)?;
         let status = response.status();
         if (300..400).contains(&status) {
             let location = header(&response, "location");
@@ -103,16 +113,44 @@ impl SourceHttp for WasiSourceHttp {
     }
 }
 
+impl Outbound for WasiSourceHttp {
+    fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Answer, HopError> {
+        let url = url::Url::parse(url).map_err(|e| unreachable(format!("{url}: {e}")))?;
+        let deadline = monotonic_clock::now().saturating_add(nanos(timeout));
+        let timer = monotonic_clock::subscribe_instant(deadline);
+        let mut fields: Vec<(&str, Vec<u8>)> = vec![("user-agent", b"darkroom-notifier".to_vec())];
+        fields.extend(headers.iter().map(|(k, v)| (*k, v.as_bytes().to_vec())));
+        let response = send(&Method::Post, &url, &fields, body, timeout, &timer)?;
+        let retry_after = header(&response, "retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        Ok(Answer {
+            status: response.status(),
+            retry_after,
+        })
+    }
+}
+
 fn send(
+    method: &Method,
     url: &url::Url,
+    headers: &[(&str, Vec<u8>)],
+    body: &[u8],
     timeout: Duration,
     timer: &poll::Pollable,
 ) -> Result<IncomingResponse, HopError> {
-    let headers = Fields::from_list(&[
-        ("user-agent".to_owned(), b"darkroom-fetcher".to_vec()),
-        ("accept".to_owned(), b"image/*".to_vec()),
-    ])
-    .map_err(|e| unreachable(format!("request headers: {e:?}")))?;
+    let list: Vec<(String, Vec<u8>)> = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    let headers =
+        Fields::from_list(&list).map_err(|e| unreachable(format!("request headers: {e:?}")))?;
     let request = OutgoingRequest::new(headers);
     let scheme = if url.scheme() == "https" {
         Scheme::Https
@@ -129,7 +167,7 @@ fn send(
         None => url.path().to_owned(),
     };
     let set = [
-        request.set_method(&Method::Get),
+        request.set_method(method),
         request.set_scheme(Some(&scheme)),
         request.set_authority(Some(&authority)),
         request.set_path_with_query(Some(&path)),
@@ -149,11 +187,21 @@ fn send(
             "darkroom: the runtime takes no request timeouts; the fetch's own deadline applies"
         );
     }
-    let body = request
+    let outgoing = request
         .body()
         .map_err(|()| unreachable("the request body cannot be opened"))?;
     let pending = outgoing_handler::handle(request, Some(options)).map_err(|e| hop_error(&e))?;
-    OutgoingBody::finish(body, None).map_err(|e| unreachable(explain(&e)))?;
+    if !body.is_empty() {
+        let stream = outgoing
+            .write()
+            .map_err(|()| unreachable("the request body cannot be written"))?;
+        for chunk in body.chunks(WRITE_BYTES) {
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| unreachable(format!("the request body broke off: {e:?}")))?;
+        }
+    }
+    OutgoingBody::finish(outgoing, None).map_err(|e| unreachable(explain(&e)))?;
     let answer = pending.subscribe();
     loop {
         if let Some(result) = pending.get() {

@@ -10,7 +10,9 @@
 //!   components share ([`outparam`] streams large bodies out);
 //! - [`s3`]: the S3-compatible blob store and its presigned links;
 //! - [`events`]: a job's event log as server-sent events;
-//! - [`fetch`]: outbound HTTP for ingest by URL (the fetcher's port);
+//! - [`fetch`]: outbound HTTP for ingest by URL and for notices (the
+//!   fetcher's and the notifier's ports);
+//! - [`messages`]: the webhook and e-mail bodies the notifier sends;
 //! - [`work`]: draining the queues (the processor, the fetcher, the
 //!   HTTP-only workers) and kicking a worker after a response.
 //!
@@ -23,6 +25,7 @@ pub mod config;
 pub mod cors;
 pub mod events;
 pub mod fetch;
+pub mod messages;
 pub mod outparam;
 pub mod problem;
 pub mod queue;

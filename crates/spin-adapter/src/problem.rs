@@ -69,6 +69,9 @@ pub enum ApiError {
     /// An ingest whose URL may not be fetched (nothing recorded).
     #[error(transparent)]
     RefusedUrl(#[from] darkroom_core::ingest::RefusedUrl),
+    /// A `callback_url` or `notify_email` that is refused (nothing recorded).
+    #[error(transparent)]
+    RefusedRecipient(#[from] darkroom_core::notify::RefusedRecipient),
     /// A JSON body that is not an ingest request.
     #[error("{0}")]
     BadJson(String),
@@ -201,6 +204,12 @@ impl ApiError {
             Self::Conflict(d) => p(409, "conflict", "Conflict", d.clone()),
             Self::InvalidQuery(d) => p(400, "invalid-query", "Invalid query", d.clone()),
             Self::RefusedUrl(_) => p(422, "url-not-allowed", "URL not allowed", self.to_string()),
+            Self::RefusedRecipient(_) => p(
+                422,
+                "recipient-not-allowed",
+                "Notification recipient not allowed",
+                self.to_string(),
+            ),
             Self::BadJson(d) => p(400, "malformed-json", "Malformed JSON body", d.clone()),
             Self::MalformedIdempotencyKey(_) => p(
                 400,

@@ -474,44 +474,69 @@ impl Queue for UnreachableQueue {
     }
 }
 
-/// Both queues ([`BothQueues`]), or stand-ins that report why they could
-/// not be opened: for readers that still answer while Redis is down.
-pub fn connect_both_or_unreachable(
-    config: &crate::config::QueueConfig,
-) -> (Box<dyn Queue>, Box<dyn Queue>) {
-    match BothQueues::connect(config) {
-        Ok(both) => (Box::new(both.jobs), Box::new(both.fetches)),
-        Err(e) => (
+/// The three queues ([`AllQueues`]), or stand-ins that report why they
+/// could not be opened: for readers that still answer while Redis is down.
+pub fn connect_all_or_unreachable(config: &crate::config::QueueConfig) -> [Box<dyn Queue>; 3] {
+    match AllQueues::connect(config) {
+        Ok(all) => [
+            Box::new(all.jobs),
+            Box::new(all.fetches),
+            Box::new(all.notices),
+        ],
+        Err(e) => [
+            Box::new(UnreachableQueue(e.clone())),
             Box::new(UnreachableQueue(e.clone())),
             Box::new(UnreachableQueue(e)),
-        ),
+        ],
     }
 }
 
-/// The processor's and the fetcher's queues on one connection.
-pub struct BothQueues {
+/// The processor's, the fetcher's and the notifier's queues on one connection.
+pub struct AllQueues {
     /// `queue_channel`'s queue.
     pub jobs: RedisQueue,
     /// `fetch_channel`'s queue.
     pub fetches: RedisQueue,
+    /// `notify_channel`'s queue.
+    pub notices: RedisQueue,
 }
 
-impl BothQueues {
-    /// Connects once for both.
+impl AllQueues {
+    /// Connects once for all three.
     ///
     /// # Errors
     /// [`PortError`] when Redis cannot be reached.
     pub fn connect(config: &crate::config::QueueConfig) -> Result<Self, PortError> {
         let jobs = RedisQueue::connect(&config.redis_url, &config.channel)?;
         let fetches = jobs.sibling(&config.fetch_channel);
-        Ok(Self { jobs, fetches })
+        let notices = jobs.sibling(&config.notify_channel);
+        Ok(Self {
+            jobs,
+            fetches,
+            notices,
+        })
     }
 
-    /// The core's view of them.
+    /// The core's view of them, for a component that rings no notifier.
     pub fn ports(&self) -> darkroom_core::service::Queues<'_> {
         darkroom_core::service::Queues {
             jobs: &self.jobs,
             fetches: &self.fetches,
+            notify: None,
+        }
+    }
+
+    /// The core's view of them, ringing the notifier as `subscriptions` say.
+    pub fn notifying<'a>(
+        &'a self,
+        subscriptions: &'a darkroom_core::notify::Subscriptions,
+    ) -> darkroom_core::service::Queues<'a> {
+        darkroom_core::service::Queues {
+            notify: Some(darkroom_core::notify::Notifying {
+                queue: &self.notices,
+                subscriptions,
+            }),
+            ..self.ports()
         }
     }
 }

@@ -2,7 +2,9 @@
 //! field (what HTML forms and `curl -F file=@x.jpg` send), or a raw body
 //! with an `image/*` (or `application/octet-stream`, or no) Content-Type;
 //! or an ingest by URL: `application/json` `{"url": "https://…"}`, or a
-//! multipart `url` field.
+//! multipart `url` field. Multipart and JSON bodies may also name who is
+//! told when the job ends: `callback_url` and `notify_email` (checked by
+//! the core, not here).
 //!
 //! The body is read as a stream and abandoned as soon as it exceeds the
 //! limit, so an oversized upload costs at most the limit in memory.
@@ -36,10 +38,25 @@ pub enum Upload {
     Url(String),
 }
 
+/// An upload with the recipients it names.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Request {
+    /// The image or its URL.
+    pub upload: Option<Upload>,
+    /// `callback_url`, as sent.
+    pub callback_url: Option<String>,
+    /// `notify_email`, as sent.
+    pub notify_email: Option<String>,
+}
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct IngestBody {
     url: String,
+    #[serde(default)]
+    callback_url: Option<String>,
+    #[serde(default)]
+    notify_email: Option<String>,
 }
 
 fn body_kind(content_type: Option<&str>) -> Result<BodyKind, ApiError> {
@@ -71,7 +88,7 @@ fn body_kind(content_type: Option<&str>) -> Result<BodyKind, ApiError> {
 /// # Errors
 /// [`ApiError`]: 413 over the limit, 415 for a body type that cannot carry
 /// an upload, 400 for a malformed multipart body or a missing file.
-pub async fn read_upload(req: IncomingRequest, limits: Limits) -> Result<Upload, ApiError> {
+pub async fn read_upload(req: IncomingRequest, limits: Limits) -> Result<(Upload, Request), ApiError> {
     let headers = req.headers();
     let kind = body_kind(header(&headers, "content-type").as_deref())?;
     let too_large = || {
@@ -103,43 +120,62 @@ pub async fn read_upload(req: IncomingRequest, limits: Limits) -> Result<Upload,
         body.extend_from_slice(&chunk);
     }
 
-    let file = match kind {
-        BodyKind::Raw => body,
-        BodyKind::Json => return ingest_body(&body).map(Upload::Url),
-        BodyKind::Multipart(boundary) => match file_field(body, boundary).await? {
-            Upload::File(file) => file,
-            url @ Upload::Url(_) => return Ok(url),
+    let mut request = match kind {
+        BodyKind::Raw => Request {
+            upload: Some(Upload::File(body)),
+            ..Request::default()
         },
+        BodyKind::Json => ingest_body(&body)?,
+        BodyKind::Multipart(boundary) => fields(body, boundary).await?,
     };
-    if file.is_empty() {
-        return Err(ApiError::MissingFile);
-    }
-    if file.len() as u64 > limits.max_upload_bytes {
-        return Err(too_large());
-    }
-    Ok(Upload::File(file))
+    let upload = match request.upload.take() {
+        Some(Upload::File(file)) if file.is_empty() => return Err(ApiError::MissingFile),
+        Some(Upload::File(file)) if file.len() as u64 > limits.max_upload_bytes => {
+            return Err(too_large());
+        }
+        Some(upload) => upload,
+        None => return Err(ApiError::MissingFile),
+    };
+    Ok((upload, request))
 }
 
-fn ingest_body(body: &[u8]) -> Result<String, ApiError> {
+fn ingest_body(body: &[u8]) -> Result<Request, ApiError> {
     serde_json::from_slice::<IngestBody>(body)
-        .map(|b| b.url)
-        .map_err(|e| ApiError::BadJson(format!("expected {{\"url\": \"https://…\"}}: {e}")))
+        .map(|b| Request {
+            upload: Some(Upload::Url(b.url)),
+            callback_url: b.callback_url,
+            notify_email: b.notify_email,
+        })
+        .map_err(|e| {
+            ApiError::BadJson(format!(
+                "expected {{\"url\": \"https://…\"}}, optionally with \"callback_url\" and \"notify_email\": {e}"
+            ))
+        })
 }
 
-async fn file_field(body: Vec<u8>, boundary: String) -> Result<Upload, ApiError> {
+/// The `file` (or `url`), `callback_url` and `notify_email` fields; others
+/// are ignored.
+async fn fields(body: Vec<u8>, boundary: String) -> Result<Request, ApiError> {
     let once = futures::stream::once(async move {
         Ok::<_, std::convert::Infallible>(bytes::Bytes::from(body))
     });
     let mut multipart = multer::Multipart::new(once, boundary);
     let bad = |e: multer::Error| ApiError::BadMultipart(e.to_string());
+    let mut request = Request::default();
     while let Some(field) = multipart.next_field().await.map_err(bad)? {
         match field.name() {
-            Some("file") => return Ok(Upload::File(field.bytes().await.map_err(bad)?.to_vec())),
-            Some("url") => return Ok(Upload::Url(field.text().await.map_err(bad)?)),
+            Some("file") if request.upload.is_none() => {
+                request.upload = Some(Upload::File(field.bytes().await.map_err(bad)?.to_vec()));
+            }
+            Some("url") if request.upload.is_none() => {
+                request.upload = Some(Upload::Url(field.text().await.map_err(bad)?));
+            }
+            Some("callback_url") => request.callback_url = Some(field.text().await.map_err(bad)?),
+            Some("notify_email") => request.notify_email = Some(field.text().await.map_err(bad)?),
             _ => {}
         }
     }
-    Err(ApiError::MissingFile)
+    Ok(request)
 }
 
 #[cfg(test)]
@@ -179,23 +215,25 @@ mod tests {
     #[test]
     fn the_file_field_is_found_among_others() {
         let body = b"--b\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\nContent-Type: image/png\r\n\r\nPNGDATA\r\n--b--\r\n".to_vec();
-        let file = futures::executor::block_on(file_field(body, "b".into())).expect("parsed");
-        assert_eq!(file, Upload::File(b"PNGDATA".to_vec()));
+        let request = futures::executor::block_on(fields(body, "b".into())).expect("parsed");
+        assert_eq!(request.upload, Some(Upload::File(b"PNGDATA".to_vec())));
     }
 
     #[test]
     fn a_url_arrives_as_json_or_as_a_multipart_field() {
         assert_eq!(
-            ingest_body(br#"{"url": "https://example.com/a.jpg"}"#).expect("json"),
-            "https://example.com/a.jpg"
+            ingest_body(br#"{"url": "https://example.com/a.jpg"}"#)
+                .expect("json")
+                .upload,
+            Some(Upload::Url("https://example.com/a.jpg".into()))
         );
         assert!(matches!(
             ingest_body(br#"{"uri": "https://example.com/a.jpg"}"#),
             Err(ApiError::BadJson(_))
         ));
         let body = b"--b\r\nContent-Disposition: form-data; name=\"url\"\r\n\r\nhttps://example.com/a.jpg\r\n--b--\r\n".to_vec();
-        let url = futures::executor::block_on(file_field(body, "b".into())).expect("parsed");
-        assert_eq!(url, Upload::Url("https://example.com/a.jpg".into()));
+        let request = futures::executor::block_on(fields(body, "b".into())).expect("parsed");
+        assert_eq!(request.upload, Some(Upload::Url("https://example.com/a.jpg".into())));
     }
 
     #[test]
@@ -203,7 +241,21 @@ mod tests {
         let body =
             b"--b\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello\r\n--b--\r\n"
                 .to_vec();
-        let err = futures::executor::block_on(file_field(body, "b".into())).expect_err("no file");
-        assert!(matches!(err, ApiError::MissingFile), "{err}");
+        let request = futures::executor::block_on(fields(body, "b".into())).expect("parsed");
+        assert_eq!(request.upload, None, "read_upload answers MissingFile");
+    }
+
+    #[test]
+    fn recipients_come_from_multipart_fields_in_any_order_or_from_the_json_body() {
+        let body = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\n\r\nPNG\r\n--b\r\nContent-Disposition: form-data; name=\"callback_url\"\r\n\r\nhttps://h.example/x\r\n--b\r\nContent-Disposition: form-data; name=\"notify_email\"\r\n\r\nann@example.com\r\n--b--\r\n".to_vec();
+        let request = futures::executor::block_on(fields(body, "b".into())).expect("parsed");
+        assert_eq!(request.callback_url.as_deref(), Some("https://h.example/x"));
+        assert_eq!(request.notify_email.as_deref(), Some("ann@example.com"));
+        let json = ingest_body(
+            br#"{"url": "https://e.example/a.jpg", "callback_url": "https://h.example/x", "notify_email": "ann@example.com"}"#,
+        )
+        .expect("json");
+        assert_eq!(json.callback_url.as_deref(), Some("https://h.example/x"));
+        assert_eq!(json.notify_email.as_deref(), Some("ann@example.com"));
     }
 }

@@ -50,6 +50,46 @@ struct Status<'a> {
     stage: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     progress: Option<u8>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notifications: Vec<NotificationView>,
+}
+
+/// One notice as clients see it: where to (host or e-mail domain only).
+#[derive(Serialize)]
+struct NotificationView {
+    channel: &'static str,
+    target: String,
+    event: String,
+    state: darkroom_core::notify::NoticeState,
+    attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_attempt_at: Option<String>,
+}
+
+impl From<&darkroom_core::notify::Notice> for NotificationView {
+    fn from(n: &darkroom_core::notify::Notice) -> Self {
+        use darkroom_core::notify::{NoticeState, Target};
+        Self {
+            channel: match n.target {
+                Target::Webhook { .. } => "webhook",
+                Target::Email { .. } => "email",
+            },
+            target: n.target.shown(),
+            event: n.kind.clone(),
+            state: n.state,
+            attempts: n.attempts,
+            last_status: n.last_status,
+            last_error: n.last_error.clone(),
+            next_attempt_at: (n.state == NoticeState::Pending)
+                .then_some(n.next_attempt_at)
+                .flatten()
+                .map(|t| t.to_string()),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -172,6 +212,11 @@ pub fn status(report: &StatusReport) -> Response {
         cancel_requested: report.cancel_requested,
         stage: stage.map(|(name, _)| name),
         progress: stage.map(|(_, percent)| percent),
+        notifications: report
+            .notices
+            .iter()
+            .flat_map(|n| n.list.iter().map(NotificationView::from))
+            .collect(),
     };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let mut builder = json_response(200, &body);
@@ -187,6 +232,33 @@ fn etag(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     let digest = sha2::Sha256::digest(bytes);
     format!("\"{}\"", hex::encode(&digest[..12]))
+}
+
+/// `200 OK` with the notifier's dead letters: each job and its notices.
+pub fn notification_dead_letters(letters: &[(JobId, darkroom_core::notify::Notices)]) -> Response {
+    #[derive(Serialize)]
+    struct Letter {
+        id: String,
+        status: String,
+        notifications: Vec<NotificationView>,
+        redrive: String,
+    }
+    #[derive(Serialize)]
+    struct Letters {
+        dead_letters: Vec<Letter>,
+    }
+    let body = Letters {
+        dead_letters: letters
+            .iter()
+            .map(|(id, notices)| Letter {
+                id: id.to_string(),
+                status: routes::status(*id),
+                notifications: notices.list.iter().map(NotificationView::from).collect(),
+                redrive: format!("/internal/notifications/dead-letters/{id}/redrive"),
+            })
+            .collect(),
+    };
+    json_response(200, &body).build()
 }
 
 /// `304 Not Modified` for a status read whose `If-None-Match` names the
@@ -290,6 +362,7 @@ pub fn cancelled(outcome: Cancelled) -> Response {
         overdue: false,
         cancel_requested: !now,
         expires_at: None,
+        notices: None,
         job,
     };
     let response = status(&report);

@@ -1,5 +1,5 @@
 //! Working the durable queues, for the components that drive work: the
-//! Redis-triggered `processor` and `fetcher` (`spin.toml`), and the
+//! Redis-triggered `processor`, `fetcher` and `notifier` (`spin.toml`), and the
 //! `worker` and `fetch-worker` behind private routes that the HTTP-only
 //! profile (`spin.http-only.toml`) reaches by service chaining after an
 //! upload or an overdue status read has been answered. They build the same
@@ -14,7 +14,7 @@ use thiserror::Error;
 
 use crate::clock::{SystemClock, SystemRandom};
 use crate::config::{self, ConfigError};
-use crate::queue::{BothQueues, RedisQueue};
+use crate::queue::AllQueues;
 use crate::store::SpinKv;
 
 /// Why a drain could not start or was cut short.
@@ -50,21 +50,22 @@ pub fn drain_queue(budget: Duration) -> Result<usize, WorkError> {
     let limits = config::limits()?;
     let policy = config::retry_policy()?;
     let queue_config = config::queue()?;
+    let subscriptions = config::subscriptions()?;
     let kv = SpinKv::open_default().map_err(WorkError::Storage)?;
     let blobs = crate::store::blob_store_for(&kv, config::blob_store()?)
         .map_err(|e| WorkError::Storage(PortError::new(e)))?;
-    let queue = RedisQueue::connect(&queue_config.redis_url, &queue_config.channel)
-        .map_err(WorkError::Queue)?;
+    let queues = AllQueues::connect(&queue_config).map_err(WorkError::Queue)?;
     let worker = Worker {
         ports: Ports {
             kv: &kv,
             blobs: blobs.as_ref(),
             clock: &SystemClock,
         },
-        queue: &queue,
+        queue: &queues.jobs,
         random: &SystemRandom,
         policy,
         limits,
+        notify: queues.notifying(&subscriptions).notify,
     };
     service::drain(worker, budget, log_outcome).map_err(WorkError::Queue)
 }
@@ -81,10 +82,11 @@ pub fn drain_fetches(budget: Duration) -> Result<usize, WorkError> {
     let rules = config::ingest_rules()?;
     let timeout = config::fetch_timeout()?;
     let queue_config = config::queue()?;
+    let subscriptions = config::subscriptions()?;
     let kv = SpinKv::open_default().map_err(WorkError::Storage)?;
     let blobs = crate::store::blob_store_for(&kv, config::blob_store()?)
         .map_err(|e| WorkError::Storage(PortError::new(e)))?;
-    let queues = BothQueues::connect(&queue_config).map_err(WorkError::Queue)?;
+    let queues = AllQueues::connect(&queue_config).map_err(WorkError::Queue)?;
     let worker = Worker {
         ports: Ports {
             kv: &kv,
@@ -95,6 +97,7 @@ pub fn drain_fetches(budget: Duration) -> Result<usize, WorkError> {
         random: &SystemRandom,
         policy,
         limits,
+        notify: queues.notifying(&subscriptions).notify,
     };
     let fetch = Fetch {
         http: &crate::fetch::WasiSourceHttp,
@@ -103,6 +106,59 @@ pub fn drain_fetches(budget: Duration) -> Result<usize, WorkError> {
         next: &queues.jobs,
     };
     service::drain_fetches(worker, fetch, budget, log_outcome).map_err(WorkError::Queue)
+}
+
+/// Drains the notifier's queue: sends every due webhook and e-mail of each
+/// claimed job, recording each attempt before it is made. Returns how many
+/// jobs were handled.
+///
+/// # Errors
+/// As for [`drain_queue`].
+pub fn drain_notifications(budget: Duration) -> Result<usize, WorkError> {
+    let policy = config::notify_policy()?;
+    let subscriptions = config::subscriptions()?;
+    let secrets = config::webhook_secrets()?;
+    let email = config::email_api()?;
+    let messages = crate::messages::Messages {
+        base_url: config::public_base_url()?,
+        from: config::email_from()?,
+    };
+    let queue_config = config::queue()?;
+    let kv = SpinKv::open_default().map_err(WorkError::Storage)?;
+    // Notices need no blobs: the job record has everything they say.
+    let blobs = crate::store::blob_store_for(&kv, config::BlobStoreConfig::KeyValue)
+        .map_err(|e| WorkError::Storage(PortError::new(e)))?;
+    let queues = AllQueues::connect(&queue_config).map_err(WorkError::Queue)?;
+    let notifier = darkroom_core::notify::Notifier {
+        ports: Ports {
+            kv: &kv,
+            blobs: blobs.as_ref(),
+            clock: &SystemClock,
+        },
+        queue: &queues.notices,
+        random: &SystemRandom,
+        policy,
+        subscriptions: &subscriptions,
+        secrets: &secrets,
+        email: email.as_ref(),
+        http: &crate::fetch::WasiSourceHttp,
+        render: &messages,
+    };
+    darkroom_core::notify::drain_notices(notifier, budget, |outcome| match outcome {
+        Ok(darkroom_core::notify::NotifyOutcome::Worked {
+            id,
+            delivered,
+            retrying,
+            stopped,
+        }) => eprintln!(
+            "darkroom: job {id}: {delivered} notices delivered, {retrying} to retry, {stopped} stopped"
+        ),
+        Ok(darkroom_core::notify::NotifyOutcome::Unknown(id)) => {
+            eprintln!("darkroom: job {id} is gone; its notices dropped");
+        }
+        Err(e) => eprintln!("darkroom: notices could not be worked (the lease will lapse): {e}"),
+    })
+    .map_err(WorkError::Queue)
 }
 
 fn log_outcome(outcome: Result<ProcessOutcome, ProcessError>) {
