@@ -18,6 +18,7 @@ mod idempotency;
 mod images;
 mod ingest;
 mod lifecycle;
+mod notify;
 mod processing;
 mod status;
 mod topology;

@@ -346,15 +346,24 @@ impl Notices {
         let before = self.planned_through;
         for event in job.events.iter().filter(|e| e.seq > before) {
             for target in subscriptions.targets(job, event) {
+                // A target that answered 410 for this job is not asked again.
+                let gone = self
+                    .list
+                    .iter()
+                    .any(|n| n.target == target && n.state == NoticeState::Gone);
                 self.list.push(Notice {
                     target,
                     event: event.seq,
                     kind: event.kind.name().to_owned(),
-                    state: NoticeState::Pending,
+                    state: if gone {
+                        NoticeState::Gone
+                    } else {
+                        NoticeState::Pending
+                    },
                     attempts: 0,
                     last_status: None,
-                    last_error: None,
-                    next_attempt_at: Some(now),
+                    last_error: gone.then(|| "the target answered 410 Gone before".to_owned()),
+                    next_attempt_at: (!gone).then_some(now),
                 });
             }
             self.planned_through = event.seq;
@@ -637,7 +646,7 @@ pub fn notify_next(n: Notifier<'_>) -> Result<Option<NotifyOutcome>, ProcessErro
             && kv.get(&keys::endpoint_gone(url))?.is_some()
         {
             notices.list[i].state = NoticeState::Gone;
-            notices.list[i].last_error = Some("the endpoint answered 410 Gone before".into());
+            notices.list[i].last_error = Some("the target answered 410 Gone before".into());
             stopped += 1;
             save_notices(kv, id, &notices)?;
             continue;

@@ -124,7 +124,11 @@ impl Outbound for WasiSourceHttp {
         let url = url::Url::parse(url).map_err(|e| unreachable(format!("{url}: {e}")))?;
         let deadline = monotonic_clock::now().saturating_add(nanos(timeout));
         let timer = monotonic_clock::subscribe_instant(deadline);
-        let mut fields: Vec<(&str, Vec<u8>)> = vec![("user-agent", b"darkroom-notifier".to_vec())];
+        // A known length rather than chunked encoding: every receiver reads it.
+        let mut fields: Vec<(&str, Vec<u8>)> = vec![
+            ("user-agent", b"darkroom-notifier".to_vec()),
+            ("content-length", body.len().to_string().into_bytes()),
+        ];
         fields.extend(headers.iter().map(|(k, v)| (*k, v.as_bytes().to_vec())));
         let response = send(&Method::Post, &url, &fields, body, timeout, &timer)?;
         let retry_after = header(&response, "retry-after")
