@@ -186,11 +186,10 @@ fn upload_with(app: &TestApp, fields: &[(&'static str, String)]) -> crate::helpe
         .file_name("photo.jpg")
         .mime_str("image/jpeg")
         .expect("mime");
-    let form = fields
-        .iter()
-        .fold(reqwest::blocking::multipart::Form::new().part("file", part), |f, (k, v)| {
-            f.text(*k, v.clone())
-        });
+    let form = fields.iter().fold(
+        reqwest::blocking::multipart::Form::new().part("file", part),
+        |f, (k, v)| f.text(*k, v.clone()),
+    );
     app.post_form("/api/images", form)
 }
 
@@ -207,11 +206,17 @@ fn wait_for_notifications(app: &TestApp, id: &str, n: usize, within: Duration) -
     let deadline = Instant::now() + within;
     loop {
         let status: Value = app.status(id).json().expect("status JSON");
-        let notifications = status["notifications"].as_array().cloned().unwrap_or_default();
+        let notifications = status["notifications"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if notifications.len() >= n && notifications.iter().all(|n| n["state"] != "pending") {
             return notifications;
         }
-        assert!(Instant::now() < deadline, "notifications still pending: {status}");
+        assert!(
+            Instant::now() < deadline,
+            "notifications still pending: {status}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -325,7 +330,10 @@ fn a_notifier_killed_mid_delivery_still_delivers_with_the_same_webhook_id() {
     let seen = receiver.seen();
     assert_eq!(done[0]["state"], "delivered", "{done:?}");
     assert_eq!(seen.len(), 2, "{seen:?}\n{}", front.logs());
-    assert_eq!(done[0]["attempts"], 2, "the killed attempt counts: {done:?}");
+    assert_eq!(
+        done[0]["attempts"], 2,
+        "the killed attempt counts: {done:?}"
+    );
     assert_eq!(seen[0].header("webhook-id"), seen[1].header("webhook-id"));
     assert!(seen[1].verifies());
 }
@@ -339,7 +347,10 @@ fn an_email_goes_to_the_api_with_the_key_the_address_and_absolute_links() {
         ("email_api_key", "re_test_key"),
         ("email_from", "Darkroom <images@example.com>"),
     ]));
-    let id = accepted_id(upload_with(&app, &[("notify_email", "ann@example.com".into())]));
+    let id = accepted_id(upload_with(
+        &app,
+        &[("notify_email", "ann@example.com".into())],
+    ));
     app.wait_until_finished(&id);
     let notifications = wait_for_notifications(&app, &id, 1, Duration::from_secs(30));
     assert_eq!(notifications[0]["channel"], "email");
@@ -356,7 +367,9 @@ fn an_email_goes_to_the_api_with_the_key_the_address_and_absolute_links() {
     assert_eq!(body["subject"], "Your image is ready");
     let text = body["text"].as_str().expect("text");
     assert!(
-        text.contains(&format!("https://images.example.com/api/images/{id}/files/thumbnail")),
+        text.contains(&format!(
+            "https://images.example.com/api/images/{id}/files/thumbnail"
+        )),
         "{text}"
     );
 
@@ -373,7 +386,9 @@ fn an_email_goes_to_the_api_with_the_key_the_address_and_absolute_links() {
     let body = sent[1].json();
     assert_eq!(body["subject"], "Your image could not be processed");
     assert!(
-        body["text"].as_str().is_some_and(|t| t.contains("cannot be decoded")),
+        body["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("cannot be decoded")),
         "{body}"
     );
 }
@@ -392,11 +407,25 @@ fn every_refused_callback_url_and_a_bad_notify_email_get_a_422_with_nothing_reco
         "not a url",
     ] {
         let problem = assert_problem(upload_with(&app, &[("callback_url", url.to_owned())]), 422);
-        assert_eq!(problem["type"], "urn:darkroom:problem:recipient-not-allowed", "{url}");
+        assert_eq!(
+            problem["type"], "urn:darkroom:problem:recipient-not-allowed",
+            "{url}"
+        );
     }
-    for email in ["ann", "ann@localhost", "Ann <ann@example.com>", "@example.com"] {
-        let problem = assert_problem(upload_with(&app, &[("notify_email", email.to_owned())]), 422);
-        assert_eq!(problem["type"], "urn:darkroom:problem:recipient-not-allowed", "{email}");
+    for email in [
+        "ann",
+        "ann@localhost",
+        "Ann <ann@example.com>",
+        "@example.com",
+    ] {
+        let problem = assert_problem(
+            upload_with(&app, &[("notify_email", email.to_owned())]),
+            422,
+        );
+        assert_eq!(
+            problem["type"], "urn:darkroom:problem:recipient-not-allowed",
+            "{email}"
+        );
     }
     let problem = assert_problem(
         app.request_json(
@@ -406,8 +435,15 @@ fn every_refused_callback_url_and_a_bad_notify_email_get_a_422_with_nothing_reco
         ),
         422,
     );
-    assert_eq!(problem["type"], "urn:darkroom:problem:recipient-not-allowed");
-    assert!(app.kv_keys().iter().all(|k| !k.starts_with("job/")), "{:?}", app.kv_keys());
+    assert_eq!(
+        problem["type"],
+        "urn:darkroom:problem:recipient-not-allowed"
+    );
+    assert!(
+        app.kv_keys().iter().all(|k| !k.starts_with("job/")),
+        "{:?}",
+        app.kv_keys()
+    );
     assert!(app.blob_keys().is_empty(), "{:?}", app.blob_keys());
 
     let no_email = TestApp::spawn();
@@ -416,7 +452,9 @@ fn every_refused_callback_url_and_a_bad_notify_email_get_a_422_with_nothing_reco
         422,
     );
     assert!(
-        problem["detail"].as_str().is_some_and(|d| d.contains("sends no e-mail")),
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("sends no e-mail")),
         "{problem}"
     );
 }

@@ -14,7 +14,7 @@
 
 use darkroom_core::idempotency::IdempotencyKey;
 use darkroom_core::notify;
-use darkroom_core::service::{self, Once, Ports};
+use darkroom_core::service::{self, KeyUse, Once, Ports};
 use darkroom_spin::access::{self, Access};
 use darkroom_spin::clock::SystemClock;
 use darkroom_spin::cors::Cors;
@@ -74,13 +74,27 @@ async fn accept(req: IncomingRequest) -> Result<(Response, Upload), ApiError> {
     };
     let jobs = &queues.jobs;
     let answer = match (&upload, key) {
-        (Upload::File(bytes), None) => {
-            views::accepted(&service::accept_upload(ports, jobs, bytes, limits, &recipients)?)
-        }
+        (Upload::File(bytes), None) => views::accepted(&service::accept_upload(
+            ports,
+            jobs,
+            bytes,
+            limits,
+            &recipients,
+        )?),
         (Upload::File(bytes), Some(key)) => {
             let ttl = config::idempotency_ttl()?;
+            let key = KeyUse {
+                records: jobs,
+                key: &key,
+                ttl,
+            };
             answer_once(service::accept_upload_once(
-                ports, jobs, jobs, &key, ttl, bytes, limits, &recipients,
+                ports,
+                jobs,
+                key,
+                bytes,
+                limits,
+                &recipients,
             )?)
         }
         (Upload::Url(url), None) => {
@@ -95,12 +109,15 @@ async fn accept(req: IncomingRequest) -> Result<(Response, Upload), ApiError> {
         }
         (Upload::Url(url), Some(key)) => {
             let (rules, ttl) = (config::ingest_rules()?, config::idempotency_ttl()?);
+            let key = KeyUse {
+                records: jobs,
+                key: &key,
+                ttl,
+            };
             answer_once(service::accept_url_once(
                 ports,
                 queues.ports(),
-                jobs,
-                &key,
-                ttl,
+                key,
                 url,
                 &rules,
                 &recipients,

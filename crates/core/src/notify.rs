@@ -389,7 +389,11 @@ impl Notices {
     /// reset; how many.
     pub fn redrive(&mut self, now: Timestamp) -> usize {
         let mut n = 0;
-        for notice in self.list.iter_mut().filter(|n| n.state == NoticeState::Failed) {
+        for notice in self
+            .list
+            .iter_mut()
+            .filter(|n| n.state == NoticeState::Failed)
+        {
             notice.state = NoticeState::Pending;
             notice.attempts = 0;
             notice.next_attempt_at = Some(now);
@@ -439,12 +443,18 @@ impl Secret {
             .enumerate()
             .map(|(i, s)| {
                 let encoded = s.strip_prefix("whsec_").ok_or_else(|| {
-                    format!("webhook_secret: secret {} does not start with whsec_", i + 1)
+                    format!(
+                        "webhook_secret: secret {} does not start with whsec_",
+                        i + 1
+                    )
                 })?;
                 let key = base64::engine::general_purpose::STANDARD
                     .decode(encoded)
                     .map_err(|_| {
-                        format!("webhook_secret: secret {} is not base64 after whsec_", i + 1)
+                        format!(
+                            "webhook_secret: secret {} is not base64 after whsec_",
+                            i + 1
+                        )
                     })?;
                 if key.len() < 24 {
                     return Err(format!(
@@ -610,7 +620,11 @@ pub fn notify_next(n: Notifier<'_>) -> Result<Option<NotifyOutcome>, ProcessErro
     let kv = n.ports.kv;
     let now = clock.now();
     let lease_until = now.plus(n.policy.lease);
-    let Some(id) = n.queue.claim(now, lease_until).map_err(ProcessError::Queue)? else {
+    let Some(id) = n
+        .queue
+        .claim(now, lease_until)
+        .map_err(ProcessError::Queue)?
+    else {
         return Ok(None);
     };
     let Some(job) = load_job(kv, id)? else {
@@ -667,9 +681,11 @@ pub fn notify_next(n: Notifier<'_>) -> Result<Option<NotifyOutcome>, ProcessErro
                 if let Target::Webhook { url, app: true } = &target {
                     kv.set(&keys::endpoint_gone(url), b"410")?;
                 }
-                for other in notices.list.iter_mut().filter(|o| {
-                    o.target == target && o.state == NoticeState::Pending
-                }) {
+                for other in notices
+                    .list
+                    .iter_mut()
+                    .filter(|o| o.target == target && o.state == NoticeState::Pending)
+                {
                     other.state = NoticeState::Gone;
                     other.next_attempt_at = None;
                 }
@@ -724,7 +740,9 @@ fn send(n: Notifier<'_>, job: &Job, event: &Event, notice: &Notice) -> Sent {
     let (url, headers, body) = match &notice.target {
         Target::Webhook { url, .. } => {
             if n.secrets.is_empty() {
-                return Sent::Unsendable("webhook_secret is not set: webhooks are never sent unsigned".into());
+                return Sent::Unsendable(
+                    "webhook_secret is not set: webhooks are never sent unsigned".into(),
+                );
             }
             let body = n.render.webhook(job, event);
             if body.len() > MAX_WEBHOOK_BODY {
@@ -776,7 +794,8 @@ fn settle(n: Notifier<'_>, notice: &mut Notice, sent: Sent) -> NoticeState {
                     Some(NoticeState::Delivered)
                 }
                 410 => {
-                    notice.last_error = Some("410 Gone: the target asked not to be called again".into());
+                    notice.last_error =
+                        Some("410 Gone: the target asked not to be called again".into());
                     Some(NoticeState::Gone)
                 }
                 status => {

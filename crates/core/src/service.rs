@@ -245,17 +245,26 @@ pub enum Once {
 pub fn accept_upload_once(
     ports: Ports<'_>,
     queue: &dyn Queue,
-    records: &dyn OnceStore,
-    key: &IdempotencyKey,
-    ttl: Duration,
+    key: KeyUse<'_>,
     bytes: &[u8],
     limits: Limits,
     recipients: &Recipients,
 ) -> Result<Once, OnceError> {
     let fingerprint = idempotency::fingerprint_with(bytes, recipients);
-    once(records, key, ttl, fingerprint, || {
+    once(key, fingerprint, || {
         accept_upload(ports, queue, bytes, limits, recipients)
     })
+}
+
+/// An `Idempotency-Key`, where its records are kept, and for how long.
+#[derive(Clone, Copy)]
+pub struct KeyUse<'a> {
+    /// The records.
+    pub records: &'a dyn OnceStore,
+    /// The client's key.
+    pub key: &'a IdempotencyKey,
+    /// How long a first answer is kept.
+    pub ttl: Duration,
 }
 
 /// [`accept_url`] under an `Idempotency-Key`; the payload is the URL.
@@ -265,24 +274,20 @@ pub fn accept_upload_once(
 pub fn accept_url_once(
     ports: Ports<'_>,
     queues: Queues<'_>,
-    records: &dyn OnceStore,
-    key: &IdempotencyKey,
-    ttl: Duration,
+    key: KeyUse<'_>,
     url: &str,
     rules: &IngestRules,
     recipients: &Recipients,
 ) -> Result<Once, OnceError> {
     let payload = format!("url:{}", url.trim());
     let fingerprint = idempotency::fingerprint_with(payload.as_bytes(), recipients);
-    once(records, key, ttl, fingerprint, || {
+    once(key, fingerprint, || {
         accept_url(ports, queues, url, rules, recipients)
     })
 }
 
 fn once(
-    records: &dyn OnceStore,
-    key: &IdempotencyKey,
-    ttl: Duration,
+    KeyUse { records, key, ttl }: KeyUse<'_>,
     fingerprint: String,
     accept: impl FnOnce() -> Result<Accepted, AcceptError>,
 ) -> Result<Once, OnceError> {
@@ -423,10 +428,16 @@ pub fn job_status(
             let mut warning = None;
             // A notice overdue like a job (a missed doorbell, a dead
             // notifier) is rung for again.
-            if let (Some(n), Some(due)) = (queues.notify, notices.as_ref().and_then(notify::Notices::next_due))
-                && now >= due.plus(OVERDUE_GRACE)
+            if let (Some(n), Some(due)) = (
+                queues.notify,
+                notices.as_ref().and_then(notify::Notices::next_due),
+            ) && now >= due.plus(OVERDUE_GRACE)
             {
-                warning = n.queue.restore(id, due).and_then(|restored| if restored { Ok(()) } else { n.queue.ring() }).err();
+                warning = n
+                    .queue
+                    .restore(id, due)
+                    .and_then(|restored| if restored { Ok(()) } else { n.queue.ring() })
+                    .err();
             }
             return Ok(Some(StatusReport {
                 expires_at: retention.expires_at(&job),
@@ -1188,7 +1199,13 @@ fn drain_with(
     budget: Duration,
     report: impl FnMut(Result<ProcessOutcome, ProcessError>),
 ) -> Result<usize, PortError> {
-    drain_loop(w.queue, w.ports.clock, budget, || work_next(w, fetch), report)
+    drain_loop(
+        w.queue,
+        w.ports.clock,
+        budget,
+        || work_next(w, fetch),
+        report,
+    )
 }
 
 /// The loop of every drain: `step` claims and works one entry of `queue`.
@@ -1587,7 +1604,7 @@ mod tests {
                     &Recipients::default(),
                 )
             })
-                .map(|a| a.job)
+            .map(|a| a.job)
         }
 
         fn process_next(&self) -> Option<ProcessOutcome> {
@@ -2004,9 +2021,11 @@ mod tests {
             accept_upload_once(
                 p,
                 &world.queue,
-                records,
-                &key,
-                Duration::from_secs(3600),
+                KeyUse {
+                    records,
+                    key: &key,
+                    ttl: Duration::from_secs(3600),
+                },
                 bytes,
                 Limits::default(),
                 &Recipients::default(),
@@ -2413,7 +2432,7 @@ mod tests {
                     &Recipients::default(),
                 )
             })
-                .map(|a| a.job)
+            .map(|a| a.job)
         }
 
         fn fetch_next(&self, answer: Result<ingest::Hop, ingest::HopError>) -> ProcessOutcome {

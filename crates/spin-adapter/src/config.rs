@@ -403,7 +403,11 @@ pub fn callback_rules() -> Result<darkroom_core::ingest::IngestRules, ConfigErro
 pub fn webhook_secrets() -> Result<Vec<darkroom_core::notify::Secret>, ConfigError> {
     darkroom_core::notify::Secret::parse_all(&get("webhook_secret")?).map_err(|why| {
         eprintln!("darkroom: {why}");
-        invalid("webhook_secret", "(secret)", "whsec_ and base64 of at least 24 bytes, space-separated")
+        invalid(
+            "webhook_secret",
+            "(secret)",
+            "whsec_ and base64 of at least 24 bytes, space-separated",
+        )
     })
 }
 
@@ -472,6 +476,10 @@ pub fn public_base_url() -> Result<String, ConfigError> {
     let trimmed = value.trim().trim_end_matches('/');
     match url::Url::parse(trimmed) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(trimmed.to_owned()),
-        _ => Err(invalid("public_base_url", &value, "an http(s) URL such as https://images.example.com")),
+        _ => Err(invalid(
+            "public_base_url",
+            &value,
+            "an http(s) URL such as https://images.example.com",
+        )),
     }
 }

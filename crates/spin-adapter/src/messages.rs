@@ -6,11 +6,11 @@
 
 use std::collections::BTreeMap;
 
+use darkroom_core::JobState;
 use darkroom_core::job::{Event, EventKind, FailureCode, Job};
 use darkroom_core::notify::Render;
 use darkroom_core::pipeline::Variant;
 use darkroom_core::service::FileName;
-use darkroom_core::JobState;
 use serde_json::{Value, json};
 
 use crate::routes;
@@ -142,30 +142,30 @@ impl Render for Messages {
 
     fn email(&self, job: &Job, event: &Event, to: &str) -> Vec<u8> {
         let links = self.links(job);
-        let (subject, lines) = match &event.kind {
-            EventKind::Failed { error } => (
-                "Your image could not be processed".to_owned(),
-                vec![
-                    format!("Your image {} could not be processed: {}.", job.id, in_words(error.code)),
-                    format!("Details: {}", clipped(&error.message)),
-                    format!("Status: {}", links["self"]),
-                ],
-            ),
-            _ => {
-                let mut lines = vec![format!(
-                    "Your image {} is ready. Its files:",
-                    job.id
-                )];
-                lines.extend(
-                    Variant::ALL
-                        .into_iter()
-                        .filter_map(|v| links.get(v.name()).map(|l| format!("- {}: {l}", v.name()))),
-                );
-                lines.push(format!("- original: {}", links["original"]));
-                lines.push(format!("Status: {}", links["self"]));
-                ("Your image is ready".to_owned(), lines)
-            }
-        };
+        let (subject, lines) =
+            match &event.kind {
+                EventKind::Failed { error } => (
+                    "Your image could not be processed".to_owned(),
+                    vec![
+                        format!(
+                            "Your image {} could not be processed: {}.",
+                            job.id,
+                            in_words(error.code)
+                        ),
+                        format!("Details: {}", clipped(&error.message)),
+                        format!("Status: {}", links["self"]),
+                    ],
+                ),
+                _ => {
+                    let mut lines = vec![format!("Your image {} is ready. Its files:", job.id)];
+                    lines.extend(Variant::ALL.into_iter().filter_map(|v| {
+                        links.get(v.name()).map(|l| format!("- {}: {l}", v.name()))
+                    }));
+                    lines.push(format!("- original: {}", links["original"]));
+                    lines.push(format!("Status: {}", links["self"]));
+                    ("Your image is ready".to_owned(), lines)
+                }
+            };
         let text = lines.join("\n");
         let html = lines
             .iter()

@@ -88,7 +88,10 @@ fn body_kind(content_type: Option<&str>) -> Result<BodyKind, ApiError> {
 /// # Errors
 /// [`ApiError`]: 413 over the limit, 415 for a body type that cannot carry
 /// an upload, 400 for a malformed multipart body or a missing file.
-pub async fn read_upload(req: IncomingRequest, limits: Limits) -> Result<(Upload, Request), ApiError> {
+pub async fn read_upload(
+    req: IncomingRequest,
+    limits: Limits,
+) -> Result<(Upload, Request), ApiError> {
     let headers = req.headers();
     let kind = body_kind(header(&headers, "content-type").as_deref())?;
     let too_large = || {
@@ -233,7 +236,10 @@ mod tests {
         ));
         let body = b"--b\r\nContent-Disposition: form-data; name=\"url\"\r\n\r\nhttps://example.com/a.jpg\r\n--b--\r\n".to_vec();
         let request = futures::executor::block_on(fields(body, "b".into())).expect("parsed");
-        assert_eq!(request.upload, Some(Upload::Url("https://example.com/a.jpg".into())));
+        assert_eq!(
+            request.upload,
+            Some(Upload::Url("https://example.com/a.jpg".into()))
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use super::*;
 use crate::blob::KvBlobStore;
 use crate::format::inspect;
-use crate::ports::Clock as _;
 use crate::job::{Failure, FailureCode};
+use crate::ports::Clock as _;
 use crate::testing::{FixedRandom, ManualClock, MemoryKv, MemoryQueue, encode_png, gradient};
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -51,7 +51,10 @@ fn recipients_are_checked_like_ingest_urls_and_addresses() {
         true,
     )
     .expect("fine");
-    assert_eq!(ok.callback_url.as_deref(), Some("https://hooks.example.com/x"));
+    assert_eq!(
+        ok.callback_url.as_deref(),
+        Some("https://hooks.example.com/x")
+    );
     assert_eq!(ok.email.as_deref(), Some("ann@example.com"));
     assert_eq!(
         recipients(Some(""), Some("  "), &strict, false).expect("blank is absent"),
@@ -77,7 +80,14 @@ fn recipients_are_checked_like_ingest_urls_and_addresses() {
     }
     let local = callback_rules(true, true);
     assert!(recipients(Some("http://127.0.0.1:9/x"), None, &local, true).is_ok());
-    for email in ["ann", "ann@", "@example.com", "Ann <ann@example.com>", "ann@localhost", "a b@example.com"] {
+    for email in [
+        "ann",
+        "ann@",
+        "@example.com",
+        "Ann <ann@example.com>",
+        "ann@localhost",
+        "a b@example.com",
+    ] {
         assert_eq!(
             recipients(None, Some(email), &strict, true),
             Err(RefusedRecipient::Email(email.to_owned())),
@@ -101,7 +111,10 @@ fn subscriptions_parse_known_events_and_http_urls_only() {
     assert_eq!(s.events, ["image.completed", "image.failed"]);
     assert!(Subscriptions::parse("", "image.queued").is_err());
     assert!(Subscriptions::parse("ftp://x/", "").is_err());
-    assert_eq!(Subscriptions::parse("", "").expect("none"), Subscriptions::default());
+    assert_eq!(
+        Subscriptions::parse("", "").expect("none"),
+        Subscriptions::default()
+    );
 }
 
 #[test]
@@ -126,11 +139,14 @@ fn backoff_follows_the_specs_schedule_with_full_jitter_and_honours_retry_after()
     );
 }
 
+/// One request: URL, headers, body.
+type Request = (String, Vec<(String, String)>, Vec<u8>);
+
 /// A receiver that answers from a script and records every request.
 #[derive(Default)]
 struct Script {
     answers: RefCell<VecDeque<Result<Answer, HopError>>>,
-    seen: RefCell<Vec<(String, Vec<(String, String)>, Vec<u8>)>>,
+    seen: RefCell<Vec<Request>>,
 }
 
 impl Script {
@@ -309,13 +325,27 @@ fn a_500_then_a_200_is_one_retry_and_one_delivery_with_the_same_webhook_id() {
     assert_eq!(done[0].attempts, 2);
     assert_eq!(http.seen.borrow().len(), 2);
     assert_eq!(http.header(0, "webhook-id"), http.header(1, "webhook-id"));
-    assert_eq!(http.header(1, "webhook-id"), format!("msg_{}_2", job.id.to_string().replace('-', "")));
-    let (ts, body) = (http.header(1, "webhook-timestamp"), http.seen.borrow()[1].2.clone());
+    assert_eq!(
+        http.header(1, "webhook-id"),
+        format!("msg_{}_2", job.id.to_string().replace('-', ""))
+    );
+    let (ts, body) = (
+        http.header(1, "webhook-timestamp"),
+        http.seen.borrow()[1].2.clone(),
+    );
     assert_eq!(
         http.header(1, "webhook-signature"),
-        signature(&world.secrets, &http.header(1, "webhook-id"), ts.parse().expect("secs"), &body)
+        signature(
+            &world.secrets,
+            &http.header(1, "webhook-id"),
+            ts.parse().expect("secs"),
+            &body
+        )
     );
-    assert!(world.queue.waiting().is_empty() && world.queue.leased().is_empty(), "acked");
+    assert!(
+        world.queue.waiting().is_empty() && world.queue.leased().is_empty(),
+        "acked"
+    );
 }
 
 #[test]
@@ -328,11 +358,16 @@ fn a_410_stops_that_endpoint_for_this_job_and_every_later_one() {
     let second = world.failed_job(Recipients::default());
     world.notify(&http);
     assert_eq!(world.notices(second.id)[0].state, NoticeState::Gone);
-    assert_eq!(http.seen.borrow().len(), 1, "the gone endpoint is not called again");
+    assert_eq!(
+        http.seen.borrow().len(),
+        1,
+        "the gone endpoint is not called again"
+    );
 }
 
 #[test]
-fn unanswered_attempts_retry_until_they_run_out_then_the_job_is_a_dead_letter_and_can_be_redriven() {
+fn unanswered_attempts_retry_until_they_run_out_then_the_job_is_a_dead_letter_and_can_be_redriven()
+{
     let world = World::new("");
     let job = world.failed_job(Recipients {
         callback_url: Some("https://cb.example/x".into()),
@@ -358,7 +393,10 @@ fn unanswered_attempts_retry_until_they_run_out_then_the_job_is_a_dead_letter_an
         blobs: &blobs,
         clock: &world.clock,
     };
-    assert_eq!(redrive_notices(ports, &world.queue, job.id).expect("redriven"), 1);
+    assert_eq!(
+        redrive_notices(ports, &world.queue, job.id).expect("redriven"),
+        1
+    );
     assert!(world.queue.dead_letters().expect("listed").is_empty());
     world.notify(&http);
     assert_eq!(world.notices(job.id)[0].state, NoticeState::Delivered);
@@ -383,7 +421,11 @@ fn an_email_goes_to_the_api_once_with_its_key_and_an_idempotency_key() {
     drop(seen);
     assert_eq!(http.header(0, "authorization"), "Bearer re_key");
     assert!(http.header(0, "idempotency-key").starts_with("msg_"));
-    assert_eq!(http.header(0, "webhook-signature"), "", "e-mail is not a webhook");
+    assert_eq!(
+        http.header(0, "webhook-signature"),
+        "",
+        "e-mail is not a webhook"
+    );
     let notices = world.notices(job.id);
     assert_eq!(notices[0].target.shown(), "…@example.com");
     assert_eq!(notices[0].state, NoticeState::Delivered);
@@ -398,7 +440,12 @@ fn a_notice_without_a_secret_or_refused_by_the_runtime_fails_at_once() {
     world.notify(&http);
     let notice = &world.notices(job.id)[0];
     assert_eq!(notice.state, NoticeState::Failed);
-    assert!(notice.last_error.as_deref().is_some_and(|e| e.contains("webhook_secret")));
+    assert!(
+        notice
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("webhook_secret"))
+    );
     assert!(http.seen.borrow().is_empty(), "never sent unsigned");
 
     let world = World::new("https://a.example/hook");
@@ -415,8 +462,6 @@ fn a_notifier_that_stops_mid_delivery_leaves_the_attempt_counted_and_due_after_t
     let job = world.failed_job(Recipients::default());
     // The attempt is recorded before the request: a notifier that dies in
     // the request leaves this behind.
-    let blob_kv = MemoryKv::default();
-    let blobs = KvBlobStore::new(&blob_kv);
     let now = world.clock.now();
     let id = world
         .queue
@@ -428,9 +473,12 @@ fn a_notifier_that_stops_mid_delivery_leaves_the_attempt_counted_and_due_after_t
     notices.list[0].attempts = 1;
     notices.list[0].next_attempt_at = Some(now.plus(Duration::from_secs(30)));
     save_notices(&world.kv, id, &notices).expect("saved");
-    drop(blobs);
     let http = Script::default().then(200);
-    assert_eq!(world.notify(&http), None, "held by the dead notifier's lease");
+    assert_eq!(
+        world.notify(&http),
+        None,
+        "held by the dead notifier's lease"
+    );
     world.clock.advance(30_001);
     world.notify(&http);
     let notice = &world.notices(job.id)[0];
@@ -442,6 +490,9 @@ fn a_deleted_job_loses_its_notices_at_the_next_claim() {
     let world = World::new("https://a.example/hook");
     let job = world.failed_job(Recipients::default());
     world.kv.delete(&keys::job(job.id)).expect("deleted");
-    assert_eq!(world.notify(&Script::default()), Some(NotifyOutcome::Unknown(job.id)));
+    assert_eq!(
+        world.notify(&Script::default()),
+        Some(NotifyOutcome::Unknown(job.id))
+    );
     assert_eq!(load_notices(&world.kv, job.id).expect("readable"), None);
 }
