@@ -2,7 +2,7 @@
 # running a local redis-server. Sourced, not executed.
 
 # The components, as cargo packages.
-COMPONENTS=(darkroom-upload darkroom-status darkroom-files darkroom-processor darkroom-admin darkroom-worker darkroom-manage darkroom-fetcher darkroom-fetch-worker darkroom-web darkroom-notifier)
+COMPONENTS=(darkroom-upload darkroom-status darkroom-files darkroom-processor darkroom-admin darkroom-worker darkroom-manage darkroom-fetcher darkroom-fetch-worker darkroom-web darkroom-notifier darkroom-notify-worker)
 
 # The front process of the documented topology: every component with an
 # HTTP route (component ids in spin.toml). The processor, the fetcher and

@@ -45,9 +45,13 @@ async fn administer(req: IncomingRequest, out: ResponseOutparam) {
         && header(&req.headers(), "spin-path-info").as_deref() == Some("/sweep");
     outparam::send_buffered(out, respond(answer));
     if swept {
-        for url in [config::worker_url(), config::fetch_worker_url()]
-            .into_iter()
-            .flatten()
+        for url in [
+            config::worker_url(),
+            config::fetch_worker_url(),
+            config::notify_worker_url(),
+        ]
+        .into_iter()
+        .flatten()
         {
             work::kick_worker(&url).await;
         }

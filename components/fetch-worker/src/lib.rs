@@ -35,7 +35,11 @@ async fn fetch_on_request(req: IncomingRequest, out: ResponseOutparam) {
     match work::drain_fetches(BUDGET) {
         Ok(0) => {}
         Ok(_) => {
-            if let Some(url) = config::worker_url() {
+            // A fetch that failed for good may have notices to send.
+            for url in [config::worker_url(), config::notify_worker_url()]
+                .into_iter()
+                .flatten()
+            {
                 work::kick_worker(&url).await;
             }
         }

@@ -56,10 +56,12 @@ async fn report_status(req: IncomingRequest, out: ResponseOutparam) {
         .as_ref()
         .ok()
         .and_then(|(r, _)| r.overdue.then(|| r.job.awaits_source()));
+    let notices_overdue = answer.as_ref().is_ok_and(|(r, _)| r.notices_overdue);
     cors.send(out, respond(answer.map(|(_, response)| response)));
     let worker = match overdue {
         Some(true) => config::fetch_worker_url(),
         Some(false) => config::worker_url(),
+        None if notices_overdue => config::notify_worker_url(),
         None => None,
     };
     if let Some(url) = worker {

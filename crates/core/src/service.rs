@@ -392,6 +392,10 @@ pub struct StatusReport {
     pub expires_at: Option<crate::time::Timestamp>,
     /// Its webhook and e-mail notices, once the notifier has planned any.
     pub notices: Option<notify::Notices>,
+    /// Whether a notice was overdue (a missed doorbell, a dead notifier):
+    /// the read rang the notifier, and a caller that can drive it itself
+    /// (the HTTP-only profile) should.
+    pub notices_overdue: bool,
 }
 
 /// Reads job `id`. For an unfinished job it also estimates the wait and,
@@ -428,11 +432,11 @@ pub fn job_status(
             let mut warning = None;
             // A notice overdue like a job (a missed doorbell, a dead
             // notifier) is rung for again.
-            if let (Some(n), Some(due)) = (
-                queues.notify,
-                notices.as_ref().and_then(notify::Notices::next_due),
-            ) && now >= due.plus(OVERDUE_GRACE)
-            {
+            let notices_overdue = notices
+                .as_ref()
+                .and_then(notify::Notices::next_due)
+                .filter(|due| now >= due.plus(OVERDUE_GRACE));
+            if let (Some(n), Some(due)) = (queues.notify, notices_overdue) {
                 warning = n
                     .queue
                     .restore(id, due)
@@ -447,6 +451,7 @@ pub fn job_status(
                 overdue: false,
                 cancel_requested: false,
                 notices,
+                notices_overdue: notices_overdue.is_some(),
             }));
         }
     };
@@ -490,6 +495,7 @@ pub fn job_status(
         cancel_requested,
         expires_at: None,
         notices,
+        notices_overdue: false,
     }))
 }
 

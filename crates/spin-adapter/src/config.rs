@@ -97,6 +97,12 @@ pub fn fetch_worker_url() -> Option<String> {
     optional("fetch_worker_url")
 }
 
+/// `notify_worker_url`: as [`worker_url`], for the notifier's queue (the
+/// HTTP-only profile's `notify-worker`).
+pub fn notify_worker_url() -> Option<String> {
+    optional("notify_worker_url")
+}
+
 fn optional(name: &str) -> Option<String> {
     spin_sdk::variables::get(name)
         .ok()

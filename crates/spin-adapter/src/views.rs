@@ -363,6 +363,7 @@ pub fn cancelled(outcome: Cancelled) -> Response {
         cancel_requested: !now,
         expires_at: None,
         notices: None,
+        notices_overdue: false,
         job,
     };
     let response = status(&report);
