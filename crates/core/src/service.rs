@@ -1043,16 +1043,10 @@ fn work_next(
             }
             job.advance(stage, now);
             save_job(kv, &job)?;
-            match w.notify {
-                Some(n) if announced => {
-                    let event = job.events.last();
-                    if event.is_some_and(|e| n.subscriptions.wants(&job, e)) {
-                        n.queue.restore(job.id, now)?;
-                    }
-                    Ok(())
-                }
-                _ => Ok(()),
+            if announced {
+                notify::ring_for(w.notify, &job, now)?;
             }
+            Ok(())
         })
         .map(Made::Outputs),
     };
