@@ -17,6 +17,7 @@ pub mod idempotency;
 pub mod ingest;
 pub mod job;
 pub mod jpeg;
+pub mod jpeg_recode;
 pub mod keys;
 pub mod metadata;
 pub mod notify;

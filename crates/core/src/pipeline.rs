@@ -3,8 +3,11 @@
 //!
 //! **JPEG** (most uploads, and the costly ones): never decoded at full size.
 //! - The optimized copy is the original with its metadata removed losslessly
-//!   ([`crate::jpeg::strip_metadata`]), keeping only the EXIF orientation:
-//!   no re-quantization, never larger than the original, and no 24 MP decode.
+//!   ([`crate::jpeg::strip_metadata`]), keeping only the EXIF orientation,
+//!   and, for a sequential JPEG, its entropy data re-coded with optimal
+//!   Huffman tables ([`crate::jpeg_recode`], as `jpegtran -optimize`): no
+//!   re-quantization, the same pixels, never larger than the original, and
+//!   no 24 MP decode.
 //! - The derivatives are decoded at 1/2, 1/4 or 1/8 scale in the DCT (shrink
 //!   on load, as libvips does), turned upright, then resized.
 //!
@@ -174,8 +177,14 @@ fn render_jpeg(bytes: &[u8]) -> Result<Option<Vec<Rendition>>, PipelineError> {
     } else {
         (width, height)
     };
-    let optimized = crate::jpeg::strip_metadata(bytes, u16::from(orientation.to_exif()))
+    let stripped = crate::jpeg::strip_metadata(bytes, u16::from(orientation.to_exif()))
         .map_err(decode_error)?;
+    // Optimal Huffman tables, losslessly; the smaller copy wins.
+    let optimized = match crate::jpeg_recode::optimize_huffman(&stripped) {
+        Ok(Some(recoded)) if recoded.len() < stripped.len() => recoded,
+        Ok(_) => stripped,
+        Err(e) => return Err(decode_error(e)),
+    };
     let profile = decoder.icc_profile().and_then(RgbProfile::read);
 
     // The smallest DCT scale that still leaves the preview's width.

@@ -1,0 +1,786 @@
+//! Lossless re-coding of a sequential JPEG with optimal Huffman tables, as
+//! `jpegtran -copy none -optimize` does: every scan's Huffman symbols and
+//! their extra bits are read and written again under tables built from the
+//! scan's own symbol counts (ITU T.81 Annex K.2). No coefficient changes,
+//! no pixel is decoded, nothing is re-quantized: the image decodes to the
+//! same pixels, bit for bit.
+//!
+//! Each scan is read twice (once to count, once to write) instead of being
+//! held: the memory used is the output alone, whatever the image's size,
+//! which keeps 50 MP originals inside a 128 MiB instance.
+//!
+//! Written here because no pure-Rust crate does it: the Rust JPEG decoders
+//! (`jpeg-decoder`, `zune-jpeg`) and encoders (`jpeg-encoder`) go to and
+//! from pixels, and libjpeg's `jpegtran` (through `mozjpeg-sys`) is C whose
+//! error handling (`longjmp`) traps a wasm instance on a corrupt file.
+//!
+//! Progressive, arithmetic-coded, 12-bit, lossless and hierarchical JPEGs
+//! are left as they are ([`optimize_huffman`] answers `Ok(None)`), and so
+//! is a file whose tables are already within 0.25 % of optimal (known after
+//! the counting pass, so it costs one read).
+
+/// A scan is re-coded only when the new tables save at least this fraction
+/// of the file (1/400 = 0.25 %), which its symbol counts tell before it is
+/// written: an already optimized file costs one read, not two.
+const MIN_SAVING_DIVISOR: usize = 400;
+
+/// Why a JPEG cannot be re-coded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the JPEG cannot be re-coded: {0}")]
+pub struct RecodeError(&'static str);
+
+fn fail<T>(why: &'static str) -> Result<T, RecodeError> {
+    Err(RecodeError(why))
+}
+
+/// A component of the frame.
+#[derive(Clone, Copy, Debug)]
+struct Component {
+    id: u8,
+    h: u8,
+    v: u8,
+}
+
+/// The frame header's facts a scan's layout needs.
+#[derive(Clone, Debug, Default)]
+struct Frame {
+    width: u32,
+    height: u32,
+    components: Vec<Component>,
+}
+
+impl Frame {
+    fn max_h(&self) -> u32 {
+        self.components
+            .iter()
+            .map(|c| u32::from(c.h))
+            .max()
+            .unwrap_or(1)
+    }
+
+    fn max_v(&self) -> u32 {
+        self.components
+            .iter()
+            .map(|c| u32::from(c.v))
+            .max()
+            .unwrap_or(1)
+    }
+}
+
+/// A Huffman table as DHT carries it, with what decoding needs.
+#[derive(Clone)]
+struct Table {
+    /// Code length → (first code, index of its first value, count).
+    lengths: [(u32, usize, usize); 17],
+    values: Vec<u8>,
+    /// The next 11 bits → (length, value) for codes of up to 11 bits.
+    fast: Box<[(u8, u8); 1 << FAST_BITS]>,
+    /// Its current code lengths, by symbol (what a symbol costs today).
+    length_of: [u8; 256],
+}
+
+const FAST_BITS: u32 = 11;
+
+impl Table {
+    fn new(counts: &[u8; 16], values: &[u8]) -> Result<Self, RecodeError> {
+        let total: usize = counts.iter().map(|&c| usize::from(c)).sum();
+        if total != values.len() || total > 256 {
+            return fail("a Huffman table's counts and values disagree");
+        }
+        let mut lengths = [(0, 0, 0); 17];
+        let mut fast = Box::new([(0u8, 0u8); 1 << FAST_BITS]);
+        let mut length_of = [0u8; 256];
+        let (mut code, mut index) = (0u32, 0usize);
+        for len in 1..=16u32 {
+            let n = usize::from(counts[len as usize - 1]);
+            lengths[len as usize] = (code, index, n);
+            for k in 0..n {
+                let c = code + k as u32;
+                if c >= 1 << len {
+                    return fail("a Huffman table has more codes than fit");
+                }
+                length_of[usize::from(values[index + k])] = len as u8;
+                if len <= FAST_BITS {
+                    let shift = FAST_BITS - len;
+                    for fill in 0..(1u32 << shift) {
+                        fast[((c << shift) | fill) as usize] = (len as u8, values[index + k]);
+                    }
+                }
+            }
+            code = (code + n as u32) << 1;
+            index += n;
+        }
+        Ok(Self {
+            lengths,
+            values: values.to_vec(),
+            fast,
+            length_of,
+        })
+    }
+
+    #[inline]
+    /// The next symbol; the reader must hold 16 bits ([`BitReader::refill`]).
+    fn decode(&self, bits: &mut BitReader<'_>) -> Result<u8, RecodeError> {
+        let (len, value) = self.fast[bits.peek(FAST_BITS) as usize];
+        if len > 0 {
+            bits.consume(u32::from(len));
+            return Ok(value);
+        }
+        for len in FAST_BITS + 1..=16 {
+            let code = bits.peek(len);
+            let (first, index, n) = self.lengths[len as usize];
+            if n > 0 && code >= first && code < first + n as u32 {
+                bits.consume(len);
+                return Ok(self.values[index + (code - first) as usize]);
+            }
+        }
+        fail("a Huffman code that is not in its table")
+    }
+}
+
+/// Reads entropy-coded bits, removing stuffed zero bytes; stops at a marker.
+struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    acc: u64,
+    count: u32,
+    /// A marker was reached: only padding (zeros) is read from here on.
+    at_marker: bool,
+}
+
+impl<'a> BitReader<'a> {
+    const fn new(data: &'a [u8]) -> Self {
+        Self {
+            data,
+            pos: 0,
+            acc: 0,
+            count: 0,
+            at_marker: false,
+        }
+    }
+
+    /// Makes sure 32 bits are buffered: a code and its extra bits.
+    #[inline]
+    fn refill(&mut self) {
+        if self.count < 32 {
+            self.fill();
+        }
+    }
+
+    fn fill(&mut self) {
+        // Fast path: the next bytes hold no 0xFF (no stuffing, no marker).
+        let room = (64 - self.count) / 8;
+        if let Some(next) = self.data.get(self.pos..self.pos + room as usize)
+            && !next.contains(&0xFF)
+        {
+            for &b in next {
+                self.acc |= u64::from(b) << (56 - self.count);
+                self.count += 8;
+            }
+            self.pos += room as usize;
+            return;
+        }
+        while self.count <= 56 {
+            let byte = if self.at_marker {
+                0
+            } else {
+                match self.data.get(self.pos) {
+                    Some(&0xFF) if self.data.get(self.pos + 1) == Some(&0) => {
+                        self.pos += 2;
+                        0xFF
+                    }
+                    Some(&0xFF) | None => {
+                        self.at_marker = true;
+                        0
+                    }
+                    Some(&b) => {
+                        self.pos += 1;
+                        b
+                    }
+                }
+            };
+            self.acc |= u64::from(byte) << (56 - self.count);
+            self.count += 8;
+        }
+    }
+
+    #[inline]
+    fn peek(&self, n: u32) -> u32 {
+        (self.acc >> (64 - n)) as u32
+    }
+
+    fn consume(&mut self, n: u32) {
+        self.acc <<= n;
+        self.count -= n;
+    }
+
+    #[inline]
+    fn bits(&mut self, n: u32) -> u32 {
+        if n == 0 {
+            return 0;
+        }
+        let v = self.peek(n);
+        self.consume(n);
+        v
+    }
+
+    /// Drops the bits left in the current byte and reads a restart marker.
+    /// The read-ahead stops at a marker, and the bits before it are less
+    /// than a byte of padding, so the marker is where the reader stands
+    /// (anything else before it is skipped, as decoders do).
+    fn restart(&mut self) -> Result<(), RecodeError> {
+        self.acc = 0;
+        self.count = 0;
+        self.at_marker = false;
+        loop {
+            match self.data.get(self.pos..self.pos + 2) {
+                Some(&[0xFF, m]) if (0xD0..=0xD7).contains(&m) => {
+                    self.pos += 2;
+                    return Ok(());
+                }
+                Some(&[0xFF, m]) if m != 0 && m != 0xFF => {
+                    return fail("a restart marker is missing");
+                }
+                Some(_) => self.pos += 1,
+                None => return fail("a restart marker is missing"),
+            }
+        }
+    }
+
+    /// Where the reader stands in `data`, once aligned after a marker.
+    const fn position(&self) -> usize {
+        self.pos
+    }
+}
+
+/// Writes entropy-coded bits, stuffing a zero after every 0xFF.
+struct BitWriter<'a> {
+    out: &'a mut Vec<u8>,
+    acc: u64,
+    count: u32,
+}
+
+impl<'a> BitWriter<'a> {
+    const fn new(out: &'a mut Vec<u8>) -> Self {
+        Self {
+            out,
+            acc: 0,
+            count: 0,
+        }
+    }
+
+    fn put(&mut self, code: u32, len: u32) {
+        if len == 0 {
+            return;
+        }
+        self.acc = (self.acc << len) | u64::from(code & ((1 << len) - 1));
+        self.count += len;
+        while self.count >= 8 {
+            self.count -= 8;
+            let byte = (self.acc >> self.count) as u8;
+            self.out.push(byte);
+            if byte == 0xFF {
+                self.out.push(0);
+            }
+        }
+    }
+
+    /// Pads the last byte with 1-bits.
+    fn flush(&mut self) {
+        if self.count > 0 {
+            let pad = 8 - self.count;
+            self.put((1 << pad) - 1, pad);
+        }
+        self.acc = 0;
+    }
+}
+
+/// An optimal table for the counts `freq` (ITU T.81 K.2, codes limited to
+/// 16 bits, no code of all ones): the DHT counts and values.
+fn optimal_table(freq: &[u32; 256]) -> ([u8; 16], Vec<u8>) {
+    let mut counts = *freq;
+    loop {
+        if let Some(table) = optimal_table_within_32(&counts) {
+            return table;
+        }
+        // Codes deeper than 32 bits (very skewed counts): flatten and retry.
+        for c in counts.iter_mut().filter(|c| **c > 0) {
+            *c = (*c / 2).max(1);
+        }
+    }
+}
+
+fn optimal_table_within_32(freq: &[u32; 256]) -> Option<([u8; 16], Vec<u8>)> {
+    let mut f = [0u64; 257];
+    for (i, &n) in freq.iter().enumerate() {
+        f[i] = u64::from(n);
+    }
+    // A reserved symbol with the least count keeps any code from being all ones.
+    f[256] = 1;
+    let mut size = [0usize; 257];
+    let mut others = [usize::MAX; 257];
+    loop {
+        let mut c1 = None;
+        for i in 0..257 {
+            if f[i] > 0 && c1.is_none_or(|c: usize| f[i] <= f[c]) {
+                c1 = Some(i);
+            }
+        }
+        let Some(c1) = c1 else { break };
+        let mut c2 = None;
+        for i in 0..257 {
+            if i != c1 && f[i] > 0 && c2.is_none_or(|c: usize| f[i] <= f[c]) {
+                c2 = Some(i);
+            }
+        }
+        let Some(c2) = c2 else { break };
+        f[c1] += f[c2];
+        f[c2] = 0;
+        let mut i = c1;
+        loop {
+            size[i] += 1;
+            if others[i] == usize::MAX {
+                break;
+            }
+            i = others[i];
+        }
+        others[i] = c2;
+        let mut j = c2;
+        loop {
+            size[j] += 1;
+            if others[j] == usize::MAX {
+                break;
+            }
+            j = others[j];
+        }
+    }
+    if size.iter().any(|&s| s > 32) {
+        return None;
+    }
+    let mut bits = [0u32; 33];
+    for &s in &size {
+        if s > 0 {
+            bits[s] += 1;
+        }
+    }
+    for i in (17..=32).rev() {
+        while bits[i] > 0 {
+            let mut j = i - 2;
+            while bits[j] == 0 {
+                j -= 1;
+            }
+            bits[i] -= 2;
+            bits[i - 1] += 1;
+            bits[j + 1] += 2;
+            bits[j] -= 1;
+        }
+    }
+    // Take the reserved symbol's code back.
+    let mut i = 16;
+    while i > 0 && bits[i] == 0 {
+        i -= 1;
+    }
+    if i > 0 {
+        bits[i] -= 1;
+    }
+    let mut values = Vec::new();
+    for len in 1..=32 {
+        for (symbol, &s) in size.iter().enumerate().take(256) {
+            if s == len {
+                values.push(symbol as u8);
+            }
+        }
+    }
+    let mut counts = [0u8; 16];
+    for len in 1..=16 {
+        counts[len - 1] = bits[len] as u8;
+    }
+    Some((counts, values))
+}
+
+/// The codes of a table: symbol → (code, length).
+fn codes(counts: &[u8; 16], values: &[u8]) -> [(u32, u32); 256] {
+    let mut out = [(0, 0); 256];
+    let (mut code, mut k) = (0u32, 0usize);
+    for len in 1..=16u32 {
+        for _ in 0..counts[len as usize - 1] {
+            out[usize::from(values[k])] = (code, len);
+            code += 1;
+            k += 1;
+        }
+        code <<= 1;
+    }
+    out
+}
+
+/// One scan: which tables each of its components uses.
+struct Scan {
+    /// (frame component index, DC table, AC table).
+    components: Vec<(usize, usize, usize)>,
+}
+
+/// What to do with each Huffman symbol of a scan.
+trait Sink {
+    fn dc(&mut self, table: usize, symbol: u8, extra: u32);
+    fn ac(&mut self, table: usize, symbol: u8, extra: u32);
+    fn restart(&mut self, n: usize);
+}
+
+/// Walks one scan's entropy-coded data (`data` starts right after the SOS
+/// header), handing every symbol to `sink`; the length of the data read,
+/// restart markers included.
+fn walk_scan(
+    frame: &Frame,
+    scan: &Scan,
+    tables: &[[Option<Table>; 4]; 2],
+    restart_interval: u32,
+    data: &[u8],
+    sink: &mut impl Sink,
+) -> Result<usize, RecodeError> {
+    let blocks_of = |c: &Component| -> (u32, u32) {
+        let w = (frame.width * u32::from(c.h)).div_ceil(frame.max_h());
+        let h = (frame.height * u32::from(c.v)).div_ceil(frame.max_v());
+        (w.div_ceil(8), h.div_ceil(8))
+    };
+    let interleaved = scan.components.len() > 1;
+    let mcus = if interleaved {
+        let (mw, mh) = (
+            frame.width.div_ceil(8 * frame.max_h()),
+            frame.height.div_ceil(8 * frame.max_v()),
+        );
+        u64::from(mw) * u64::from(mh)
+    } else {
+        let (bw, bh) = blocks_of(&frame.components[scan.components[0].0]);
+        u64::from(bw) * u64::from(bh)
+    };
+    let table = |class: usize, id: usize| {
+        tables[class][id]
+            .as_ref()
+            .ok_or(RecodeError("a scan uses an undefined Huffman table"))
+    };
+    let layout: Vec<(usize, &Table, &Table, usize, usize)> = scan
+        .components
+        .iter()
+        .map(|&(ci, dc, ac)| {
+            let c = frame.components[ci];
+            let n = if interleaved {
+                usize::from(c.h) * usize::from(c.v)
+            } else {
+                1
+            };
+            Ok((n, table(0, dc)?, table(1, ac)?, dc, ac))
+        })
+        .collect::<Result<_, RecodeError>>()?;
+    let mut bits = BitReader::new(data);
+    let mut restarts = 0usize;
+    for mcu in 0..mcus {
+        if restart_interval > 0 && mcu > 0 && mcu % u64::from(restart_interval) == 0 {
+            bits.restart()?;
+            sink.restart(restarts);
+            restarts += 1;
+        }
+        for &(n, dc, ac, dc_id, ac_id) in &layout {
+            for _ in 0..n {
+                bits.refill();
+                let s = dc.decode(&mut bits)?;
+                if s > 16 {
+                    return fail("a DC difference longer than 16 bits");
+                }
+                let extra = bits.bits(u32::from(s));
+                sink.dc(dc_id, s, extra);
+                let mut k = 1;
+                while k < 64 {
+                    bits.refill();
+                    let rs = ac.decode(&mut bits)?;
+                    let (run, size) = (rs >> 4, rs & 15);
+                    let extra = bits.bits(u32::from(size));
+                    sink.ac(ac_id, rs, extra);
+                    if size == 0 {
+                        if run == 15 {
+                            k += 16;
+                            continue;
+                        }
+                        break;
+                    }
+                    k += usize::from(run) + 1;
+                }
+                if k > 64 {
+                    return fail("a block with more than 64 coefficients");
+                }
+            }
+        }
+    }
+    Ok(bits.position())
+}
+
+struct Counts {
+    dc: [[u32; 256]; 4],
+    ac: [[u32; 256]; 4],
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Self {
+            dc: [[0; 256]; 4],
+            ac: [[0; 256]; 4],
+        }
+    }
+}
+
+impl Sink for Counts {
+    fn dc(&mut self, table: usize, symbol: u8, _: u32) {
+        self.dc[table][usize::from(symbol)] += 1;
+    }
+    fn ac(&mut self, table: usize, symbol: u8, _: u32) {
+        self.ac[table][usize::from(symbol)] += 1;
+    }
+    fn restart(&mut self, _: usize) {}
+}
+
+struct Writer<'a> {
+    bits: BitWriter<'a>,
+    dc: [Option<[(u32, u32); 256]>; 4],
+    ac: [Option<[(u32, u32); 256]>; 4],
+}
+
+impl Writer<'_> {
+    fn symbol(&mut self, code: (u32, u32), size: u32, extra: u32) {
+        self.bits.put(code.0, code.1);
+        self.bits.put(extra, size);
+    }
+}
+
+impl Sink for Writer<'_> {
+    fn dc(&mut self, table: usize, symbol: u8, extra: u32) {
+        let code = self.dc[table]
+            .as_ref()
+            .map_or((0, 0), |t| t[usize::from(symbol)]);
+        self.symbol(code, u32::from(symbol), extra);
+    }
+    fn ac(&mut self, table: usize, symbol: u8, extra: u32) {
+        let code = self.ac[table]
+            .as_ref()
+            .map_or((0, 0), |t| t[usize::from(symbol)]);
+        self.symbol(code, u32::from(symbol & 15), extra);
+    }
+    fn restart(&mut self, n: usize) {
+        self.bits.flush();
+        self.bits
+            .out
+            .extend_from_slice(&[0xFF, 0xD0 + (n % 8) as u8]);
+    }
+}
+
+fn u16_at(data: &[u8], at: usize) -> Result<usize, RecodeError> {
+    data.get(at..at + 2)
+        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        .ok_or(RecodeError("truncated"))
+}
+
+/// `jpeg` re-coded with optimal Huffman tables, or `None` when it is not a
+/// sequential Huffman-coded 8-bit JPEG, or would shrink by less than 0.25 %
+/// (those are left as they are). The
+/// result decodes to exactly the same pixels; it is usually smaller, but
+/// the caller keeps whichever is smaller.
+///
+/// # Errors
+/// [`RecodeError`] for a file whose structure or entropy-coded data is damaged.
+pub fn optimize_huffman(jpeg: &[u8]) -> Result<Option<Vec<u8>>, RecodeError> {
+    if !jpeg.starts_with(&[0xFF, 0xD8]) {
+        return fail("no start-of-image marker");
+    }
+    let mut out = Vec::with_capacity(jpeg.len());
+    out.extend_from_slice(&[0xFF, 0xD8]);
+    let mut frame: Option<Frame> = None;
+    let mut tables: [[Option<Table>; 4]; 2] = Default::default();
+    let mut restart_interval = 0u32;
+    let mut pos = 2;
+    loop {
+        while jpeg.get(pos) == Some(&0xFF) && jpeg.get(pos + 1) == Some(&0xFF) {
+            pos += 1;
+        }
+        let (Some(&0xFF), Some(&marker)) = (jpeg.get(pos), jpeg.get(pos + 1)) else {
+            return fail("expected a marker");
+        };
+        if marker == 0xD9 {
+            out.extend_from_slice(&[0xFF, 0xD9]);
+            return Ok(frame.map(|_| out));
+        }
+        let len = u16_at(jpeg, pos + 2)?;
+        if len < 2 {
+            return fail("a segment length below 2");
+        }
+        let body = jpeg
+            .get(pos + 4..pos + 2 + len)
+            .ok_or(RecodeError("truncated segment"))?;
+        let segment = &jpeg[pos..pos + 2 + len];
+        pos += 2 + len;
+        match marker {
+            0xC0 | 0xC1 => {
+                if body.first() != Some(&8) {
+                    return Ok(None);
+                }
+                let height = u32::try_from(u16_at(body, 1)?).unwrap_or(0);
+                let width = u32::try_from(u16_at(body, 3)?).unwrap_or(0);
+                let n = usize::from(*body.get(5).ok_or(RecodeError("truncated frame"))?);
+                if height == 0 || width == 0 || n == 0 || n > 4 {
+                    return Ok(None);
+                }
+                let mut components = Vec::with_capacity(n);
+                for i in 0..n {
+                    let c = body
+                        .get(6 + 3 * i..9 + 3 * i)
+                        .ok_or(RecodeError("truncated frame"))?;
+                    let (h, v) = (c[1] >> 4, c[1] & 15);
+                    if !(1..=4).contains(&h) || !(1..=4).contains(&v) {
+                        return fail("a sampling factor out of range");
+                    }
+                    components.push(Component { id: c[0], h, v });
+                }
+                frame = Some(Frame {
+                    width,
+                    height,
+                    components,
+                });
+                out.extend_from_slice(segment);
+            }
+            // Progressive, lossless, hierarchical, arithmetic: left alone.
+            0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return Ok(None),
+            0xC4 => {
+                let mut rest = body;
+                while !rest.is_empty() {
+                    let tc = usize::from(rest[0] >> 4);
+                    let th = usize::from(rest[0] & 15);
+                    if tc > 1 || th > 3 {
+                        return fail("a Huffman table id out of range");
+                    }
+                    let counts: [u8; 16] = rest
+                        .get(1..17)
+                        .and_then(|c| c.try_into().ok())
+                        .ok_or(RecodeError("truncated Huffman table"))?;
+                    let n: usize = counts.iter().map(|&c| usize::from(c)).sum();
+                    let values = rest
+                        .get(17..17 + n)
+                        .ok_or(RecodeError("truncated Huffman table"))?;
+                    tables[tc][th] = Some(Table::new(&counts, values)?);
+                    rest = &rest[17 + n..];
+                }
+                // Replaced by each scan's own optimal tables.
+            }
+            0xDD => {
+                restart_interval = u32::try_from(u16_at(body, 0)?).unwrap_or(0);
+                out.extend_from_slice(segment);
+            }
+            0xDC => return Ok(None),
+            0xDA => {
+                let Some(frame) = frame.as_ref() else {
+                    return fail("a scan before the frame header");
+                };
+                let n = usize::from(*body.first().ok_or(RecodeError("truncated scan"))?);
+                if n == 0 || n > 4 || body.len() < 1 + 2 * n + 3 {
+                    return fail("a malformed scan header");
+                }
+                let mut scan = Scan {
+                    components: Vec::with_capacity(n),
+                };
+                for i in 0..n {
+                    let (id, t) = (body[1 + 2 * i], body[2 + 2 * i]);
+                    let ci = frame
+                        .components
+                        .iter()
+                        .position(|c| c.id == id)
+                        .ok_or(RecodeError("a scan names an unknown component"))?;
+                    let (dc, ac) = (usize::from(t >> 4), usize::from(t & 15));
+                    if dc > 3 || ac > 3 {
+                        return fail("a Huffman table id out of range");
+                    }
+                    scan.components.push((ci, dc, ac));
+                }
+                let tail = &body[1 + 2 * n..];
+                if tail != [0, 63, 0] {
+                    return fail("a sequential scan with a spectral selection");
+                }
+                let data = &jpeg[pos..];
+                let mut counts = Counts::default();
+                let used = walk_scan(frame, &scan, &tables, restart_interval, data, &mut counts)?;
+                let mut saved_bits = 0i64;
+                // New tables, in one DHT before the scan.
+                let mut dht = Vec::new();
+                let mut writer_dc = [None; 4];
+                let mut writer_ac = [None; 4];
+                let mut seen = [[false; 4]; 2];
+                for &(_, dc, ac) in &scan.components {
+                    for (class, id, freq) in [(0, dc, &counts.dc[dc]), (1, ac, &counts.ac[ac])] {
+                        if seen[class][id] {
+                            continue;
+                        }
+                        seen[class][id] = true;
+                        let (table_counts, values) = optimal_table(freq);
+                        dht.push(((class as u8) << 4) | id as u8);
+                        dht.extend_from_slice(&table_counts);
+                        dht.extend_from_slice(&values);
+                        let c = codes(&table_counts, &values);
+                        let old = tables[class][id]
+                            .as_ref()
+                            .ok_or(RecodeError("a scan uses an undefined Huffman table"))?;
+                        saved_bits += freq
+                            .iter()
+                            .enumerate()
+                            .map(|(symbol, &n)| {
+                                i64::from(n)
+                                    * (i64::from(old.length_of[symbol]) - i64::from(c[symbol].1))
+                            })
+                            .sum::<i64>();
+                        if class == 0 {
+                            writer_dc[id] = Some(c);
+                        } else {
+                            writer_ac[id] = Some(c);
+                        }
+                    }
+                }
+                // The counts tell the new size exactly: when the tables are
+                // already (nearly) optimal, the second pass is not worth its
+                // time, and the file is left as it is.
+                if saved_bits / 8
+                    < i64::try_from(jpeg.len() / MIN_SAVING_DIVISOR).unwrap_or(i64::MAX)
+                {
+                    return Ok(None);
+                }
+                out.extend_from_slice(&[0xFF, 0xC4]);
+                out.extend_from_slice(
+                    &u16::try_from(dht.len() + 2)
+                        .map_err(|_| RecodeError("tables too large"))?
+                        .to_be_bytes(),
+                );
+                out.extend_from_slice(&dht);
+                out.extend_from_slice(segment);
+                let mut writer = Writer {
+                    bits: BitWriter::new(&mut out),
+                    dc: writer_dc,
+                    ac: writer_ac,
+                };
+                walk_scan(frame, &scan, &tables, restart_interval, data, &mut writer)?;
+                writer.bits.flush();
+                pos += used;
+                // Skip to the next marker (padding, or a truncated tail).
+                while pos < jpeg.len()
+                    && !(jpeg[pos] == 0xFF
+                        && jpeg
+                            .get(pos + 1)
+                            .is_some_and(|&m| m != 0 && !(0xD0..=0xD7).contains(&m)))
+                {
+                    pos += 1;
+                }
+                if pos >= jpeg.len() {
+                    // No EOI: end the copy properly.
+                    out.extend_from_slice(&[0xFF, 0xD9]);
+                    return Ok(Some(out));
+                }
+            }
+            _ => out.extend_from_slice(segment),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

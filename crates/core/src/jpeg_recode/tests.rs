@@ -1,0 +1,172 @@
+//! Unit tests of the lossless Huffman re-coder: the pixels never change,
+//! the file shrinks, and what it cannot re-code it leaves alone or refuses.
+
+use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
+
+use super::*;
+use crate::testing::gradient;
+
+/// A noisy gradient (photo-like detail), JPEG-encoded with the standard
+/// tables, as cameras and most encoders write them.
+fn jpeg(
+    width: u16,
+    height: u16,
+    setup: impl FnOnce(&mut Encoder<&mut Vec<u8>>),
+    grey: bool,
+) -> Vec<u8> {
+    let image = gradient(u32::from(width), u32::from(height), false).to_rgb8();
+    let mut seed = 7u32;
+    let mut pixels = image.into_raw();
+    for p in &mut pixels {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        *p = p.saturating_add((seed >> 27) as u8);
+    }
+    let mut out = Vec::new();
+    let mut encoder = Encoder::new(&mut out, 85);
+    setup(&mut encoder);
+    if grey {
+        let luma: Vec<u8> = pixels.chunks(3).map(|c| c[0]).collect();
+        encoder
+            .encode(&luma, width, height, ColorType::Luma)
+            .expect("encodes");
+    } else {
+        encoder
+            .encode(&pixels, width, height, ColorType::Rgb)
+            .expect("encodes");
+    }
+    out
+}
+
+fn pixels(jpeg: &[u8]) -> Vec<u8> {
+    let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(jpeg));
+    decoder.decode().expect("decodes")
+}
+
+fn assert_lossless_and_smaller(original: &[u8]) -> Vec<u8> {
+    let recoded = optimize_huffman(original)
+        .expect("re-codes")
+        .expect("a sequential JPEG");
+    assert_eq!(pixels(&recoded), pixels(original), "the same pixels");
+    assert!(
+        recoded.len() < original.len(),
+        "{} → {} bytes",
+        original.len(),
+        recoded.len()
+    );
+    recoded
+}
+
+#[test]
+fn a_baseline_jpeg_recoded_keeps_every_pixel_and_shrinks() {
+    for sampling in [
+        SamplingFactor::R_4_4_4,
+        SamplingFactor::R_4_2_0,
+        SamplingFactor::R_4_2_2,
+    ] {
+        let original = jpeg(333, 207, |e| e.set_sampling_factor(sampling), false);
+        assert_lossless_and_smaller(&original);
+    }
+}
+
+#[test]
+fn grey_jpegs_and_restart_intervals_are_recoded_too() {
+    assert_lossless_and_smaller(&jpeg(250, 170, |_| {}, true));
+    let with_restarts = jpeg(
+        300,
+        200,
+        |e| {
+            e.set_restart_interval(3);
+            e.set_sampling_factor(SamplingFactor::R_4_2_0);
+        },
+        false,
+    );
+    assert!(
+        with_restarts.windows(2).any(|w| w == [0xFF, 0xD0]),
+        "the test file has restart markers"
+    );
+    let recoded = assert_lossless_and_smaller(&with_restarts);
+    assert!(
+        recoded.windows(2).any(|w| w == [0xFF, 0xD7]),
+        "restart markers kept in their cycle"
+    );
+}
+
+#[test]
+fn a_file_whose_tables_are_already_optimal_is_left_as_it_is() {
+    let once = assert_lossless_and_smaller(&jpeg(200, 120, |_| {}, false));
+    assert_eq!(optimize_huffman(&once), Ok(None), "nothing left to gain");
+    let optimized_by_its_encoder = jpeg(200, 120, |e| e.set_optimized_huffman_tables(true), false);
+    assert_eq!(optimize_huffman(&optimized_by_its_encoder), Ok(None));
+}
+
+#[test]
+fn progressive_jpegs_are_left_alone_and_damaged_ones_refused_without_panicking() {
+    let progressive = jpeg(120, 80, |e| e.set_progressive(true), false);
+    assert_eq!(optimize_huffman(&progressive), Ok(None));
+    assert!(optimize_huffman(b"\x89PNG\r\n").is_err());
+    let original = jpeg(160, 96, |_| {}, false);
+    for cut in [3, 40, original.len() / 2, original.len() - 3] {
+        // Truncated anywhere: an error or a copy, never a panic.
+        let _outcome = optimize_huffman(&original[..cut]);
+    }
+    let mut garbled = original;
+    let start = garbled.len() / 2;
+    for b in &mut garbled[start..start + 64] {
+        *b = 0xA5;
+    }
+    let _outcome = optimize_huffman(&garbled);
+}
+
+#[test]
+fn optimal_tables_are_prefix_free_within_16_bits_even_for_skewed_counts() {
+    let mut freq = [0u32; 256];
+    // Fibonacci-like counts would need codes far longer than 16 bits.
+    let (mut a, mut b) = (1u32, 1u32);
+    for f in freq.iter_mut().take(40) {
+        *f = a;
+        let next = a.saturating_add(b);
+        a = b;
+        b = next;
+    }
+    let (counts, values) = optimal_table(&freq);
+    assert_eq!(values.len(), 40, "every used symbol has a code");
+    let total: u32 = counts.iter().map(|&c| u32::from(c)).sum();
+    assert_eq!(total, 40);
+    // Kraft: the codes leave room (the all-ones code is reserved).
+    let kraft: f64 = counts
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| f64::from(c) / f64::from(1u32 << (i + 1)))
+        .sum();
+    assert!(kraft < 1.0, "{kraft}");
+    assert!(Table::new(&counts, &values).is_ok());
+}
+
+#[test]
+fn hundreds_of_damaged_copies_never_panic_and_what_is_recoded_still_decodes() {
+    let original = jpeg(
+        96,
+        64,
+        |e| {
+            e.set_restart_interval(2);
+            e.set_sampling_factor(SamplingFactor::R_4_2_0);
+        },
+        false,
+    );
+    let mut seed = 12_345u32;
+    let mut next = || {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        seed
+    };
+    for _ in 0..400 {
+        let mut damaged = original.clone();
+        for _ in 0..1 + next() % 4 {
+            let at = next() as usize % damaged.len();
+            damaged[at] = (next() >> 24) as u8;
+        }
+        if let Ok(Some(recoded)) = optimize_huffman(&damaged) {
+            // Whatever was accepted is a well-formed JPEG again.
+            assert!(recoded.starts_with(&[0xFF, 0xD8]) && recoded.ends_with(&[0xFF, 0xD9]));
+        }
+    }
+}
