@@ -177,7 +177,7 @@ function render(view, status) {
       el("tr", {}, el("th", { text: "file" }), el("th", { text: "size" }), el("th", { text: "pixels" })),
       ...rows.map(([name, info, href]) => el("tr", {},
         el("td", {}, el("a", { href, download: "", text: name })),
-        el("td", { text: size(info.bytes) }),
+        el("td", { text: info.saved_percent > 0 ? `${size(info.bytes)} (−${info.saved_percent}%)` : size(info.bytes) }),
         el("td", { text: `${info.width}×${info.height}` }))));
     const thumb = el("img", { class: "thumbnail", src: status.links.thumbnail, alt: "thumbnail", width: String(status.outputs.thumbnail.width), height: String(status.outputs.thumbnail.height) });
     const preview = el("a", { href: status.links.preview, text: "Open the preview" });

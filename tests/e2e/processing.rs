@@ -76,6 +76,13 @@ fn an_opaque_photo_gets_200_and_800_wide_jpegs_and_a_full_size_copy() {
         assert!(header_value(&headers, "etag").starts_with('"'), "{link}");
         assert_eq!(done["outputs"][link]["width"], width, "{done}");
     }
+    // The generated original uses the standard Huffman tables: the
+    // optimized copy re-codes it with optimal ones and says what it saved.
+    let optimized = &done["outputs"]["optimized"];
+    let original_bytes = done["original"]["bytes"].as_u64().expect("bytes");
+    let saved = optimized["saved_bytes"].as_u64().expect("saved_bytes");
+    assert!(saved > 0, "{optimized}");
+    assert_eq!(saved + optimized["bytes"].as_u64().expect("bytes"), original_bytes);
     let (original, headers) = fetch_image(&app, &done, "original");
     assert_eq!(original.dimensions(), (1600, 1000));
     assert_eq!(header_value(&headers, "x-content-type-options"), "nosniff");

@@ -98,6 +98,27 @@ struct OutputView {
     width: u32,
     height: u32,
     bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    saved_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    saved_percent: Option<f64>,
+}
+
+impl OutputView {
+    /// The view of `output` of `variant`; the optimized copy also says what
+    /// it saved against `original`.
+    fn of(variant: Variant, output: &Output, original: Option<&ImageInfo>) -> Self {
+        let mut view = Self::from(output);
+        if let (Variant::Optimized, Some(original)) = (variant, original)
+            && original.bytes > 0
+        {
+            let saved = original.bytes.saturating_sub(output.bytes);
+            view.saved_bytes = Some(saved);
+            view.saved_percent =
+                Some((saved as f64 * 1000.0 / original.bytes as f64).round() / 10.0);
+        }
+        view
+    }
 }
 
 impl From<&Output> for OutputView {
@@ -107,6 +128,8 @@ impl From<&Output> for OutputView {
             width: o.width,
             height: o.height,
             bytes: o.bytes,
+            saved_bytes: None,
+            saved_percent: None,
         }
     }
 }
@@ -176,7 +199,10 @@ pub fn status(report: &StatusReport) -> Response {
                 .into_iter()
                 .map(|v| {
                     links.insert(v.name(), routes::file(job.id, FileName::Derivative(v)));
-                    (v.name(), OutputView::from(outputs.get(v)))
+                    (
+                        v.name(),
+                        OutputView::of(v, outputs.get(v), job.original.as_ref()),
+                    )
                 })
                 .collect();
             (Some(views), None)
@@ -188,7 +214,7 @@ pub fn status(report: &StatusReport) -> Response {
                 .announced_outputs()
                 .map(|(v, o)| {
                     links.insert(v.name(), routes::file(job.id, FileName::Derivative(v)));
-                    (v.name(), OutputView::from(o))
+                    (v.name(), OutputView::of(v, o, job.original.as_ref()))
                 })
                 .collect();
             ((!views.is_empty()).then_some(views), None)
