@@ -16,6 +16,10 @@ if ! command -v vipsthumbnail >/dev/null; then
   echo "==> installing libvips-tools (for the comparison)" >&2
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libvips-tools >/dev/null
 fi
+if ! command -v jpegtran >/dev/null; then
+  echo "==> installing libjpeg-turbo-progs (jpegtran, for the size comparison)" >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjpeg-turbo-progs >/dev/null
+fi
 
 photos=$PHOTOS
 ensure_photos
@@ -66,6 +70,10 @@ trap 'kill "$REDIS_PID" 2>/dev/null || true' EXIT
 queue_photo="$PWD/$photos/usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg"
 queue_table=$(DARKROOM_TEST_REDIS_URL="redis://127.0.0.1:$redis_port" \
   cargo bench -q -p darkroom-tests --profile dev --bench throughput -- "$queue_photo" 16)
+echo "==> one job's attempt around the pipeline: storage time and key-value calls" >&2
+attempt_table=$(DARKROOM_TEST_KV=sqlite DARKROOM_TEST_REDIS_URL="redis://127.0.0.1:$redis_port" \
+  cargo bench -q -p darkroom-tests --profile dev --bench attempt -- \
+  "$PWD/$photos"/usr/share/backgrounds/{Painting-Colors_by__herobrine7gamer,Kleiber_by_Lukas_Baubkus,Infinite-Sea_by_Aury88,Fossa_by_Jasper_Roks}.jpg)
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
 {
   sed '/^<!-- bench:start -->/,$d' BENCHMARKS.md
@@ -77,6 +85,10 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
   echo "Queue throughput: one batch of jobs uploaded while no processor runs, then drained by 1, 2 or 3 processors (each its own test-host app subscribed to the queue, like \`spin up\` instances or replicas) on this $(nproc)-core machine; one run each."
   echo
   echo "$queue_table"
+  echo
+  echo "One job's attempt around the pipeline: a front app (upload, status) and a processor app in the test host, the key-value store in the \`--state-dir\` SQLite file as a plain \`spin up\` keeps it, blobs in the key-value store (the default), a real Redis; the median of 3 jobs per photo. *pipeline* and *attempt* come from the job's \`history\` (the processor's own clock: \`pipeline_ms\`, and \`ended_at - started_at\`); the calls are those the test host counted for the upload and the processor components."
+  echo
+  echo "$attempt_table"
 } > BENCHMARKS.md.new
 mv BENCHMARKS.md.new BENCHMARKS.md
 echo "$table"

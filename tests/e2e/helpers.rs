@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use darkroom_tests::host::{HostConfig, RunningApp};
-use darkroom_tests::kv::KvData;
+use darkroom_tests::kv::{KvCalls, KvData};
 use darkroom_tests::manifest::Manifest;
 use reqwest::blocking::{Client, multipart};
 use rusty_s3::S3Action;
@@ -52,6 +52,13 @@ pub fn http_only() -> bool {
 /// own for it, named in a runtime config file.
 fn kv_on_redis() -> bool {
     std::env::var("DARKROOM_TEST_KV").is_ok_and(|v| v == "redis")
+}
+
+/// Whether this pass keeps the key-value store in the deployment's
+/// `--state-dir` SQLite file, as a plain `spin up` does
+/// (`DARKROOM_TEST_KV=sqlite`; the test host only: Spin does so anyway).
+fn kv_in_sqlite() -> bool {
+    std::env::var("DARKROOM_TEST_KV").is_ok_and(|v| v == "sqlite")
 }
 
 /// What the processes of one deployment share: the queue's Redis and
@@ -294,6 +301,9 @@ impl TestApp {
                 config.components = components;
                 config.max_instance_memory = options.max_instance_memory;
                 config.kv = deployment.memory_kv.clone();
+                if kv_in_sqlite() {
+                    config.state_dir = Some(deployment.state_dir.path().to_owned());
+                }
                 config.runtime_config = deployment.runtime_config();
                 let app = RunningApp::start(&config).map_err(|e| format!("{e:#}"))?;
                 let base = app.addr().map(|a| format!("http://{a}"));
@@ -690,6 +700,15 @@ impl TestApp {
             .collect()
     }
 
+    /// The key-value calls each component of this app made so far (the
+    /// test host counts them; `None` under `spin up`).
+    pub fn kv_calls(&self) -> Option<BTreeMap<String, KvCalls>> {
+        match &self.runtime {
+            Some(Runtime::Host(app)) => Some(app.kv().calls()),
+            _ => None,
+        }
+    }
+
     /// The keys in the app's `default` store: in its own Redis in the
     /// key-value-on-Redis pass, else the test host's, or those in the SQLite
     /// file `spin up` keeps it in.
@@ -795,7 +814,8 @@ fn new_deployment(redis_url: String) -> Deployment {
         channel: format!("darkroom-test-{}", uuid::Uuid::new_v4()),
         bucket: S3::from_env().map(|s3| s3.create_bucket()),
         state_dir: Arc::new(tempfile::tempdir().expect("state dir")),
-        memory_kv: (host && kv_redis.is_none()).then(|| Arc::new(KvData::default())),
+        memory_kv: (host && kv_redis.is_none() && !kv_in_sqlite())
+            .then(|| Arc::new(KvData::default())),
         kv_redis,
         redis_url,
     }

@@ -82,7 +82,10 @@ fn an_opaque_photo_gets_200_and_800_wide_jpegs_and_a_full_size_copy() {
     let original_bytes = done["original"]["bytes"].as_u64().expect("bytes");
     let saved = optimized["saved_bytes"].as_u64().expect("saved_bytes");
     assert!(saved > 0, "{optimized}");
-    assert_eq!(saved + optimized["bytes"].as_u64().expect("bytes"), original_bytes);
+    assert_eq!(
+        saved + optimized["bytes"].as_u64().expect("bytes"),
+        original_bytes
+    );
     let (original, headers) = fetch_image(&app, &done, "original");
     assert_eq!(original.dimensions(), (1600, 1000));
     assert_eq!(header_value(&headers, "x-content-type-options"), "nosniff");
@@ -302,5 +305,35 @@ fn a_jobs_stage_and_progress_only_move_forward_until_done() {
     assert!(
         seen.iter().any(|(at, _)| (1..5).contains(at)),
         "a processing stage was seen: {seen:?}"
+    );
+}
+
+#[test]
+fn a_job_costs_the_processor_a_bounded_number_of_key_value_calls() {
+    let app = TestApp::spawn();
+    let id = app.upload(images::small_jpeg());
+    assert_eq!(app.wait_until_finished(&id)["status"], "completed");
+    // The test host counts every call (under `spin up` there is no counter).
+    let Some(calls) = app.kv_calls() else {
+        return;
+    };
+    let processor = calls
+        .get("processor")
+        .or_else(|| calls.get("worker"))
+        .copied()
+        .unwrap_or_default();
+    eprintln!("processor key-value calls: {processor:?}");
+    // Reads (11): the record, a pending request, the original (manifest and
+    // one chunk), a request check before each of the 3 outputs and one
+    // after, and each output's previous manifest (a re-run must drop chunks
+    // a shorter blob no longer has). Writes (11): the record at the start,
+    // at each output's stage and at the end, and each output's manifest and
+    // chunk. With S3 the blobs are not key-value calls at all.
+    assert!(processor.gets <= 11, "{processor:?}");
+    assert!(processor.sets <= 11, "{processor:?}");
+    assert!(processor.deletes <= 1, "{processor:?}");
+    assert!(
+        processor.gets + processor.sets > 0,
+        "the processor was counted"
     );
 }

@@ -3,7 +3,9 @@
 //! peak linear memory of the instance), and libvips' CLI (`vipsthumbnail`
 //! for 200 and 800 px, `vips copy …[strip]` for the full-size copy) side by
 //! side in one run, and prints a Markdown table (scripts/bench.sh puts it in
-//! BENCHMARKS.md). Medians of RUNS runs.
+//! BENCHMARKS.md). Medians of RUNS runs. A second table compares the size
+//! of Darkroom's lossless optimized copy of each JPEG with what
+//! `jpegtran` (libjpeg-turbo) makes losslessly from the same file.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +25,8 @@ struct Timing {
     height: u32,
     bytes: u64,
     job_ms: f64,
+    optimized_ms: f64,
+    optimized_bytes: u64,
 }
 
 fn parse(output: &str) -> anyhow::Result<Vec<Timing>> {
@@ -30,7 +34,7 @@ fn parse(output: &str) -> anyhow::Result<Vec<Timing>> {
         .lines()
         .map(|line| {
             let f: Vec<&str> = line.split('\t').collect();
-            let [name, width, height, bytes, job, _optimized] = f.as_slice() else {
+            let [name, width, height, bytes, job, optimized, optimized_bytes] = f.as_slice() else {
                 bail!("unexpected benchmark line {line:?}");
             };
             Ok(Timing {
@@ -39,6 +43,8 @@ fn parse(output: &str) -> anyhow::Result<Vec<Timing>> {
                 height: height.parse()?,
                 bytes: bytes.parse()?,
                 job_ms: job.parse()?,
+                optimized_ms: optimized.parse()?,
+                optimized_bytes: optimized_bytes.parse()?,
             })
         })
         .collect()
@@ -218,5 +224,51 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
+    sizes(&photos, &native);
     Ok(())
+}
+
+/// The bytes `jpegtran` writes for `photo` with `args`, if it runs.
+fn jpegtran(photo: &Path, args: &[&str]) -> Option<u64> {
+    let out = Command::new("jpegtran")
+        .args(args)
+        .arg(photo)
+        .output()
+        .ok()?;
+    out.status.success().then_some(out.stdout.len() as u64)
+}
+
+/// The optimized copy's size next to `jpegtran`'s lossless re-codings,
+/// for the JPEG photos (Darkroom keeps the ICC profile: so does
+/// `-copy icc`, for a like-for-like comparison).
+#[expect(clippy::print_stdout, reason = "the report is the output")]
+fn sizes(photos: &[PathBuf], native: &[Timing]) {
+    println!();
+    println!(
+        "| photo | original | Darkroom optimized (lossless) | saved | time (native) | `jpegtran -copy icc -optimize` | `… -optimize -progressive` |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (photo, n) in photos.iter().zip(native) {
+        if photo.extension().and_then(|e| e.to_str()) != Some("jpg") {
+            continue;
+        }
+        let cell = |b: Option<u64>| {
+            b.map_or("not installed".to_owned(), |b| {
+                format!("{b} ({:.1} %)", 100.0 * b as f64 / n.bytes as f64)
+            })
+        };
+        println!(
+            "| {} | {} | {} | {:.1} % | {:.0} ms | {} | {} |",
+            n.name,
+            n.bytes,
+            n.optimized_bytes,
+            100.0 * (n.bytes.saturating_sub(n.optimized_bytes)) as f64 / n.bytes as f64,
+            n.optimized_ms,
+            cell(jpegtran(photo, &["-copy", "icc", "-optimize"])),
+            cell(jpegtran(
+                photo,
+                &["-copy", "icc", "-optimize", "-progressive"]
+            )),
+        );
+    }
 }

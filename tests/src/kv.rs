@@ -40,6 +40,25 @@ enum Backend {
 /// Every store of one app.
 pub struct KvData {
     stores: HashMap<String, Backend>,
+    /// What each component asked of the stores, for benchmarks.
+    calls: Mutex<BTreeMap<String, KvCalls>>,
+}
+
+/// The key-value calls of one component and the bytes they moved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KvCalls {
+    /// `get` calls.
+    pub gets: u64,
+    /// Bytes `get` returned.
+    pub bytes_read: u64,
+    /// `set` calls.
+    pub sets: u64,
+    /// Bytes `set` wrote (values only).
+    pub bytes_written: u64,
+    /// `delete` calls.
+    pub deletes: u64,
+    /// `exists` and `get-keys` calls.
+    pub others: u64,
 }
 
 impl Default for KvData {
@@ -73,7 +92,19 @@ impl KvData {
         stores
             .entry(DEFAULT_STORE.to_owned())
             .or_insert_with(default);
-        Self { stores }
+        Self {
+            stores,
+            calls: Mutex::default(),
+        }
+    }
+
+    /// The calls each component made so far, by component id.
+    pub fn calls(&self) -> BTreeMap<String, KvCalls> {
+        lock(&self.calls).clone()
+    }
+
+    fn count(&self, component: &str, f: impl FnOnce(&mut KvCalls)) {
+        f(lock(&self.calls).entry(component.to_owned()).or_default());
     }
 
     /// The stores of an app: those `configured` (by a runtime config file),
@@ -240,7 +271,57 @@ impl HostStore for HostState {
         store: Resource<StoreHandle>,
         key: String,
     ) -> Result<Option<Vec<u8>>, Error> {
-        let s = self.kv_store(&store)?;
+        let value = self.get_value(&store, key).await?;
+        let read = value.as_ref().map_or(0, Vec::len) as u64;
+        self.app.kv.count(&self.component.id, |c| {
+            c.gets += 1;
+            c.bytes_read += read;
+        });
+        Ok(value)
+    }
+
+    async fn set(
+        &mut self,
+        store: Resource<StoreHandle>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), Error> {
+        let written = value.len() as u64;
+        self.app.kv.count(&self.component.id, |c| {
+            c.sets += 1;
+            c.bytes_written += written;
+        });
+        self.set_value(&store, key, value).await
+    }
+
+    async fn delete(&mut self, store: Resource<StoreHandle>, key: String) -> Result<(), Error> {
+        self.app.kv.count(&self.component.id, |c| c.deletes += 1);
+        self.delete_key(&store, key).await
+    }
+
+    async fn exists(&mut self, store: Resource<StoreHandle>, key: String) -> Result<bool, Error> {
+        self.app.kv.count(&self.component.id, |c| c.others += 1);
+        self.key_exists(&store, key).await
+    }
+
+    async fn get_keys(&mut self, store: Resource<StoreHandle>) -> Result<Vec<String>, Error> {
+        self.app.kv.count(&self.component.id, |c| c.others += 1);
+        self.all_keys(&store).await
+    }
+
+    async fn drop(&mut self, store: Resource<StoreHandle>) -> wasmtime::Result<()> {
+        self.table.delete(store)?;
+        Ok(())
+    }
+}
+
+impl HostState {
+    async fn get_value(
+        &mut self,
+        store: &Resource<StoreHandle>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let s = self.kv_store(store)?;
         match s.backend()? {
             Backend::Memory(map) => Ok(lock(map).get(&key).cloned()),
             Backend::Sqlite(db) => s.sqlite(db, |db, label| {
@@ -253,13 +334,13 @@ impl HostStore for HostState {
         }
     }
 
-    async fn set(
+    async fn set_value(
         &mut self,
-        store: Resource<StoreHandle>,
+        store: &Resource<StoreHandle>,
         key: String,
         value: Vec<u8>,
     ) -> Result<(), Error> {
-        let s = self.kv_store(&store)?;
+        let s = self.kv_store(store)?;
         match s.backend()? {
             Backend::Memory(map) => {
                 lock(map).insert(key, value);
@@ -277,8 +358,12 @@ impl HostStore for HostState {
         }
     }
 
-    async fn delete(&mut self, store: Resource<StoreHandle>, key: String) -> Result<(), Error> {
-        let s = self.kv_store(&store)?;
+    async fn delete_key(
+        &mut self,
+        store: &Resource<StoreHandle>,
+        key: String,
+    ) -> Result<(), Error> {
+        let s = self.kv_store(store)?;
         match s.backend()? {
             Backend::Memory(map) => {
                 lock(map).remove(&key);
@@ -293,8 +378,12 @@ impl HostStore for HostState {
         }
     }
 
-    async fn exists(&mut self, store: Resource<StoreHandle>, key: String) -> Result<bool, Error> {
-        let s = self.kv_store(&store)?;
+    async fn key_exists(
+        &mut self,
+        store: &Resource<StoreHandle>,
+        key: String,
+    ) -> Result<bool, Error> {
+        let s = self.kv_store(store)?;
         match s.backend()? {
             Backend::Memory(map) => Ok(lock(map).contains_key(&key)),
             Backend::Sqlite(db) => s.sqlite(db, |db, label| {
@@ -305,8 +394,8 @@ impl HostStore for HostState {
         }
     }
 
-    async fn get_keys(&mut self, store: Resource<StoreHandle>) -> Result<Vec<String>, Error> {
-        let s = self.kv_store(&store)?;
+    async fn all_keys(&mut self, store: &Resource<StoreHandle>) -> Result<Vec<String>, Error> {
+        let s = self.kv_store(store)?;
         match s.backend()? {
             Backend::Memory(map) => Ok(lock(map).keys().cloned().collect()),
             Backend::Sqlite(db) => s.sqlite(db, sqlite_keys),
@@ -314,13 +403,6 @@ impl HostStore for HostState {
         }
     }
 
-    async fn drop(&mut self, store: Resource<StoreHandle>) -> wasmtime::Result<()> {
-        self.table.delete(store)?;
-        Ok(())
-    }
-}
-
-impl HostState {
     fn kv_store(&self, store: &Resource<StoreHandle>) -> Result<&StoreHandle, Error> {
         self.table.get(store).map_err(other)
     }

@@ -356,6 +356,11 @@ pub struct Attempt {
     /// Why it did not complete; `None` if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Failure>,
+    /// How long the image work itself took (decode, resize, encode), in
+    /// milliseconds, for an attempt that got that far: the rest of the
+    /// attempt is storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_ms: Option<u64>,
 }
 
 /// A transition was asked of a state it cannot start from.
@@ -524,6 +529,7 @@ impl Job {
                         "the processor stopped before finishing (trap, out of memory or killed)"
                             .into(),
                 }),
+                pipeline_ms: None,
             });
         }
     }
@@ -535,6 +541,7 @@ impl Job {
                 started_at,
                 ended_at: now,
                 error,
+                pipeline_ms: None,
             });
         }
     }

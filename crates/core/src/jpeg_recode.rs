@@ -16,8 +16,10 @@
 //!
 //! Progressive, arithmetic-coded, 12-bit, lossless and hierarchical JPEGs
 //! are left as they are ([`optimize_huffman`] answers `Ok(None)`), and so
-//! is a file whose tables are already within 0.25 % of optimal (known after
-//! the counting pass, so it costs one read).
+//! are a file whose scan uses none of the standard tables of T.81 K.3
+//! (custom tables were made for the image: nothing to read) and one whose
+//! tables are already within 0.25 % of optimal (known after the counting
+//! pass, so it costs one read).
 
 /// A scan is re-coded only when the new tables save at least this fraction
 /// of the file (1/400 = 0.25 %), which its symbol counts tell before it is
@@ -77,7 +79,19 @@ struct Table {
     fast: Box<[(u8, u8); 1 << FAST_BITS]>,
     /// Its current code lengths, by symbol (what a symbol costs today).
     length_of: [u8; 256],
+    /// How many codes of each length (DHT's counts).
+    counts: [u8; 16],
 }
+
+/// The code-length counts of the four example tables of ITU T.81 K.3 (DC
+/// and AC, luminance and chrominance), which libjpeg and most cameras
+/// write unless told to optimize.
+const STANDARD_COUNTS: [[u8; 16]; 4] = [
+    [0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0],
+    [0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0],
+    [0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 0x7D],
+    [0, 2, 1, 2, 4, 4, 3, 4, 7, 5, 4, 4, 0, 1, 2, 0x77],
+];
 
 const FAST_BITS: u32 = 11;
 
@@ -115,6 +129,7 @@ impl Table {
             values: values.to_vec(),
             fast,
             length_of,
+            counts: *counts,
         })
     }
 
@@ -699,6 +714,20 @@ pub fn optimize_huffman(jpeg: &[u8]) -> Result<Option<Vec<u8>>, RecodeError> {
                 let tail = &body[1 + 2 * n..];
                 if tail != [0, 63, 0] {
                     return fail("a sequential scan with a spectral selection");
+                }
+                // Tables other than the standard ones were most likely made
+                // for this image already: re-coding them gains next to
+                // nothing (a fraction of a percent on the photos measured),
+                // so such a file is left as it is without reading its scan.
+                let standard = scan.components.iter().any(|&(_, dc, ac)| {
+                    [(0, dc), (1, ac)].iter().any(|&(class, id)| {
+                        tables[class][id]
+                            .as_ref()
+                            .is_some_and(|t| STANDARD_COUNTS.contains(&t.counts))
+                    })
+                });
+                if !standard {
+                    return Ok(None);
                 }
                 let data = &jpeg[pos..];
                 let mut counts = Counts::default();

@@ -931,8 +931,8 @@ pub fn fetch_next(w: Worker<'_>, fetch: Fetch<'_>) -> Result<Option<ProcessOutco
 
 /// What an attempt made.
 enum Made {
-    /// The processor's outputs.
-    Outputs(Outputs),
+    /// The processor's outputs, and how long the pipeline took.
+    Outputs(Outputs, Duration),
     /// The fetcher's stored original.
     Original(ImageInfo),
 }
@@ -1048,7 +1048,7 @@ fn work_next(
             }
             Ok(())
         })
-        .map(Made::Outputs),
+        .map(|(outputs, took)| Made::Outputs(outputs, took)),
     };
     match made {
         Ok(Made::Original(info)) => {
@@ -1060,9 +1060,12 @@ fn work_next(
             w.queue.ack(id).map_err(ProcessError::Queue)?;
             Ok(Some(ProcessOutcome::Fetched(job)))
         }
-        Ok(Made::Outputs(outputs)) => {
+        Ok(Made::Outputs(outputs, took)) => {
             let done = w.ports.clock.now();
             job.complete(outputs, done)?;
+            if let Some(attempt) = job.history.last_mut() {
+                attempt.pipeline_ms = u64::try_from(took.as_millis()).ok();
+            }
             save_job(w.ports.kv, &job)?;
             ring(w, &job)?;
             w.queue.ack(id).map_err(ProcessError::Queue)?;
@@ -1313,7 +1316,7 @@ fn make_outputs(
     id: JobId,
     limits: Limits,
     advance: &mut dyn FnMut(Stage, Option<(Variant, Output)>) -> Result<(), PortError>,
-) -> Result<Outputs, Unmade> {
+) -> Result<(Outputs, Duration), Unmade> {
     let storage = |e: PortError| Failure {
         code: FailureCode::StorageUnavailable,
         message: e.to_string(),
@@ -1326,7 +1329,10 @@ fn make_outputs(
             code: FailureCode::OriginalMissing,
             message: "the original upload is no longer stored".into(),
         })?;
-    let renditions = pipeline::render(&original.bytes, limits).map_err(|e| Failure {
+    let rendering = ports.clock.now();
+    let rendered = pipeline::render(&original.bytes, limits);
+    let pipeline_time = ports.clock.now().since(rendering);
+    let renditions = rendered.map_err(|e| Failure {
         code: match e {
             PipelineError::Invalid(
                 InvalidImage::TooManyPixels { .. }
@@ -1347,11 +1353,18 @@ fn make_outputs(
             return Err(Unmade::Interrupted(request));
         }
         advance(Stage::storing(r.variant), previous.take()).map_err(storage)?;
-        let key = BlobKey::derivative(id, r.variant, r.format);
-        ports
-            .blobs
-            .put(&key, r.format.mime(), &r.bytes)
-            .map_err(storage)?;
+        // An optimized copy that is the original byte for byte (nothing to
+        // strip, nothing to gain) is the original: not stored twice.
+        let key = if r.variant == Variant::Optimized && r.bytes == original.bytes {
+            BlobKey::original(id)
+        } else {
+            let key = BlobKey::derivative(id, r.variant, r.format);
+            ports
+                .blobs
+                .put(&key, r.format.mime(), &r.bytes)
+                .map_err(storage)?;
+            key
+        };
         let output = Output {
             key,
             format: r.format,
@@ -1371,11 +1384,12 @@ fn make_outputs(
                 message: format!("the pipeline made no {}", v.name()),
             })
     };
-    Ok(Outputs {
+    let outputs = Outputs {
         thumbnail: store(find(Variant::Thumbnail)?)?,
         preview: store(find(Variant::Preview)?)?,
         optimized: store(find(Variant::Optimized)?)?,
-    })
+    };
+    Ok((outputs, pipeline_time))
 }
 
 /// Why a dead letter cannot be re-driven.
@@ -1669,6 +1683,37 @@ mod tests {
             .read_file(job.id, FileName::Original)
             .expect("original");
         assert_eq!(original.bytes, bytes);
+    }
+
+    #[test]
+    fn an_optimized_copy_identical_to_the_original_is_the_original_not_a_second_blob() {
+        let world = World::new();
+        // No metadata to strip, Huffman tables already optimal: nothing to gain.
+        let pixels = gradient(320, 200, false).to_rgb8().into_raw();
+        let mut bytes = Vec::new();
+        let mut encoder = jpeg_encoder::Encoder::new(&mut bytes, 85);
+        encoder.set_optimized_huffman_tables(true);
+        encoder
+            .encode(&pixels, 320, 200, jpeg_encoder::ColorType::Rgb)
+            .expect("encodes");
+        let job = world.accept(&bytes).expect("accepted");
+        let Some(ProcessOutcome::Completed(done)) = world.process_next() else {
+            panic!("not completed");
+        };
+        let JobState::Completed { outputs } = &done.state else {
+            unreachable!()
+        };
+        assert_eq!(outputs.optimized.key, BlobKey::original(job.id));
+        assert_eq!(outputs.optimized.bytes, bytes.len() as u64);
+        assert!(
+            !world.blob_kv.keys().iter().any(|k| k.contains("optimized")),
+            "{:?}",
+            world.blob_kv.keys()
+        );
+        let served = world
+            .read_file(job.id, FileName::Derivative(Variant::Optimized))
+            .expect("served");
+        assert_eq!(served.bytes, bytes);
     }
 
     #[test]
