@@ -5,7 +5,8 @@
 //! side in one run, and prints a Markdown table (scripts/bench.sh puts it in
 //! BENCHMARKS.md). Medians of RUNS runs. A second table compares the size
 //! of Darkroom's lossless optimized copy of each JPEG with what
-//! `jpegtran` (libjpeg-turbo) makes losslessly from the same file.
+//! `jpegtran` (libjpeg-turbo) makes losslessly from the same file, and of
+//! its lossy one (quality 82) with libvips' re-encode at the same quality.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,6 +28,8 @@ struct Timing {
     job_ms: f64,
     optimized_ms: f64,
     optimized_bytes: u64,
+    lossy_ms: f64,
+    lossy_bytes: u64,
 }
 
 fn parse(output: &str) -> anyhow::Result<Vec<Timing>> {
@@ -34,7 +37,18 @@ fn parse(output: &str) -> anyhow::Result<Vec<Timing>> {
         .lines()
         .map(|line| {
             let f: Vec<&str> = line.split('\t').collect();
-            let [name, width, height, bytes, job, optimized, optimized_bytes] = f.as_slice() else {
+            let [
+                name,
+                width,
+                height,
+                bytes,
+                job,
+                optimized,
+                optimized_bytes,
+                lossy,
+                lossy_bytes,
+            ] = f.as_slice()
+            else {
                 bail!("unexpected benchmark line {line:?}");
             };
             Ok(Timing {
@@ -45,6 +59,8 @@ fn parse(output: &str) -> anyhow::Result<Vec<Timing>> {
                 job_ms: job.parse()?,
                 optimized_ms: optimized.parse()?,
                 optimized_bytes: optimized_bytes.parse()?,
+                lossy_ms: lossy.parse()?,
+                lossy_bytes: lossy_bytes.parse()?,
             })
         })
         .collect()
@@ -225,6 +241,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     sizes(&photos, &native);
+    lossy_sizes(&photos, &native);
     Ok(())
 }
 
@@ -269,6 +286,56 @@ fn sizes(photos: &[PathBuf], native: &[Timing]) {
                 photo,
                 &["-copy", "icc", "-optimize", "-progressive"]
             )),
+        );
+    }
+}
+
+/// The bytes libvips writes for `photo` re-encoded at quality 82 (through
+/// pixels, libjpeg's tables, 4:2:0 below quality 90) with `options`.
+fn vips_lossy(photo: &Path, options: &str) -> Option<u64> {
+    let out = std::env::temp_dir().join("darkroom-vips-lossy.jpg");
+    let target = format!("{}[Q=82,strip,optimize_coding{options}]", out.display());
+    let status = Command::new("vips")
+        .arg("copy")
+        .arg(photo)
+        .arg(&target)
+        .output()
+        .ok()?;
+    let bytes = status
+        .status
+        .success()
+        .then(|| std::fs::metadata(&out).ok().map(|m| m.len()))
+        .flatten();
+    let _ = std::fs::remove_file(&out);
+    bytes
+}
+
+/// The lossy optimized copy's size next to libvips' re-encodes.
+#[expect(clippy::print_stdout, reason = "the report is the output")]
+fn lossy_sizes(photos: &[PathBuf], native: &[Timing]) {
+    println!();
+    println!(
+        "| photo | original | Darkroom optimized (`lossy`, 82) | saved | time (native) | `vips copy …[Q=82,strip,optimize_coding]` | `…,interlace]` |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (photo, n) in photos.iter().zip(native) {
+        if photo.extension().and_then(|e| e.to_str()) != Some("jpg") {
+            continue;
+        }
+        let cell = |b: Option<u64>| {
+            b.map_or("not installed".to_owned(), |b| {
+                format!("{b} ({:.1} %)", 100.0 * b as f64 / n.bytes as f64)
+            })
+        };
+        println!(
+            "| {} | {} | {} | {:.1} % | {:.0} ms | {} | {} |",
+            n.name,
+            n.bytes,
+            n.lossy_bytes,
+            100.0 * (n.bytes.saturating_sub(n.lossy_bytes)) as f64 / n.bytes as f64,
+            n.lossy_ms,
+            cell(vips_lossy(photo, "")),
+            cell(vips_lossy(photo, ",interlace")),
         );
     }
 }

@@ -41,6 +41,8 @@ struct Component {
     id: u8,
     h: u8,
     v: u8,
+    /// Its quantization table.
+    tq: u8,
 }
 
 /// The frame header's facts a scan's layout needs.
@@ -436,8 +438,12 @@ struct Scan {
 
 /// What to do with each Huffman symbol of a scan.
 trait Sink {
+    /// A block of the scan's component `slot` starts (its DC comes next).
+    fn begin_block(&mut self, _slot: usize) {}
     fn dc(&mut self, table: usize, symbol: u8, extra: u32);
     fn ac(&mut self, table: usize, symbol: u8, extra: u32);
+    /// The block begun last has had all its symbols.
+    fn end_block(&mut self) {}
     fn restart(&mut self, n: usize);
 }
 
@@ -494,8 +500,9 @@ fn walk_scan(
             sink.restart(restarts);
             restarts += 1;
         }
-        for &(n, dc, ac, dc_id, ac_id) in &layout {
+        for (slot, &(n, dc, ac, dc_id, ac_id)) in layout.iter().enumerate() {
             for _ in 0..n {
+                sink.begin_block(slot);
                 bits.refill();
                 let s = dc.decode(&mut bits)?;
                 if s > 16 {
@@ -522,6 +529,7 @@ fn walk_scan(
                 if k > 64 {
                     return fail("a block with more than 64 coefficients");
                 }
+                sink.end_block();
             }
         }
     }
@@ -586,6 +594,216 @@ impl Sink for Writer<'_> {
     }
 }
 
+/// The position in natural (row-major) order of each coefficient in the
+/// zig-zag order that DQT segments and scans use (T.81 Figure A.6).
+const ZIGZAG: [usize; 64] = [
+    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27,
+    20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58,
+    59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+];
+
+/// The example quantization tables of T.81 K.1 in natural order (luminance,
+/// chrominance): what libjpeg scales by its quality setting.
+const BASE_QUANT: [[u16; 64]; 2] = [
+    [
+        16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57,
+        69, 56, 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64,
+        81, 104, 113, 92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+    ],
+    [
+        17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99,
+        99, 99, 47, 66, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
+        99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
+    ],
+];
+
+/// libjpeg's table for `quality` (1–100, `jpeg_quality_scaling`, limited
+/// to baseline's 255), in zig-zag order.
+fn scaled_table(chroma: bool, quality: u8) -> [u16; 64] {
+    let q = u32::from(quality.clamp(1, 100));
+    let scale = if q < 50 { 5000 / q } else { 200 - 2 * q };
+    let base = &BASE_QUANT[usize::from(chroma)];
+    std::array::from_fn(|i| {
+        let v = (u32::from(base[ZIGZAG[i]]) * scale + 50) / 100;
+        v.clamp(1, 255) as u16
+    })
+}
+
+/// A quantization table being replaced: per zig-zag position, the step the
+/// file used and the (never finer) step it gets.
+type Requant = [(u16, u16); 64];
+
+/// The size category of a coefficient value and its extra bits (T.81 F.1.2).
+fn category(v: i32) -> (u8, u32) {
+    let size = 32 - v.unsigned_abs().leading_zeros();
+    let extra = if v < 0 { v - 1 } else { v };
+    (size as u8, extra as u32 & ((1u32 << size) - 1))
+}
+
+/// The value of extra bits `extra` of size category `size`.
+fn extend(extra: u32, size: u8) -> i32 {
+    if size == 0 {
+        return 0;
+    }
+    let v = extra as i32;
+    if v < 1 << (size - 1) {
+        v - (1 << size) + 1
+    } else {
+        v
+    }
+}
+
+/// Rebuilds each block's coefficients (zig-zag order) from the symbols a
+/// walk reads.
+struct Blocks {
+    k: usize,
+    block: [i32; 64],
+    /// DC predictors, per scan slot.
+    seen: [i32; 4],
+}
+
+impl Blocks {
+    const fn new() -> Self {
+        Self {
+            k: 0,
+            block: [0; 64],
+            seen: [0; 4],
+        }
+    }
+
+    fn begin(&mut self) {
+        self.block = [0; 64];
+        self.k = 0;
+    }
+
+    fn dc(&mut self, slot: usize, symbol: u8, extra: u32) {
+        self.seen[slot] += extend(extra, symbol);
+        self.block[0] = self.seen[slot];
+        self.k = 1;
+    }
+
+    fn ac(&mut self, symbol: u8, extra: u32) {
+        let (run, size) = (usize::from(symbol >> 4), symbol & 15);
+        if size == 0 {
+            // ZRL skips 16 zeros; an end of block leaves the rest zero.
+            if run == 15 {
+                self.k += 16;
+            }
+            return;
+        }
+        self.k += run;
+        if let Some(c) = self.block.get_mut(self.k) {
+            *c = extend(extra, size);
+        }
+        self.k += 1;
+    }
+
+    const fn restart(&mut self) {
+        self.seen = [0; 4];
+    }
+}
+
+/// Codes `block` (zig-zag order) into `sink`'s symbols under `prediction`
+/// (the slot's last DC).
+fn emit_block(
+    sink: &mut impl Sink,
+    (slot, dc_table, ac_table): (usize, usize, usize),
+    block: &[i32; 64],
+    prediction: &mut i32,
+) {
+    // What an 8-bit baseline file can hold (a damaged one may not).
+    let dc = block[0].clamp(-1024, 1023);
+    let (size, extra) = category(dc - *prediction);
+    *prediction = dc;
+    sink.begin_block(slot);
+    sink.dc(dc_table, size, extra);
+    let mut run = 0u8;
+    for &c in &block[1..] {
+        if c == 0 {
+            run += 1;
+            continue;
+        }
+        while run > 15 {
+            sink.ac(ac_table, 0xF0, 0);
+            run -= 16;
+        }
+        let (size, extra) = category(c.clamp(-1023, 1023));
+        sink.ac(ac_table, (run << 4) | size, extra);
+        run = 0;
+    }
+    if run > 0 {
+        sink.ac(ac_table, 0, 0);
+    }
+    sink.end_block();
+}
+
+/// `c` quantized with step `old`, re-quantized to step `new` (to nearest).
+fn requantized(c: i32, old: u16, new: u16) -> i32 {
+    if old == new || c == 0 {
+        return c;
+    }
+    let (num, den) = (c * i32::from(old), i32::from(new));
+    (num + num.signum() * den / 2) / den
+}
+
+/// Re-quantizes a scan's blocks to coarser steps in the DCT domain: each
+/// block's coefficients are rebuilt from the symbols the walker reads,
+/// divided down (rounding to nearest), and coded again into `inner`. No
+/// inverse DCT, no colour conversion, no chroma resampling: the only loss
+/// is the coarser rounding itself, and memory stays one block.
+struct Requantizer<'a, S> {
+    inner: &'a mut S,
+    /// Per scan slot: its DC and AC table ids and its steps.
+    slots: Vec<(usize, usize, Requant)>,
+    slot: usize,
+    blocks: Blocks,
+    /// DC predictors of the new values.
+    written: [i32; 4],
+}
+
+impl<'a, S> Requantizer<'a, S> {
+    const fn new(inner: &'a mut S, slots: Vec<(usize, usize, Requant)>) -> Self {
+        Self {
+            inner,
+            slots,
+            slot: 0,
+            blocks: Blocks::new(),
+            written: [0; 4],
+        }
+    }
+}
+
+impl<S: Sink> Sink for Requantizer<'_, S> {
+    fn begin_block(&mut self, slot: usize) {
+        self.slot = slot;
+        self.blocks.begin();
+    }
+    fn dc(&mut self, _: usize, symbol: u8, extra: u32) {
+        self.blocks.dc(self.slot, symbol, extra);
+    }
+    fn ac(&mut self, _: usize, symbol: u8, extra: u32) {
+        self.blocks.ac(symbol, extra);
+    }
+    fn end_block(&mut self) {
+        let (dc_table, ac_table, steps) = self.slots[self.slot];
+        let mut block = self.blocks.block;
+        for (c, (old, new)) in block.iter_mut().zip(steps) {
+            *c = requantized(*c, old, new);
+        }
+        emit_block(
+            self.inner,
+            (self.slot, dc_table, ac_table),
+            &block,
+            &mut self.written[self.slot],
+        );
+    }
+    fn restart(&mut self, n: usize) {
+        self.blocks.restart();
+        self.written = [0; 4];
+        self.inner.restart(n);
+    }
+}
+
 fn u16_at(data: &[u8], at: usize) -> Result<usize, RecodeError> {
     data.get(at..at + 2)
         .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
@@ -601,6 +819,65 @@ fn u16_at(data: &[u8], at: usize) -> Result<usize, RecodeError> {
 /// # Errors
 /// [`RecodeError`] for a file whose structure or entropy-coded data is damaged.
 pub fn optimize_huffman(jpeg: &[u8]) -> Result<Option<Vec<u8>>, RecodeError> {
+    recode(jpeg, None)
+}
+
+/// `jpeg` re-quantized in the DCT domain to libjpeg's tables for `quality`
+/// (1–100) wherever they are coarser than the file's own (a step is never
+/// made finer: that would cost bytes and restore nothing), then coded with
+/// optimal Huffman tables; `None` when it is not a sequential
+/// Huffman-coded 8-bit JPEG of one or three components (those are left to
+/// the lossless path). Lossy, like any re-encode at `quality`, but without
+/// a decode to pixels: no colour conversion or chroma resampling is
+/// repeated, and memory stays one block whatever the image's size.
+///
+/// # Errors
+/// [`RecodeError`] for a file whose structure or entropy-coded data is damaged.
+pub fn requantize(jpeg: &[u8], quality: u8) -> Result<Option<Vec<u8>>, RecodeError> {
+    recode(jpeg, Some(quality))
+}
+
+/// The new steps of each table the frame's components use: the luminance
+/// table for the first component's, the chrominance one for the others'.
+fn requant_steps(
+    frame: &Frame,
+    quant: &[Option<[u16; 64]>; 4],
+    quality: u8,
+) -> Result<[Option<Requant>; 4], RecodeError> {
+    let mut steps = [None; 4];
+    for (i, c) in frame.components.iter().enumerate().rev() {
+        let id = usize::from(c.tq);
+        let old = quant[id].ok_or(RecodeError("a component uses an undefined quantization table"))?;
+        let target = scaled_table(i > 0, quality);
+        steps[id] = Some(std::array::from_fn(|k| (old[k], old[k].max(target[k]))));
+    }
+    Ok(steps)
+}
+
+/// The DQT segment of every table defined: the new steps where there are.
+fn dqt_segment(quant: &[Option<[u16; 64]>; 4], steps: &[Option<Requant>; 4]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (id, table) in quant.iter().enumerate() {
+        let Some(old) = table else { continue };
+        let values: [u16; 64] = steps[id].map_or(*old, |s| s.map(|(_, new)| new));
+        let wide = values.iter().any(|&v| v > 255);
+        body.push((u8::from(wide) << 4) | id as u8);
+        for v in values {
+            if wide {
+                body.extend_from_slice(&v.to_be_bytes());
+            } else {
+                body.push(v as u8);
+            }
+        }
+    }
+    let mut out = vec![0xFF, 0xDB];
+    // At most 4 tables of 129 bytes: within a segment's length.
+    out.extend_from_slice(&((body.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+fn recode(jpeg: &[u8], quality: Option<u8>) -> Result<Option<Vec<u8>>, RecodeError> {
     if !jpeg.starts_with(&[0xFF, 0xD8]) {
         return fail("no start-of-image marker");
     }
@@ -609,6 +886,9 @@ pub fn optimize_huffman(jpeg: &[u8]) -> Result<Option<Vec<u8>>, RecodeError> {
     let mut frame: Option<Frame> = None;
     let mut tables: [[Option<Table>; 4]; 2] = Default::default();
     let mut restart_interval = 0u32;
+    let mut quant: [Option<[u16; 64]>; 4] = [None; 4];
+    let mut steps: [Option<Requant>; 4] = [None; 4];
+    let mut scanned = false;
     let mut pos = 2;
     loop {
         while jpeg.get(pos) == Some(&0xFF) && jpeg.get(pos + 1) == Some(&0xFF) {
@@ -650,13 +930,25 @@ pub fn optimize_huffman(jpeg: &[u8]) -> Result<Option<Vec<u8>>, RecodeError> {
                     if !(1..=4).contains(&h) || !(1..=4).contains(&v) {
                         return fail("a sampling factor out of range");
                     }
-                    components.push(Component { id: c[0], h, v });
+                    if c[2] > 3 {
+                        return fail("a quantization table id out of range");
+                    }
+                    components.push(Component {
+                        id: c[0],
+                        h,
+                        v,
+                        tq: c[2],
+                    });
                 }
-                frame = Some(Frame {
+                let new = Frame {
                     width,
                     height,
                     components,
-                });
+                };
+                if quality.is_some() && n != 1 && n != 3 {
+                    return Ok(None);
+                }
+                frame = Some(new);
                 out.extend_from_slice(segment);
             }
             // Progressive, lossless, hierarchical, arithmetic: left alone.
@@ -681,6 +973,33 @@ pub fn optimize_huffman(jpeg: &[u8]) -> Result<Option<Vec<u8>>, RecodeError> {
                     rest = &rest[17 + n..];
                 }
                 // Replaced by each scan's own optimal tables.
+            }
+            // Re-quantizing: the tables are written before the first scan.
+            0xDB if quality.is_some() => {
+                if scanned {
+                    // Redefined between scans: too rare to be worth it.
+                    return Ok(None);
+                }
+                let mut rest = body;
+                while let Some(&spec) = rest.first() {
+                    let (wide, id) = (spec >> 4, usize::from(spec & 15));
+                    let n = if wide == 1 { 128 } else { 64 };
+                    if wide > 1 || id > 3 {
+                        return fail("a quantization table id out of range");
+                    }
+                    let values = rest
+                        .get(1..1 + n)
+                        .ok_or(RecodeError("truncated quantization table"))?;
+                    quant[id] = Some(std::array::from_fn(|k| {
+                        if wide == 1 {
+                            u16::from_be_bytes([values[2 * k], values[2 * k + 1]])
+                        } else {
+                            u16::from(values[k])
+                        }
+                        .max(1)
+                    }));
+                    rest = &rest[1 + n..];
+                }
             }
             0xDD => {
                 restart_interval = u32::try_from(u16_at(body, 0)?).unwrap_or(0);
@@ -726,12 +1045,38 @@ pub fn optimize_huffman(jpeg: &[u8]) -> Result<Option<Vec<u8>>, RecodeError> {
                             .is_some_and(|t| STANDARD_COUNTS.contains(&t.counts))
                     })
                 });
-                if !standard {
+                if !standard && quality.is_none() {
                     return Ok(None);
                 }
+                if let Some(quality) = quality
+                    && !scanned
+                {
+                    steps = requant_steps(frame, &quant, quality)?;
+                    out.extend_from_slice(&dqt_segment(&quant, &steps));
+                }
+                scanned = true;
                 let data = &jpeg[pos..];
+                let slots: Vec<(usize, usize, Requant)> = scan
+                    .components
+                    .iter()
+                    .map(|&(ci, dc, ac)| {
+                        let tq = usize::from(frame.components[ci].tq);
+                        (dc, ac, steps[tq].unwrap_or([(1, 1); 64]))
+                    })
+                    .collect();
                 let mut counts = Counts::default();
-                let used = walk_scan(frame, &scan, &tables, restart_interval, data, &mut counts)?;
+                let used = if quality.is_some() {
+                    walk_scan(
+                        frame,
+                        &scan,
+                        &tables,
+                        restart_interval,
+                        data,
+                        &mut Requantizer::new(&mut counts, slots.clone()),
+                    )?
+                } else {
+                    walk_scan(frame, &scan, &tables, restart_interval, data, &mut counts)?
+                };
                 let mut saved_bits = 0i64;
                 // New tables, in one DHT before the scan.
                 let mut dht = Vec::new();
@@ -770,8 +1115,9 @@ pub fn optimize_huffman(jpeg: &[u8]) -> Result<Option<Vec<u8>>, RecodeError> {
                 // The counts tell the new size exactly: when the tables are
                 // already (nearly) optimal, the second pass is not worth its
                 // time, and the file is left as it is.
-                if saved_bits / 8
-                    < i64::try_from(jpeg.len() / MIN_SAVING_DIVISOR).unwrap_or(i64::MAX)
+                if quality.is_none()
+                    && saved_bits / 8
+                        < i64::try_from(jpeg.len() / MIN_SAVING_DIVISOR).unwrap_or(i64::MAX)
                 {
                     return Ok(None);
                 }
@@ -788,7 +1134,18 @@ pub fn optimize_huffman(jpeg: &[u8]) -> Result<Option<Vec<u8>>, RecodeError> {
                     dc: writer_dc,
                     ac: writer_ac,
                 };
-                walk_scan(frame, &scan, &tables, restart_interval, data, &mut writer)?;
+                if quality.is_some() {
+                    walk_scan(
+                        frame,
+                        &scan,
+                        &tables,
+                        restart_interval,
+                        data,
+                        &mut Requantizer::new(&mut writer, slots),
+                    )?;
+                } else {
+                    walk_scan(frame, &scan, &tables, restart_interval, data, &mut writer)?;
+                }
                 writer.bits.flush();
                 pos += used;
                 // Skip to the next marker (padding, or a truncated tail).

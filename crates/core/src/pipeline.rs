@@ -46,6 +46,32 @@ use crate::icc::RgbProfile;
 /// third of the size of quality 95.
 pub const JPEG_QUALITY: u8 = 82;
 
+/// How the optimized copy is made: the `optimize` setting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Optimize {
+    /// Every pixel kept. A JPEG keeps its coefficients (metadata stripped,
+    /// Huffman tables made optimal); a PNG is the original without its
+    /// metadata or, up to a few megapixels, a stronger re-compression,
+    /// whichever is smaller; WebP and GIF are the original without their
+    /// metadata; an image EXIF turns upright is re-encoded as PNG.
+    #[default]
+    Lossless,
+    /// Smaller, at `quality` (1–100, libjpeg's scale): a sequential JPEG is
+    /// re-quantized in the DCT domain ([`crate::jpeg_recode::requantize`]);
+    /// any other image is re-encoded at that quality (JPEG when opaque,
+    /// PNG when not) unless the original without metadata is smaller. A
+    /// progressive JPEG gets the lossless copy.
+    Lossy {
+        /// The JPEG quality.
+        quality: u8,
+    },
+}
+
+impl Optimize {
+    /// The lossy setting's default quality.
+    pub const DEFAULT_QUALITY: u8 = JPEG_QUALITY;
+}
+
 /// The largest image encoded as progressive JPEG with optimised Huffman
 /// tables (both need every DCT block in memory); larger ones are encoded
 /// baseline, row by row.
@@ -130,16 +156,28 @@ pub enum PipelineError {
 /// [`PipelineError`] when the image is unsupported, over the limits, corrupt,
 /// or cannot be encoded (JPEG allows at most 65 535 px a side).
 pub fn render(original: &[u8], limits: Limits) -> Result<Vec<Rendition>, PipelineError> {
+    render_with(original, limits, Optimize::Lossless)
+}
+
+/// Makes every [`Variant`] of `original`, the optimized copy as `optimize` says.
+///
+/// # Errors
+/// As [`render`].
+pub fn render_with(
+    original: &[u8],
+    limits: Limits,
+    optimize: Optimize,
+) -> Result<Vec<Rendition>, PipelineError> {
     // The upload's checks again (the limits may have changed since): the
     // format, the container, the pixel, frame and memory limits. The paths
     // below rely on them.
     let format = crate::format::inspect(original, limits)?.format;
     if format == ImageFormat::Jpeg
-        && let Some(renditions) = render_jpeg(original)?
+        && let Some(renditions) = render_jpeg(original, optimize)?
     {
         return Ok(renditions);
     }
-    render_decoded(original, format, limits)
+    render_decoded(original, format, limits, optimize)
 }
 
 fn decode_error(e: impl std::fmt::Display) -> PipelineError {
@@ -148,7 +186,7 @@ fn decode_error(e: impl std::fmt::Display) -> PipelineError {
 
 /// The JPEG path: lossless optimized copy, shrink-on-load derivatives.
 /// `None` for colour models it leaves to the general path (CMYK, 16-bit).
-fn render_jpeg(bytes: &[u8]) -> Result<Option<Vec<Rendition>>, PipelineError> {
+fn render_jpeg(bytes: &[u8], optimize: Optimize) -> Result<Option<Vec<Rendition>>, PipelineError> {
     let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
     decoder.read_info().map_err(decode_error)?;
     let info = decoder
@@ -179,12 +217,7 @@ fn render_jpeg(bytes: &[u8]) -> Result<Option<Vec<Rendition>>, PipelineError> {
     };
     let stripped = crate::jpeg::strip_metadata(bytes, u16::from(orientation.to_exif()))
         .map_err(decode_error)?;
-    // Optimal Huffman tables, losslessly; the smaller copy wins.
-    let optimized = match crate::jpeg_recode::optimize_huffman(&stripped) {
-        Ok(Some(recoded)) if recoded.len() < stripped.len() => recoded,
-        Ok(_) => stripped,
-        Err(e) => return Err(decode_error(e)),
-    };
+    let optimized = optimized_jpeg(stripped, optimize)?;
     let profile = decoder.icc_profile().and_then(RgbProfile::read);
 
     // The smallest DCT scale that still leaves the preview's width.
@@ -223,13 +256,38 @@ fn render_jpeg(bytes: &[u8]) -> Result<Option<Vec<Rendition>>, PipelineError> {
     ]))
 }
 
+/// A JPEG without its metadata made smaller as `optimize` says (optimal
+/// Huffman tables, or re-quantized too); the smaller copy wins.
+fn optimized_jpeg(stripped: Vec<u8>, optimize: Optimize) -> Result<Vec<u8>, PipelineError> {
+    if let Optimize::Lossy { quality } = optimize {
+        match crate::jpeg_recode::requantize(&stripped, quality) {
+            Ok(Some(lossy)) if lossy.len() < stripped.len() => return Ok(lossy),
+            Ok(_) => {}
+            Err(e) => return Err(decode_error(e)),
+        }
+    }
+    // Optimal Huffman tables, losslessly.
+    match crate::jpeg_recode::optimize_huffman(&stripped) {
+        Ok(Some(recoded)) if recoded.len() < stripped.len() => Ok(recoded),
+        Ok(_) => Ok(stripped),
+        Err(e) => Err(decode_error(e)),
+    }
+}
+
 /// The general path: full decode, upright, every output from the pixels.
 fn render_decoded(
     original: &[u8],
     format: ImageFormat,
     limits: Limits,
+    optimize: Optimize,
 ) -> Result<Vec<Rendition>, PipelineError> {
     let (image, orientation, profile) = decode(original, format, limits)?;
+    // Pixels are worked on in 8 bits: a deeper image's only lossless copy
+    // is its own.
+    let eight_bit = matches!(
+        image.color(),
+        image::ColorType::L8 | image::ColorType::La8 | image::ColorType::Rgb8 | image::ColorType::Rgba8
+    );
     let mut pixels = Pixels::from_image(image);
     pixels.was_turned = orientation != Orientation::NoTransforms;
     // The full-size copy first: the derivatives are made from pixels that
@@ -242,26 +300,41 @@ fn render_decoded(
         .flatten();
     let (width, height) = (pixels.image.width(), pixels.image.height());
     let large = u64::from(width) * u64::from(height) > BUFFERED_ENCODE_MAX_PIXELS;
-    let optimized = match stripped {
+    let as_stored = |bytes| Rendition {
+        variant: Variant::Optimized,
+        format,
+        width,
+        height,
+        bytes,
+    };
+    let smaller = |stripped: Option<Vec<u8>>, encoded: Rendition| match stripped {
+        Some(stripped) if stripped.len() < encoded.bytes.len() => as_stored(stripped),
+        _ => encoded,
+    };
+    let optimized = match (optimize, stripped) {
+        // A CMYK or 16-bit JPEG keeps its coefficients like any other.
+        (Optimize::Lossless, Some(stripped)) if format == ImageFormat::Jpeg => {
+            as_stored(optimized_jpeg(stripped, optimize)?)
+        }
+        // A PNG re-compressed strongly, while the copy is small enough to
+        // hold next to the pixels.
+        (Optimize::Lossless, Some(stripped))
+            if format == ImageFormat::Png && !large && eight_bit =>
+        {
+            let encoded = pixels.encode_lossless(profile.as_ref(), true)?;
+            smaller(Some(stripped), encoded)
+        }
+        (Optimize::Lossless, Some(stripped)) => as_stored(stripped),
+        // Turned upright: only a re-encode shows it so, losslessly as PNG.
+        (Optimize::Lossless, None) => pixels.encode_lossless(profile.as_ref(), false)?,
         // A full-size PNG re-encode is held whole in memory and rarely beats
         // the original's own compression: a large one is not attempted.
-        Some(stripped) if large && pixels.has_alpha() => Rendition {
-            variant: Variant::Optimized,
-            format,
-            width,
-            height,
-            bytes: stripped,
-        },
-        stripped => {
-            let encoded = pixels.encode(Variant::Optimized, profile.as_ref())?;
-            match stripped {
-                Some(stripped) if stripped.len() < encoded.bytes.len() => Rendition {
-                    format,
-                    bytes: stripped,
-                    ..encoded
-                },
-                _ => encoded,
-            }
+        (Optimize::Lossy { .. }, Some(stripped)) if large && pixels.has_alpha() => {
+            as_stored(stripped)
+        }
+        (Optimize::Lossy { quality }, stripped) => {
+            let encoded = pixels.encode_at(Variant::Optimized, profile.as_ref(), quality)?;
+            smaller(stripped, encoded)
         }
     };
     let mut working = pixels.into_working_size(Variant::Preview.target_width())?;
@@ -460,12 +533,22 @@ impl Pixels {
         variant: Variant,
         profile: Option<&RgbProfile>,
     ) -> Result<Rendition, PipelineError> {
+        self.encode_at(variant, profile, JPEG_QUALITY)
+    }
+
+    /// As [`Self::encode`], a JPEG at `quality`.
+    fn encode_at(
+        &self,
+        variant: Variant,
+        profile: Option<&RgbProfile>,
+        quality: u8,
+    ) -> Result<Rendition, PipelineError> {
         let (width, height) = (self.image.width(), self.image.height());
         let profile = self.applicable(profile).map(RgbProfile::bytes);
         let (format, bytes) = if self.has_alpha() {
-            (ImageFormat::Png, self.encode_png(profile)?)
+            (ImageFormat::Png, self.encode_png(profile, false)?)
         } else {
-            (ImageFormat::Jpeg, self.encode_jpeg(profile)?)
+            (ImageFormat::Jpeg, self.encode_jpeg(profile, quality)?)
         };
         Ok(Rendition {
             variant,
@@ -476,12 +559,29 @@ impl Pixels {
         })
     }
 
-    fn encode_jpeg(&self, profile: Option<&[u8]>) -> Result<Vec<u8>, PipelineError> {
+    /// The full-size copy as PNG, every pixel kept (`strong`: the slowest,
+    /// smallest compression).
+    fn encode_lossless(
+        &self,
+        profile: Option<&RgbProfile>,
+        strong: bool,
+    ) -> Result<Rendition, PipelineError> {
+        let profile = self.applicable(profile).map(RgbProfile::bytes);
+        Ok(Rendition {
+            variant: Variant::Optimized,
+            format: ImageFormat::Png,
+            width: self.image.width(),
+            height: self.image.height(),
+            bytes: self.encode_png(profile, strong)?,
+        })
+    }
+
+    fn encode_jpeg(&self, profile: Option<&[u8]>, quality: u8) -> Result<Vec<u8>, PipelineError> {
         let too_big = |_| PipelineError::Encode("JPEG allows at most 65535 pixels a side".into());
         let width = u16::try_from(self.image.width()).map_err(too_big)?;
         let height = u16::try_from(self.image.height()).map_err(too_big)?;
         let mut out = Vec::new();
-        let mut encoder = jpeg_encoder::Encoder::new(&mut out, JPEG_QUALITY);
+        let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
         // Progressive and optimised tables take two passes over every DCT
         // block, which the encoder buffers (3 bytes a pixel at 4:2:0). Above
         // a few megapixels that costs more memory than the pixels
@@ -502,15 +602,26 @@ impl Pixels {
         encoder
             .encode(self.image.buffer(), width, height, color)
             .map_err(|e| PipelineError::Encode(e.to_string()))?;
+        if !buffered {
+            // Streamed with the standard tables: optimal ones cost a second
+            // read of the output, not of every block.
+            if let Ok(Some(recoded)) = crate::jpeg_recode::optimize_huffman(&out) {
+                return Ok(recoded);
+            }
+        }
         Ok(out)
     }
 
-    fn encode_png(&self, profile: Option<&[u8]>) -> Result<Vec<u8>, PipelineError> {
+    fn encode_png(&self, profile: Option<&[u8]>, strong: bool) -> Result<Vec<u8>, PipelineError> {
         use image::ImageEncoder;
         use image::codecs::png::{CompressionType, FilterType, PngEncoder};
         let mut out = Vec::new();
-        let mut encoder =
-            PngEncoder::new_with_quality(&mut out, CompressionType::Default, FilterType::Adaptive);
+        let compression = if strong {
+            CompressionType::Best
+        } else {
+            CompressionType::Default
+        };
+        let mut encoder = PngEncoder::new_with_quality(&mut out, compression, FilterType::Adaptive);
         if let Some(profile) = profile {
             encoder
                 .set_icc_profile(profile.to_vec())
@@ -521,7 +632,11 @@ impl Pixels {
                 self.image.buffer(),
                 self.image.width(),
                 self.image.height(),
-                image::ExtendedColorType::Rgba8,
+                match self.image.pixel_type() {
+                    PixelType::U8 => image::ExtendedColorType::L8,
+                    PixelType::U8x3 => image::ExtendedColorType::Rgb8,
+                    _ => image::ExtendedColorType::Rgba8,
+                },
             )
             .map_err(|e| PipelineError::Encode(e.to_string()))?;
         Ok(out)
@@ -537,6 +652,57 @@ mod tests {
         image::load_from_memory_with_format(&r.bytes, r.format.codec()).expect("output decodes")
     }
 
+    const LOSSY: Optimize = Optimize::Lossy {
+        quality: Optimize::DEFAULT_QUALITY,
+    };
+
+    #[test]
+    fn a_lossless_optimized_png_keeps_every_pixel_and_is_never_larger() {
+        for image in [gradient(640, 400, false), gradient(640, 400, true)] {
+            let png = encode_png(&image);
+            let out = render(&png, Limits::default()).expect("render");
+            let optimized = by_variant(&out, Variant::Optimized);
+            assert_eq!(optimized.format, ImageFormat::Png);
+            assert!(optimized.bytes.len() <= png.len());
+            assert_eq!(
+                decode_output(optimized).to_rgba8().as_raw(),
+                image.to_rgba8().as_raw(),
+                "every pixel kept"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lossy_optimized_jpeg_is_requantized_smaller_with_its_size_and_orientation() {
+        let mut photo = gradient(900, 600, false).to_rgb8();
+        let mut seed = 7u32;
+        for p in photo.iter_mut() {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            *p = p.saturating_add((seed >> 27) as u8);
+        }
+        let mut fine = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut fine, 97)
+            .encode_image(&photo)
+            .expect("encodes");
+        let lossless = render(&fine, Limits::default()).expect("render");
+        let lossy = render_with(&fine, Limits::default(), LOSSY).expect("render");
+        let (a, b) = (
+            by_variant(&lossless, Variant::Optimized),
+            by_variant(&lossy, Variant::Optimized),
+        );
+        assert_eq!((b.format, b.width, b.height), (ImageFormat::Jpeg, 900, 600));
+        assert!(
+            b.bytes.len() * 2 < a.bytes.len(),
+            "{} bytes lossy against {} lossless",
+            b.bytes.len(),
+            a.bytes.len()
+        );
+        assert_eq!(
+            (decode_output(b).width(), decode_output(b).height()),
+            (900, 600)
+        );
+    }
+
     fn by_variant(renditions: &[Rendition], v: Variant) -> &Rendition {
         renditions
             .iter()
@@ -545,9 +711,9 @@ mod tests {
     }
 
     #[test]
-    fn a_large_opaque_image_gets_a_200_and_an_800_wide_jpeg_and_a_full_size_copy() {
+    fn a_large_opaque_image_gets_a_200_and_an_800_wide_jpeg_and_a_lossy_full_size_jpeg() {
         let png = encode_png(&gradient(1600, 1000, false));
-        let out = render(&png, Limits::default()).expect("render");
+        let out = render_with(&png, Limits::default(), LOSSY).expect("render");
         let expected = [
             (Variant::Thumbnail, 200, 125),
             (Variant::Preview, 800, 500),
@@ -917,9 +1083,9 @@ mod tests {
             state ^= state << 5;
             image::Luma([state.to_le_bytes()[0]])
         }));
-        let plain = render(&encode_png(&grey), Limits::default()).expect("render");
         let tagged = crate::testing::encode_with_icc(&grey, image::ImageFormat::Png, &p3);
-        let tagged = render(&tagged, Limits::default()).expect("render");
+        let tagged = render_with(&tagged, Limits::default(), LOSSY).expect("render");
+        let plain = render_with(&encode_png(&grey), Limits::default(), LOSSY).expect("render");
         assert_eq!(
             by_variant(&tagged, Variant::Optimized).format,
             ImageFormat::Jpeg,

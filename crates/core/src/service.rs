@@ -17,7 +17,7 @@ use crate::job::{
 };
 use crate::keys::{self, BlobKey};
 use crate::notify::{self, Notifying, Recipients};
-use crate::pipeline::{self, PipelineError, Rendition, Variant};
+use crate::pipeline::{self, Optimize, PipelineError, Rendition, Variant};
 use crate::ports::{
     BlobMeta, BlobReader, BlobStore, Clock, KeyValue, OnceStore, PortError, Random,
 };
@@ -845,6 +845,8 @@ pub struct Worker<'a> {
     pub policy: RetryPolicy,
     /// Image limits.
     pub limits: Limits,
+    /// How the optimized copy is made.
+    pub optimize: Optimize,
     /// The notifier's queue, rung for every wanted event before the job is let go.
     pub notify: Option<Notifying<'a>>,
 }
@@ -1035,7 +1037,7 @@ fn work_next(
     let clock = w.ports.clock;
     let made = match fetch {
         Some(f) => fetch_original(w.ports, &job, f, w.limits).map(Made::Original),
-        None => make_outputs(w.ports, id, w.limits, &mut |stage, stored| {
+        None => make_outputs(w.ports, id, w.limits, w.optimize, &mut |stage, stored| {
             let now = clock.now();
             let announced = stored.is_some();
             if let Some((variant, output)) = stored {
@@ -1315,6 +1317,7 @@ fn make_outputs(
     ports: Ports<'_>,
     id: JobId,
     limits: Limits,
+    optimize: Optimize,
     advance: &mut dyn FnMut(Stage, Option<(Variant, Output)>) -> Result<(), PortError>,
 ) -> Result<(Outputs, Duration), Unmade> {
     let storage = |e: PortError| Failure {
@@ -1330,7 +1333,7 @@ fn make_outputs(
             message: "the original upload is no longer stored".into(),
         })?;
     let rendering = ports.clock.now();
-    let rendered = pipeline::render(&original.bytes, limits);
+    let rendered = pipeline::render_with(&original.bytes, limits, optimize);
     let pipeline_time = ports.clock.now().since(rendering);
     let renditions = rendered.map_err(|e| Failure {
         code: match e {
@@ -1603,6 +1606,7 @@ mod tests {
                     random: &FixedRandom(0.5),
                     policy: self.policy,
                     limits: self.limits.get(),
+                    optimize: Optimize::Lossless,
                     notify: None,
                 })
             })
@@ -2490,6 +2494,7 @@ mod tests {
                     random: &FixedRandom(0.5),
                     policy: self.policy,
                     limits: self.limits.get(),
+                    optimize: Optimize::Lossless,
                     notify: None,
                 };
                 let fetch = Fetch {

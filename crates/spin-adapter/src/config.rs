@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use darkroom_core::access::Tokens;
 use darkroom_core::format::Limits;
+use darkroom_core::pipeline::Optimize;
 use darkroom_core::queue::RetryPolicy;
 use thiserror::Error;
 
@@ -68,6 +69,34 @@ pub fn limits() -> Result<Limits, ConfigError> {
         max_frames: get_positive_u32("max_gif_frames")?,
         max_memory: get_positive("max_memory_mib")?.saturating_mul(1 << 20),
     })
+}
+
+/// How the optimized copy is made (`optimize`: `lossless` or `lossy`, with
+/// `optimize_quality` from 1 to 100 for `lossy`).
+///
+/// # Errors
+/// [`ConfigError`].
+pub fn optimize() -> Result<Optimize, ConfigError> {
+    let mode = get("optimize")?;
+    match mode.trim() {
+        "lossless" => Ok(Optimize::Lossless),
+        "lossy" => {
+            let value = get("optimize_quality")?;
+            match value.trim().parse::<u8>() {
+                Ok(quality @ 1..=100) => Ok(Optimize::Lossy { quality }),
+                _ => Err(ConfigError::Invalid {
+                    name: "optimize_quality",
+                    value,
+                    expected: "a whole number from 1 to 100",
+                }),
+            }
+        }
+        _ => Err(ConfigError::Invalid {
+            name: "optimize",
+            value: mode,
+            expected: "`lossless` or `lossy`",
+        }),
+    }
 }
 
 /// Where jobs are announced.

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use darkroom_core::pipeline::Optimize;
 use darkroom_core::ports::PortError;
 use darkroom_core::service::{self, Fetch, Ports, ProcessError, ProcessOutcome, Worker};
 use thiserror::Error;
@@ -65,6 +66,7 @@ pub fn drain_queue(budget: Duration) -> Result<usize, WorkError> {
         random: &SystemRandom,
         policy,
         limits,
+        optimize: config::optimize()?,
         notify: queues.notifying(&subscriptions).notify,
     };
     service::drain(worker, budget, log_outcome).map_err(WorkError::Queue)
@@ -97,6 +99,8 @@ pub fn drain_fetches(budget: Duration) -> Result<usize, WorkError> {
         random: &SystemRandom,
         policy,
         limits,
+        // Fetching stores the original; the processor makes the outputs.
+        optimize: Optimize::Lossless,
         notify: queues.notifying(&subscriptions).notify,
     };
     let fetch = Fetch {

@@ -14,6 +14,16 @@ fn jpeg(
     setup: impl FnOnce(&mut Encoder<&mut Vec<u8>>),
     grey: bool,
 ) -> Vec<u8> {
+    jpeg_at(85, width, height, setup, grey)
+}
+
+fn jpeg_at(
+    quality: u8,
+    width: u16,
+    height: u16,
+    setup: impl FnOnce(&mut Encoder<&mut Vec<u8>>),
+    grey: bool,
+) -> Vec<u8> {
     let image = gradient(u32::from(width), u32::from(height), false).to_rgb8();
     let mut seed = 7u32;
     let mut pixels = image.into_raw();
@@ -22,7 +32,7 @@ fn jpeg(
         *p = p.saturating_add((seed >> 27) as u8);
     }
     let mut out = Vec::new();
-    let mut encoder = Encoder::new(&mut out, 85);
+    let mut encoder = Encoder::new(&mut out, quality);
     setup(&mut encoder);
     if grey {
         let luma: Vec<u8> = pixels.chunks(3).map(|c| c[0]).collect();
@@ -167,6 +177,123 @@ fn hundreds_of_damaged_copies_never_panic_and_what_is_recoded_still_decodes() {
         if let Ok(Some(recoded)) = optimize_huffman(&damaged) {
             // Whatever was accepted is a well-formed JPEG again.
             assert!(recoded.starts_with(&[0xFF, 0xD8]) && recoded.ends_with(&[0xFF, 0xD9]));
+        }
+    }
+}
+
+/// Peak signal-to-noise ratio of `b` against `a`, in dB.
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    10.0 * (255.0f64.powi(2) / mse.max(1e-9)).log10()
+}
+
+/// The pixels of `jpeg` encoded again at `quality` (what a lossy
+/// re-encode through pixels gives), with optimal tables.
+fn reencoded(
+    jpeg: &[u8],
+    quality: u8,
+    (width, height): (u16, u16),
+    sampling: SamplingFactor,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = Encoder::new(&mut out, quality);
+    encoder.set_optimized_huffman_tables(true);
+    encoder.set_sampling_factor(sampling);
+    encoder
+        .encode(&pixels(jpeg), width, height, ColorType::Rgb)
+        .expect("encodes");
+    out
+}
+
+#[test]
+fn requantizing_a_fine_jpeg_shrinks_it_as_much_as_a_re_encode_and_loses_no_more() {
+    for sampling in [SamplingFactor::R_4_4_4, SamplingFactor::R_4_2_0] {
+        let original = jpeg_at(97, 320, 240, |e| e.set_sampling_factor(sampling), false);
+        let lossy = requantize(&original, 82)
+            .expect("re-quantizes")
+            .expect("a sequential JPEG");
+        let through_pixels = reencoded(&original, 82, (320, 240), sampling);
+        let (before, after, again) = (pixels(&original), pixels(&lossy), pixels(&through_pixels));
+        let (kept, kept_by_reencode) = (psnr(&before, &after), psnr(&before, &again));
+        eprintln!(
+            "{sampling:?}: {} → {} bytes ({kept:.1} dB); re-encoded {} bytes ({kept_by_reencode:.1} dB)",
+            original.len(),
+            lossy.len(),
+            through_pixels.len()
+        );
+        assert!(
+            lossy.len() * 10 < original.len() * 7,
+            "{sampling:?}: {} → {} bytes",
+            original.len(),
+            lossy.len()
+        );
+        assert!(
+            lossy.len() * 100 <= through_pixels.len() * 110,
+            "{sampling:?}: {} bytes against {} re-encoded",
+            lossy.len(),
+            through_pixels.len()
+        );
+        assert!(
+            kept >= kept_by_reencode - 0.5 && kept > 27.0,
+            "{sampling:?}: {kept:.1} dB against {kept_by_reencode:.1} dB re-encoded"
+        );
+    }
+}
+
+#[test]
+fn requantizing_never_makes_a_step_finer_so_a_coarser_jpeg_keeps_its_pixels() {
+    let coarse = jpeg_at(60, 200, 150, |_| {}, false);
+    let requantized = requantize(&coarse, 82)
+        .expect("re-quantizes")
+        .expect("a sequential JPEG");
+    assert_eq!(pixels(&requantized), pixels(&coarse), "every coefficient kept");
+    assert!(requantized.len() < coarse.len(), "optimal tables still save");
+}
+
+#[test]
+fn requantized_grey_jpegs_with_restart_intervals_decode() {
+    for (grey, restarts) in [(true, 0), (true, 2), (false, 3)] {
+        let original = jpeg_at(
+            95,
+            250,
+            170,
+            |e| {
+                e.set_restart_interval(restarts);
+                e.set_sampling_factor(SamplingFactor::R_4_2_0);
+            },
+            grey,
+        );
+        let lossy = requantize(&original, 75).expect("re-quantizes").expect("sequential");
+        let (before, after) = (pixels(&original), pixels(&lossy));
+        assert!(lossy.len() < original.len(), "grey={grey} restarts={restarts}");
+        assert!(psnr(&before, &after) > 30.0, "grey={grey} restarts={restarts}");
+    }
+}
+
+#[test]
+fn requantizing_leaves_progressive_files_alone_and_damaged_ones_never_panic() {
+    let progressive = jpeg(120, 80, |e| e.set_progressive(true), false);
+    assert_eq!(requantize(&progressive, 82), Ok(None));
+    let original = jpeg_at(95, 96, 64, |e| e.set_restart_interval(2), false);
+    let mut seed = 99u32;
+    let mut next = || {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        seed
+    };
+    for _ in 0..400 {
+        let mut damaged = original.clone();
+        for _ in 0..1 + next() % 4 {
+            let at = next() as usize % damaged.len();
+            damaged[at] = (next() >> 24) as u8;
+        }
+        if let Ok(Some(lossy)) = requantize(&damaged, 82) {
+            assert!(lossy.starts_with(&[0xFF, 0xD8]) && lossy.ends_with(&[0xFF, 0xD9]));
         }
     }
 }
