@@ -26,6 +26,12 @@
 /// written: an already optimized file costs one read, not two.
 const MIN_SAVING_DIVISOR: usize = 400;
 
+/// Progressive scans are tried when the end-of-block codes they would save
+/// are worth 1/50 of the file (2 %): counting them costs two more reads of
+/// the scan, which a file with few such blocks does not repay (a 20 MP
+/// photo gained 1.1 % for 7 times the re-coding time).
+const PROGRESSIVE_WORTH_DIVISOR: usize = 50;
+
 /// Why a JPEG cannot be re-coded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("the JPEG cannot be re-coded: {0}")]
@@ -271,14 +277,14 @@ impl<'a> BitReader<'a> {
 }
 
 /// Writes entropy-coded bits, stuffing a zero after every 0xFF.
-struct BitWriter<'a> {
-    out: &'a mut Vec<u8>,
+struct BitWriter {
+    out: Vec<u8>,
     acc: u64,
     count: u32,
 }
 
-impl<'a> BitWriter<'a> {
-    const fn new(out: &'a mut Vec<u8>) -> Self {
+impl BitWriter {
+    const fn new(out: Vec<u8>) -> Self {
         Self {
             out,
             acc: 0,
@@ -536,6 +542,61 @@ fn walk_scan(
     Ok(bits.position())
 }
 
+/// Passes symbols on to `inner` and counts, per AC table, the blocks with
+/// nothing past zig-zag position 5: those a progressive file codes in
+/// end-of-band runs instead of one end-of-block code each.
+struct Tally<'a, S> {
+    inner: &'a mut S,
+    k: usize,
+    last: usize,
+    table: usize,
+    short: [u64; 4],
+}
+
+impl<'a, S> Tally<'a, S> {
+    const fn new(inner: &'a mut S) -> Self {
+        Self {
+            inner,
+            k: 0,
+            last: 0,
+            table: 0,
+            short: [0; 4],
+        }
+    }
+}
+
+impl<S: Sink> Sink for Tally<'_, S> {
+    fn begin_block(&mut self, slot: usize) {
+        self.k = 1;
+        self.last = 0;
+        self.inner.begin_block(slot);
+    }
+    fn dc(&mut self, table: usize, symbol: u8, extra: u32) {
+        self.inner.dc(table, symbol, extra);
+    }
+    fn ac(&mut self, table: usize, symbol: u8, extra: u32) {
+        self.table = table;
+        let (run, size) = (usize::from(symbol >> 4), symbol & 15);
+        if size != 0 {
+            self.k += run;
+            self.last = self.k;
+            self.k += 1;
+        } else if run == 15 {
+            self.k += 16;
+        }
+        self.inner.ac(table, symbol, extra);
+    }
+    fn end_block(&mut self) {
+        if self.last <= 5 {
+            self.short[self.table] += 1;
+        }
+        self.inner.end_block();
+    }
+    fn restart(&mut self, n: usize) {
+        self.inner.restart(n);
+    }
+}
+
 struct Counts {
     dc: [[u32; 256]; 4],
     ac: [[u32; 256]; 4],
@@ -560,20 +621,20 @@ impl Sink for Counts {
     fn restart(&mut self, _: usize) {}
 }
 
-struct Writer<'a> {
-    bits: BitWriter<'a>,
+struct Writer {
+    bits: BitWriter,
     dc: [Option<[(u32, u32); 256]>; 4],
     ac: [Option<[(u32, u32); 256]>; 4],
 }
 
-impl Writer<'_> {
+impl Writer {
     fn symbol(&mut self, code: (u32, u32), size: u32, extra: u32) {
         self.bits.put(code.0, code.1);
         self.bits.put(extra, size);
     }
 }
 
-impl Sink for Writer<'_> {
+impl Sink for Writer {
     fn dc(&mut self, table: usize, symbol: u8, extra: u32) {
         let code = self.dc[table]
             .as_ref()
@@ -597,23 +658,23 @@ impl Sink for Writer<'_> {
 /// The position in natural (row-major) order of each coefficient in the
 /// zig-zag order that DQT segments and scans use (T.81 Figure A.6).
 const ZIGZAG: [usize; 64] = [
-    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27,
-    20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58,
-    59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20,
+    13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59,
+    52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
 ];
 
 /// The example quantization tables of T.81 K.1 in natural order (luminance,
 /// chrominance): what libjpeg scales by its quality setting.
 const BASE_QUANT: [[u16; 64]; 2] = [
     [
-        16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57,
-        69, 56, 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64,
-        81, 104, 113, 92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+        16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69,
+        56, 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81,
+        104, 113, 92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
     ],
     [
-        17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99,
-        99, 99, 47, 66, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
-        99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
+        17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99,
+        99, 47, 66, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
+        99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
     ],
 ];
 
@@ -631,7 +692,27 @@ fn scaled_table(chroma: bool, quality: u8) -> [u16; 64] {
 
 /// A quantization table being replaced: per zig-zag position, the step the
 /// file used and the (never finer) step it gets.
-type Requant = [(u16, u16); 64];
+type Requant = [Step; 64];
+
+/// One position's old and new quantization steps.
+#[derive(Clone, Copy, Debug)]
+struct Step {
+    new: u16,
+    /// `old / new`: a coefficient is multiplied by it (a division by a
+    /// varying integer costs several times a multiplication). The quotient
+    /// (at most 1023) is exact enough never to cross a half.
+    ratio: f64,
+}
+
+impl Step {
+    /// Step `old` becoming `new`.
+    fn new(old: u16, new: u16) -> Self {
+        Self {
+            new,
+            ratio: f64::from(old) / f64::from(new),
+        }
+    }
+}
 
 /// The size category of a coefficient value and its extra bits (T.81 F.1.2).
 fn category(v: i32) -> (u8, u32) {
@@ -658,6 +739,8 @@ fn extend(extra: u32, size: u8) -> i32 {
 struct Blocks {
     k: usize,
     block: [i32; 64],
+    /// Bit k set: `block[k]` (k ≥ 1) was given a value.
+    nonzero: u64,
     /// DC predictors, per scan slot.
     seen: [i32; 4],
 }
@@ -667,12 +750,18 @@ impl Blocks {
         Self {
             k: 0,
             block: [0; 64],
+            nonzero: 0,
             seen: [0; 4],
         }
     }
 
     fn begin(&mut self) {
-        self.block = [0; 64];
+        // Only what the last block set is cleared.
+        while self.nonzero != 0 {
+            self.block[self.nonzero.trailing_zeros() as usize] = 0;
+            self.nonzero &= self.nonzero - 1;
+        }
+        self.block[0] = 0;
         self.k = 0;
     }
 
@@ -694,6 +783,7 @@ impl Blocks {
         self.k += run;
         if let Some(c) = self.block.get_mut(self.k) {
             *c = extend(extra, size);
+            self.nonzero |= 1 << self.k;
         }
         self.k += 1;
     }
@@ -703,47 +793,93 @@ impl Blocks {
     }
 }
 
-/// Codes `block` (zig-zag order) into `sink`'s symbols under `prediction`
-/// (the slot's last DC).
+/// A block's coefficients in zig-zag order, with a mask of those not zero
+/// (bit k for position k ≥ 1): the coders skip zeros by the mask.
+#[derive(Clone, Copy)]
+struct Coefficients {
+    values: [i16; 64],
+    nonzero: u64,
+}
+
+impl Coefficients {
+    const ZERO: Self = Self {
+        values: [0; 64],
+        nonzero: 0,
+    };
+
+    /// The block `blocks` rebuilt last, re-quantized to `steps` if given,
+    /// limited to what an 8-bit file holds (a damaged one may not).
+    fn rebuilt(blocks: &Blocks, steps: Option<&Requant>) -> Self {
+        let source = &blocks.block;
+        let step = |k: usize, c: i32| steps.map_or(c, |s| requantized(c, s[k]));
+        let mut block = Self::ZERO;
+        block.values[0] = step(0, source[0]).clamp(-1024, 1023) as i16;
+        let mut mask = blocks.nonzero;
+        while mask != 0 {
+            let k = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let c = step(k, source[k]).clamp(-1023, 1023);
+            if c != 0 {
+                block.values[k] = c as i16;
+                block.nonzero |= 1 << k;
+            }
+        }
+        block
+    }
+}
+
+/// Codes `block`'s AC coefficients at the positions of `band` (a mask
+/// starting at `start`) into `symbol(run/size, size, extra)`, ZRLs
+/// included; whether a run of zeros ends the band.
+#[inline]
+fn code_ac(
+    block: &Coefficients,
+    start: usize,
+    band: u64,
+    mut symbol: impl FnMut(u8, u32, u32),
+) -> bool {
+    let mut mask = block.nonzero & band;
+    let mut next = start;
+    while mask != 0 {
+        let k = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        let mut run = k - next;
+        while run > 15 {
+            symbol(0xF0, 0, 0);
+            run -= 16;
+        }
+        let (size, extra) = category(i32::from(block.values[k]));
+        symbol(((run as u8) << 4) | size, u32::from(size), extra);
+        next = k + 1;
+    }
+    // The band's last position is its highest bit.
+    next <= 63 - band.leading_zeros() as usize
+}
+
+/// Codes `block` into `sink`'s symbols under `prediction` (the slot's last
+/// DC), as a sequential scan does.
 fn emit_block(
     sink: &mut impl Sink,
     (slot, dc_table, ac_table): (usize, usize, usize),
-    block: &[i32; 64],
+    block: &Coefficients,
     prediction: &mut i32,
 ) {
-    // What an 8-bit baseline file can hold (a damaged one may not).
-    let dc = block[0].clamp(-1024, 1023);
+    let dc = i32::from(block.values[0]);
     let (size, extra) = category(dc - *prediction);
     *prediction = dc;
     sink.begin_block(slot);
     sink.dc(dc_table, size, extra);
-    let mut run = 0u8;
-    for &c in &block[1..] {
-        if c == 0 {
-            run += 1;
-            continue;
-        }
-        while run > 15 {
-            sink.ac(ac_table, 0xF0, 0);
-            run -= 16;
-        }
-        let (size, extra) = category(c.clamp(-1023, 1023));
-        sink.ac(ac_table, (run << 4) | size, extra);
-        run = 0;
-    }
-    if run > 0 {
+    if code_ac(block, 1, !1, |rs, _, extra| sink.ac(ac_table, rs, extra)) {
         sink.ac(ac_table, 0, 0);
     }
     sink.end_block();
 }
 
-/// `c` quantized with step `old`, re-quantized to step `new` (to nearest).
-fn requantized(c: i32, old: u16, new: u16) -> i32 {
-    if old == new || c == 0 {
-        return c;
-    }
-    let (num, den) = (c * i32::from(old), i32::from(new));
-    (num + num.signum() * den / 2) / den
+/// `c` re-quantized to `step`'s new step (to nearest, halves away from zero).
+fn requantized(c: i32, step: Step) -> i32 {
+    let q = f64::from(c) * step.ratio;
+    // `f64::round` is a call into libm; truncation is one instruction.
+    (if q < 0.0 { q - 0.5 } else { q + 0.5 }) as i32
 }
 
 /// Re-quantizes a scan's blocks to coarser steps in the DCT domain: each
@@ -786,10 +922,7 @@ impl<S: Sink> Sink for Requantizer<'_, S> {
     }
     fn end_block(&mut self) {
         let (dc_table, ac_table, steps) = self.slots[self.slot];
-        let mut block = self.blocks.block;
-        for (c, (old, new)) in block.iter_mut().zip(steps) {
-            *c = requantized(*c, old, new);
-        }
+        let block = Coefficients::rebuilt(&self.blocks, Some(&steps));
         emit_block(
             self.inner,
             (self.slot, dc_table, ac_table),
@@ -847,9 +980,13 @@ fn requant_steps(
     let mut steps = [None; 4];
     for (i, c) in frame.components.iter().enumerate().rev() {
         let id = usize::from(c.tq);
-        let old = quant[id].ok_or(RecodeError("a component uses an undefined quantization table"))?;
+        let old = quant[id].ok_or(RecodeError(
+            "a component uses an undefined quantization table",
+        ))?;
         let target = scaled_table(i > 0, quality);
-        steps[id] = Some(std::array::from_fn(|k| (old[k], old[k].max(target[k]))));
+        steps[id] = Some(std::array::from_fn(|k| {
+            Step::new(old[k], old[k].max(target[k]))
+        }));
     }
     Ok(steps)
 }
@@ -859,7 +996,7 @@ fn dqt_segment(quant: &[Option<[u16; 64]>; 4], steps: &[Option<Requant>; 4]) -> 
     let mut body = Vec::new();
     for (id, table) in quant.iter().enumerate() {
         let Some(old) = table else { continue };
-        let values: [u16; 64] = steps[id].map_or(*old, |s| s.map(|(_, new)| new));
+        let values: [u16; 64] = steps[id].map_or(*old, |s| s.map(|step| step.new));
         let wide = values.iter().any(|&v| v > 255);
         body.push((u8::from(wide) << 4) | id as u8);
         for v in values {
@@ -889,6 +1026,8 @@ fn recode(jpeg: &[u8], quality: Option<u8>) -> Result<Option<Vec<u8>>, RecodeErr
     let mut quant: [Option<[u16; 64]>; 4] = [None; 4];
     let mut steps: [Option<Requant>; 4] = [None; 4];
     let mut scanned = false;
+    // Where the frame header and the restart interval were copied to.
+    let (mut sof_at, mut dri_at) = (None, None);
     let mut pos = 2;
     loop {
         while jpeg.get(pos) == Some(&0xFF) && jpeg.get(pos + 1) == Some(&0xFF) {
@@ -949,6 +1088,7 @@ fn recode(jpeg: &[u8], quality: Option<u8>) -> Result<Option<Vec<u8>>, RecodeErr
                     return Ok(None);
                 }
                 frame = Some(new);
+                sof_at = Some(out.len());
                 out.extend_from_slice(segment);
             }
             // Progressive, lossless, hierarchical, arithmetic: left alone.
@@ -1003,6 +1143,7 @@ fn recode(jpeg: &[u8], quality: Option<u8>) -> Result<Option<Vec<u8>>, RecodeErr
             }
             0xDD => {
                 restart_interval = u32::try_from(u16_at(body, 0)?).unwrap_or(0);
+                dri_at = Some(out.len());
                 out.extend_from_slice(segment);
             }
             0xDC => return Ok(None),
@@ -1034,37 +1175,25 @@ fn recode(jpeg: &[u8], quality: Option<u8>) -> Result<Option<Vec<u8>>, RecodeErr
                 if tail != [0, 63, 0] {
                     return fail("a sequential scan with a spectral selection");
                 }
-                // Tables other than the standard ones were most likely made
-                // for this image already: re-coding them gains next to
-                // nothing (a fraction of a percent on the photos measured),
-                // so such a file is left as it is without reading its scan.
-                let standard = scan.components.iter().any(|&(_, dc, ac)| {
-                    [(0, dc), (1, ac)].iter().any(|&(class, id)| {
-                        tables[class][id]
-                            .as_ref()
-                            .is_some_and(|t| STANDARD_COUNTS.contains(&t.counts))
-                    })
-                });
-                if !standard && quality.is_none() {
-                    return Ok(None);
-                }
                 if let Some(quality) = quality
                     && !scanned
                 {
                     steps = requant_steps(frame, &quant, quality)?;
                     out.extend_from_slice(&dqt_segment(&quant, &steps));
                 }
-                scanned = true;
                 let data = &jpeg[pos..];
+                let first = !scanned;
+                scanned = true;
                 let slots: Vec<(usize, usize, Requant)> = scan
                     .components
                     .iter()
                     .map(|&(ci, dc, ac)| {
                         let tq = usize::from(frame.components[ci].tq);
-                        (dc, ac, steps[tq].unwrap_or([(1, 1); 64]))
+                        (dc, ac, steps[tq].unwrap_or([Step::new(1, 1); 64]))
                     })
                     .collect();
                 let mut counts = Counts::default();
+                let mut tally = Tally::new(&mut counts);
                 let used = if quality.is_some() {
                     walk_scan(
                         frame,
@@ -1072,12 +1201,13 @@ fn recode(jpeg: &[u8], quality: Option<u8>) -> Result<Option<Vec<u8>>, RecodeErr
                         &tables,
                         restart_interval,
                         data,
-                        &mut Requantizer::new(&mut counts, slots.clone()),
+                        &mut Requantizer::new(&mut tally, slots.clone()),
                     )?
                 } else {
-                    walk_scan(frame, &scan, &tables, restart_interval, data, &mut counts)?
+                    walk_scan(frame, &scan, &tables, restart_interval, data, &mut tally)?
                 };
-                let mut saved_bits = 0i64;
+                let short = tally.short;
+                let (mut saved_bits, mut new_bits, mut eob_bits) = (0i64, 0u64, 0u64);
                 // New tables, in one DHT before the scan.
                 let mut dht = Vec::new();
                 let mut writer_dc = [None; 4];
@@ -1105,12 +1235,61 @@ fn recode(jpeg: &[u8], quality: Option<u8>) -> Result<Option<Vec<u8>>, RecodeErr
                                     * (i64::from(old.length_of[symbol]) - i64::from(c[symbol].1))
                             })
                             .sum::<i64>();
+                        new_bits += freq
+                            .iter()
+                            .zip(c.iter())
+                            .map(|(&n, &(_, len))| u64::from(n) * u64::from(len))
+                            .sum::<u64>();
                         if class == 0 {
                             writer_dc[id] = Some(c);
                         } else {
                             writer_ac[id] = Some(c);
+                            eob_bits += short[id] * u64::from(c[0].1);
                         }
                     }
+                }
+                // Progressive scans save most of the end-of-block codes of
+                // blocks with nothing past the fifth coefficient; when those
+                // are worth 2 % of the file, the progressive file is counted
+                // (and written if it is the smaller).
+                let input = progressive::Input {
+                    frame,
+                    scan: &scan,
+                    tables: &tables,
+                    restart_interval,
+                    data,
+                    steps: &steps,
+                };
+                if first
+                    && eob_bits / 8 > (jpeg.len() / PROGRESSIVE_WORTH_DIVISOR) as u64
+                    && progressive::applies(&input)
+                    && let Some(scans) =
+                        progressive::transcode(&input, new_bits + 8 * dht.len() as u64)?
+                {
+                    if let Some(at) = sof_at {
+                        out[at + 1] = 0xC2;
+                    }
+                    if let Some(at) = dri_at {
+                        // No restart markers in the progressive scans.
+                        out[at + 4..at + 6].fill(0);
+                    }
+                    out.extend_from_slice(&scans);
+                    out.extend_from_slice(&[0xFF, 0xD9]);
+                    return Ok(Some(out));
+                }
+                // Tables other than the standard ones were most likely made
+                // for this image already: re-coding them gains next to
+                // nothing (a fraction of a percent on the photos measured),
+                // so such a file is left as it is.
+                let standard = scan.components.iter().any(|&(_, dc, ac)| {
+                    [(0, dc), (1, ac)].iter().any(|&(class, id)| {
+                        tables[class][id]
+                            .as_ref()
+                            .is_some_and(|t| STANDARD_COUNTS.contains(&t.counts))
+                    })
+                });
+                if !standard && quality.is_none() {
+                    return Ok(None);
                 }
                 // The counts tell the new size exactly: when the tables are
                 // already (nearly) optimal, the second pass is not worth its
@@ -1130,7 +1309,7 @@ fn recode(jpeg: &[u8], quality: Option<u8>) -> Result<Option<Vec<u8>>, RecodeErr
                 out.extend_from_slice(&dht);
                 out.extend_from_slice(segment);
                 let mut writer = Writer {
-                    bits: BitWriter::new(&mut out),
+                    bits: BitWriter::new(std::mem::take(&mut out)),
                     dc: writer_dc,
                     ac: writer_ac,
                 };
@@ -1147,6 +1326,7 @@ fn recode(jpeg: &[u8], quality: Option<u8>) -> Result<Option<Vec<u8>>, RecodeErr
                     walk_scan(frame, &scan, &tables, restart_interval, data, &mut writer)?;
                 }
                 writer.bits.flush();
+                out = writer.bits.out;
                 pos += used;
                 // Skip to the next marker (padding, or a truncated tail).
                 while pos < jpeg.len()
@@ -1167,6 +1347,8 @@ fn recode(jpeg: &[u8], quality: Option<u8>) -> Result<Option<Vec<u8>>, RecodeErr
         }
     }
 }
+
+mod progressive;
 
 #[cfg(test)]
 mod tests;

@@ -286,7 +286,10 @@ fn render_decoded(
     // is its own.
     let eight_bit = matches!(
         image.color(),
-        image::ColorType::L8 | image::ColorType::La8 | image::ColorType::Rgb8 | image::ColorType::Rgba8
+        image::ColorType::L8
+            | image::ColorType::La8
+            | image::ColorType::Rgb8
+            | image::ColorType::Rgba8
     );
     let mut pixels = Pixels::from_image(image);
     pixels.was_turned = orientation != Orientation::NoTransforms;

@@ -47,6 +47,65 @@ fn jpeg_at(
     out
 }
 
+/// A smooth picture (soft gradients, two flat shapes, faint grain), like
+/// a painting or a sky: most of its blocks have nothing past their first
+/// few coefficients, which is where progressive scans save.
+fn smooth_jpeg(
+    width: u16,
+    height: u16,
+    setup: impl FnOnce(&mut Encoder<&mut Vec<u8>>),
+    grey: bool,
+) -> Vec<u8> {
+    let (w, h) = (u32::from(width), u32::from(height));
+    let mut seed = 3u32;
+    let image = image::RgbImage::from_fn(w, h, |x, y| {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        // Grain on one pixel in 64.
+        let grain = u8::from(seed >> 26 == 0);
+        let (dx, dy) = (
+            i64::from(x) - i64::from(w / 3),
+            i64::from(y) - i64::from(h / 2),
+        );
+        if dx * dx + dy * dy < i64::from(h * h / 9) {
+            image::Rgb([200, 60 + grain, 40])
+        } else if x > w * 2 / 3 && y < h / 3 {
+            image::Rgb([30, 30, 90 + grain])
+        } else {
+            let g = |v: u32, max: u32, base: u32| (base + v * 40 / max.max(1)) as u8 + grain;
+            image::Rgb([g(x, w, 90), g(y, h, 120), g(x + y, w + h, 150)])
+        }
+    });
+    let mut out = Vec::new();
+    let mut encoder = Encoder::new(&mut out, 90);
+    setup(&mut encoder);
+    if grey {
+        let luma: Vec<u8> = image.pixels().map(|p| p[1]).collect();
+        encoder
+            .encode(&luma, width, height, ColorType::Luma)
+            .expect("encodes");
+    } else {
+        encoder
+            .encode(image.as_raw(), width, height, ColorType::Rgb)
+            .expect("encodes");
+    }
+    out
+}
+
+/// The frame header's marker: 0xC0 sequential, 0xC2 progressive.
+fn frame_marker(jpeg: &[u8]) -> Option<u8> {
+    let mut pos = 2;
+    while let (Some(&0xFF), Some(&marker)) = (jpeg.get(pos), jpeg.get(pos + 1)) {
+        if matches!(marker, 0xC0..=0xC3) {
+            return Some(marker);
+        }
+        pos += 2 + usize::from(u16::from_be_bytes([
+            *jpeg.get(pos + 2)?,
+            *jpeg.get(pos + 3)?,
+        ]));
+    }
+    None
+}
+
 fn pixels(jpeg: &[u8]) -> Vec<u8> {
     let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(jpeg));
     decoder.decode().expect("decodes")
@@ -221,12 +280,6 @@ fn requantizing_a_fine_jpeg_shrinks_it_as_much_as_a_re_encode_and_loses_no_more(
         let through_pixels = reencoded(&original, 82, (320, 240), sampling);
         let (before, after, again) = (pixels(&original), pixels(&lossy), pixels(&through_pixels));
         let (kept, kept_by_reencode) = (psnr(&before, &after), psnr(&before, &again));
-        eprintln!(
-            "{sampling:?}: {} → {} bytes ({kept:.1} dB); re-encoded {} bytes ({kept_by_reencode:.1} dB)",
-            original.len(),
-            lossy.len(),
-            through_pixels.len()
-        );
         assert!(
             lossy.len() * 10 < original.len() * 7,
             "{sampling:?}: {} → {} bytes",
@@ -252,8 +305,15 @@ fn requantizing_never_makes_a_step_finer_so_a_coarser_jpeg_keeps_its_pixels() {
     let requantized = requantize(&coarse, 82)
         .expect("re-quantizes")
         .expect("a sequential JPEG");
-    assert_eq!(pixels(&requantized), pixels(&coarse), "every coefficient kept");
-    assert!(requantized.len() < coarse.len(), "optimal tables still save");
+    assert_eq!(
+        pixels(&requantized),
+        pixels(&coarse),
+        "every coefficient kept"
+    );
+    assert!(
+        requantized.len() < coarse.len(),
+        "optimal tables still save"
+    );
 }
 
 #[test]
@@ -269,10 +329,18 @@ fn requantized_grey_jpegs_with_restart_intervals_decode() {
             },
             grey,
         );
-        let lossy = requantize(&original, 75).expect("re-quantizes").expect("sequential");
+        let lossy = requantize(&original, 75)
+            .expect("re-quantizes")
+            .expect("sequential");
         let (before, after) = (pixels(&original), pixels(&lossy));
-        assert!(lossy.len() < original.len(), "grey={grey} restarts={restarts}");
-        assert!(psnr(&before, &after) > 30.0, "grey={grey} restarts={restarts}");
+        assert!(
+            lossy.len() < original.len(),
+            "grey={grey} restarts={restarts}"
+        );
+        assert!(
+            psnr(&before, &after) > 30.0,
+            "grey={grey} restarts={restarts}"
+        );
     }
 }
 
@@ -294,6 +362,130 @@ fn requantizing_leaves_progressive_files_alone_and_damaged_ones_never_panic() {
         }
         if let Ok(Some(lossy)) = requantize(&damaged, 82) {
             assert!(lossy.starts_with(&[0xFF, 0xD8]) && lossy.ends_with(&[0xFF, 0xD9]));
+        }
+    }
+}
+
+#[test]
+fn a_smooth_jpeg_becomes_progressive_keeping_every_pixel_and_beats_optimized_sequential() {
+    let cases: [(&str, u16, u16, SamplingFactor, bool, u16); 6] = [
+        ("4:4:4", 640, 480, SamplingFactor::R_4_4_4, false, 0),
+        (
+            "4:2:0, odd size",
+            1001,
+            667,
+            SamplingFactor::R_4_2_0,
+            false,
+            0,
+        ),
+        ("4:2:2", 640, 480, SamplingFactor::R_4_2_2, false, 0),
+        ("4:4:0", 500, 333, SamplingFactor::R_4_4_0, false, 0),
+        ("grey", 601, 401, SamplingFactor::R_4_4_4, true, 0),
+        (
+            "4:2:0, restarts",
+            640,
+            480,
+            SamplingFactor::R_4_2_0,
+            false,
+            5,
+        ),
+    ];
+    for (name, width, height, sampling, grey, restarts) in cases {
+        let setup = |e: &mut Encoder<&mut Vec<u8>>| {
+            e.set_sampling_factor(sampling);
+            e.set_restart_interval(restarts);
+        };
+        let original = smooth_jpeg(width, height, setup, grey);
+        let recoded = assert_lossless_and_smaller(&original);
+        assert_eq!(frame_marker(&original), Some(0xC0), "{name}");
+        assert_eq!(frame_marker(&recoded), Some(0xC2), "{name}: progressive");
+        assert!(
+            !recoded
+                .windows(2)
+                .any(|w| w[0] == 0xFF && (0xD0..=0xD7).contains(&w[1])),
+            "{name}: no restart markers left"
+        );
+        let sequential = smooth_jpeg(
+            width,
+            height,
+            |e| {
+                setup(e);
+                e.set_optimized_huffman_tables(true);
+            },
+            grey,
+        );
+        assert_eq!(
+            pixels(&sequential),
+            pixels(&original),
+            "{name}: same coefficients"
+        );
+        assert!(
+            recoded.len() < sequential.len(),
+            "{name}: {} bytes against {} optimized sequential",
+            recoded.len(),
+            sequential.len()
+        );
+    }
+}
+
+#[test]
+fn a_detailed_jpeg_stays_sequential_where_progressive_scans_would_not_pay() {
+    let detailed = jpeg(640, 480, |_| {}, false);
+    let recoded = assert_lossless_and_smaller(&detailed);
+    assert_eq!(frame_marker(&recoded), Some(0xC0));
+}
+
+#[test]
+fn a_requantized_smooth_jpeg_is_written_progressive_and_decodes_close_to_the_original() {
+    let original = smooth_jpeg(
+        800,
+        600,
+        |e| e.set_sampling_factor(SamplingFactor::R_4_2_0),
+        false,
+    );
+    let lossy = requantize(&original, 60)
+        .expect("re-quantizes")
+        .expect("a sequential JPEG");
+    assert_eq!(frame_marker(&lossy), Some(0xC2));
+    assert!(lossy.len() < original.len());
+    assert!(psnr(&pixels(&original), &pixels(&lossy)) > 30.0);
+}
+
+#[test]
+fn damaged_smooth_jpegs_never_panic_the_progressive_coder() {
+    let original = smooth_jpeg(
+        480,
+        360,
+        |e| {
+            e.set_sampling_factor(SamplingFactor::R_4_2_0);
+            e.set_restart_interval(4);
+        },
+        false,
+    );
+    assert_eq!(
+        frame_marker(
+            &optimize_huffman(&original)
+                .expect("re-codes")
+                .expect("smaller")
+        ),
+        Some(0xC2),
+        "the undamaged file takes the progressive path"
+    );
+    let mut seed = 4_242u32;
+    let mut next = || {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        seed
+    };
+    for _ in 0..400 {
+        let mut damaged = original.clone();
+        for _ in 0..1 + next() % 4 {
+            let at = next() as usize % damaged.len();
+            damaged[at] = (next() >> 24) as u8;
+        }
+        for recoded in [optimize_huffman(&damaged), requantize(&damaged, 70)] {
+            if let Ok(Some(recoded)) = recoded {
+                assert!(recoded.starts_with(&[0xFF, 0xD8]) && recoded.ends_with(&[0xFF, 0xD9]));
+            }
         }
     }
 }
