@@ -3,11 +3,17 @@
 //! their extra bits are read and written again under tables built from the
 //! scan's own symbol counts (ITU T.81 Annex K.2). No coefficient changes,
 //! no pixel is decoded, nothing is re-quantized: the image decodes to the
-//! same pixels, bit for bit.
+//! same pixels, bit for bit. When the counts say progressive scans would
+//! make a smaller file, the same coefficients are written progressive
+//! instead (the `progressive` module).
 //!
 //! Each scan is read twice (once to count, once to write) instead of being
 //! held: the memory used is the output alone, whatever the image's size,
 //! which keeps 50 MP originals inside a 128 MiB instance.
+//!
+//! [`requantize`] is the lossy variant: each block's coefficients are
+//! rebuilt from the symbols, divided down to coarser quantization steps and
+//! coded again, still without a decode to pixels.
 //!
 //! Written here because no pure-Rust crate does it: the Rust JPEG decoders
 //! (`jpeg-decoder`, `zune-jpeg`) and encoders (`jpeg-encoder`) go to and
@@ -16,10 +22,10 @@
 //!
 //! Progressive, arithmetic-coded, 12-bit, lossless and hierarchical JPEGs
 //! are left as they are ([`optimize_huffman`] answers `Ok(None)`), and so
-//! are a file whose scan uses none of the standard tables of T.81 K.3
-//! (custom tables were made for the image: nothing to read) and one whose
-//! tables are already within 0.25 % of optimal (known after the counting
-//! pass, so it costs one read).
+//! is a file whose tables are within 0.25 % of optimal, or that uses none of
+//! the standard tables of T.81 K.3 (custom tables were made for the image:
+//! next to nothing to gain) unless progressive scans pay; both are known
+//! after the counting pass, so such a file costs one read.
 
 /// A scan is re-coded only when the new tables save at least this fraction
 /// of the file (1/400 = 0.25 %), which its symbol counts tell before it is

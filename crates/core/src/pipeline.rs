@@ -50,14 +50,16 @@ pub const JPEG_QUALITY: u8 = 82;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Optimize {
     /// Every pixel kept. A JPEG keeps its coefficients (metadata stripped,
-    /// Huffman tables made optimal); a PNG is the original without its
+    /// Huffman tables made optimal, written progressive when that is
+    /// smaller); a PNG is the original without its
     /// metadata or, up to a few megapixels, a stronger re-compression,
     /// whichever is smaller; WebP and GIF are the original without their
     /// metadata; an image EXIF turns upright is re-encoded as PNG.
     #[default]
     Lossless,
     /// Smaller, at `quality` (1–100, libjpeg's scale): a sequential JPEG is
-    /// re-quantized in the DCT domain ([`crate::jpeg_recode::requantize`]);
+    /// re-quantized in the DCT domain ([`crate::jpeg_recode::requantize`],
+    /// its chroma sampling kept);
     /// any other image is re-encoded at that quality (JPEG when opaque,
     /// PNG when not) unless the original without metadata is smaller. A
     /// progressive JPEG gets the lossless copy.
