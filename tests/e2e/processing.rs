@@ -341,13 +341,21 @@ fn a_job_costs_the_processor_a_bounded_number_of_key_value_calls() {
 #[test]
 fn the_lossless_optimized_jpeg_keeps_every_pixel_and_the_lossy_setting_trades_some_for_bytes() {
     let original = images::jpeg();
-    let decoded = image::load_from_memory(&original).expect("decodes").to_rgb8();
+    let decoded = image::load_from_memory(&original)
+        .expect("decodes")
+        .to_rgb8();
     let lossless = TestApp::spawn();
     let done = lossless.wait_until_finished(&lossless.upload(original.clone()));
     assert_eq!(done["status"], "completed", "{done}");
     let (kept, _) = fetch_image(&lossless, &done, "optimized");
-    assert_eq!(kept.to_rgb8(), decoded, "the default copy decodes to the same pixels");
-    let lossless_bytes = done["outputs"]["optimized"]["bytes"].as_u64().expect("bytes");
+    assert_eq!(
+        kept.to_rgb8(),
+        decoded,
+        "the default copy decodes to the same pixels"
+    );
+    let lossless_bytes = done["outputs"]["optimized"]["bytes"]
+        .as_u64()
+        .expect("bytes");
 
     let lossy = TestApp::spawn_with(&[("optimize", "lossy"), ("optimize_quality", "40")]);
     let done = lossy.wait_until_finished(&lossy.upload(original));
@@ -356,13 +364,18 @@ fn the_lossless_optimized_jpeg_keeps_every_pixel_and_the_lossy_setting_trades_so
     assert_eq!(header_value(&headers, "content-type"), "image/jpeg");
     assert_eq!(smaller.dimensions(), (1600, 1000));
     assert_ne!(smaller.to_rgb8(), decoded, "re-quantized");
-    let lossy_bytes = done["outputs"]["optimized"]["bytes"].as_u64().expect("bytes");
+    let lossy_bytes = done["outputs"]["optimized"]["bytes"]
+        .as_u64()
+        .expect("bytes");
     assert!(
         lossy_bytes * 10 < lossless_bytes * 8,
         "{lossy_bytes} bytes at quality 40 against {lossless_bytes} lossless"
     );
     assert_eq!(
-        done["outputs"]["optimized"]["saved_bytes"].as_u64().expect("saved_bytes") + lossy_bytes,
+        done["outputs"]["optimized"]["saved_bytes"]
+            .as_u64()
+            .expect("saved_bytes")
+            + lossy_bytes,
         done["original"]["bytes"].as_u64().expect("bytes")
     );
 }

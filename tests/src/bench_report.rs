@@ -306,7 +306,8 @@ fn vips_lossy(photo: &Path, options: &str) -> Option<u64> {
         .success()
         .then(|| std::fs::metadata(&out).ok().map(|m| m.len()))
         .flatten();
-    let _ = std::fs::remove_file(&out);
+    // A leftover temporary file is harmless.
+    std::fs::remove_file(&out).ok();
     bytes
 }
 

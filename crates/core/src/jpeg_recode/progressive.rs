@@ -63,6 +63,9 @@ fn script(n: usize) -> Vec<Band> {
     bands
 }
 
+/// A Huffman table as DHT writes it: code-length counts and values.
+type DhtTable = ([u8; 16], Vec<u8>);
+
 /// Codes one band's symbols: counts them, or writes them once tables exist.
 struct BandCoder {
     band: Band,
@@ -154,7 +157,7 @@ impl BandCoder {
     }
 
     /// The band's tables and the bits its data takes under them.
-    fn tables(&self) -> (Vec<([u8; 16], Vec<u8>)>, u64) {
+    fn tables(&self) -> (Vec<DhtTable>, u64) {
         let mut bits = self.eob_bits;
         let tables: Vec<_> = self
             .freq
@@ -274,7 +277,7 @@ impl Sink for Transcoder {
         if slot + 1 == self.slots.len() && self.seen[slot] == h * v {
             self.seen.fill(0);
             self.mcu += 1;
-            if self.mcu % self.mcus_wide == 0 {
+            if self.mcu.is_multiple_of(self.mcus_wide) {
                 self.flush_row(self.mcu / self.mcus_wide - 1);
             }
         }
