@@ -82,7 +82,7 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
   echo
   echo "$table"
   echo
-  echo "Queue throughput: one batch of jobs uploaded while no processor runs, then drained by 1, 2 or 3 processors (each its own test-host app subscribed to the queue, like \`spin up\` instances or replicas) on this $(nproc)-core machine; one run each."
+  echo "Queue throughput: one batch of jobs uploaded while no processor runs, then drained by 1, 2 or 3 processors (each its own test-host app subscribed to the queue, like \`spin up\` instances or replicas) on this $(nproc)-core machine; one run each. The CPU columns are Linux's counters over the drain, in cores (CPU seconds per second): the machine's busy time, the processors' threads, the front's HTTP threads (the wake-up upload and the status polling that times the run), the Redis server, the rest of the benchmark process."
   echo
   echo "$queue_table"
   echo

@@ -622,8 +622,11 @@ impl RunningApp {
             multi_trigger: has_http && has_redis,
         });
 
+        // Named so that a benchmark can tell the front's CPU time from a
+        // processor's (tests/benches/throughput.rs).
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .thread_name(if has_http { "spin-rt-http" } else { "spin-rt" })
             .enable_all()
             .build()?;
         let addr = match listen {
@@ -814,7 +817,8 @@ fn subscribe(
         .with_context(|| format!("Redis trigger failed to connect to {address}"))?;
     conn.set_read_timeout(Some(Duration::from_millis(100)))?;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let handle = std::thread::spawn(move || {
+    // The Redis-triggered component runs on this thread (`block_on`).
+    let handle = std::thread::Builder::new().name("spin-redis".into()).spawn(move || {
         let mut pubsub = conn.as_pubsub();
         if let Err(e) = pubsub.subscribe(&channel) {
             let _sent = ready_tx.send(Err(anyhow!("subscribing to {channel:?}: {e}")));
@@ -846,7 +850,7 @@ fn subscribe(
                 }
             }
         }
-    });
+    })?;
     match ready_rx.recv_timeout(Duration::from_secs(10)) {
         Ok(Ok(())) => Ok(handle),
         Ok(Err(e)) => Err(e),
