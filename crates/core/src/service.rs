@@ -1786,7 +1786,14 @@ mod tests {
             let blob = world
                 .read_file(job.id, FileName::Derivative(v))
                 .expect("derivative stored");
-            assert_eq!(blob.meta.content_type, "image/jpeg");
+            // Opaque: JPEG derivatives; the lossless optimized copy of a
+            // PNG stays PNG.
+            let expected = if v == Variant::Optimized {
+                "image/png"
+            } else {
+                "image/jpeg"
+            };
+            assert_eq!(blob.meta.content_type, expected, "{v:?}");
             assert_eq!(blob.meta.size, outputs.get(v).bytes);
             let meta = world.with_ports(|p| {
                 stat_file(p, Retention::default(), job.id, FileName::Derivative(v))
