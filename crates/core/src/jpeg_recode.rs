@@ -32,6 +32,10 @@
 /// written: an already optimized file costs one read, not two.
 const MIN_SAVING_DIVISOR: usize = 400;
 
+/// Re-quantizing below this quality subsamples 4:4:4 and 4:2:2 chroma to
+/// 4:2:0, where libvips' and libjpeg's re-encodes subsample too.
+const RESAMPLE_BELOW_QUALITY: u8 = 90;
+
 /// Progressive scans are tried when the end-of-block codes they would save
 /// are worth 1/50 of the file (2 %): counting them costs two more reads of
 /// the scan, which a file with few such blocks does not repay (a 20 MP
@@ -703,6 +707,7 @@ type Requant = [Step; 64];
 /// One position's old and new quantization steps.
 #[derive(Clone, Copy, Debug)]
 struct Step {
+    old: u16,
     new: u16,
     /// `old / new`: a coefficient is multiplied by it (a division by a
     /// varying integer costs several times a multiplication). The quotient
@@ -714,6 +719,7 @@ impl Step {
     /// Step `old` becoming `new`.
     fn new(old: u16, new: u16) -> Self {
         Self {
+            old,
             new,
             ratio: f64::from(old) / f64::from(new),
         }
@@ -817,7 +823,7 @@ impl Coefficients {
     /// limited to what an 8-bit file holds (a damaged one may not).
     fn rebuilt(blocks: &Blocks, steps: Option<&Requant>) -> Self {
         let source = &blocks.block;
-        let step = |k: usize, c: i32| steps.map_or(c, |s| requantized(c, s[k]));
+        let step = |k: usize, c: i32| steps.map_or(c, |s| requantized(c, s[k], k == 0));
         let mut block = Self::ZERO;
         block.values[0] = step(0, source[0]).clamp(-1024, 1023) as i16;
         let mut mask = blocks.nonzero;
@@ -881,10 +887,23 @@ fn emit_block(
     sink.end_block();
 }
 
-/// `c` re-quantized to `step`'s new step (to nearest, halves away from zero).
-fn requantized(c: i32, step: Step) -> i32 {
+/// `c` re-quantized to `step`'s new step, to nearest. A tie (a step
+/// exactly twice the old one and an odd `c`: common, as fine tables are
+/// often half of the target's) goes towards zero for an AC coefficient and
+/// away from it for the DC. Measured on the smooth Painting photo, against
+/// its decoded pixels (luminance mean absolute error): AC ties towards zero
+/// made the file 2.6 % smaller for the same error (a ±1 at the finer step
+/// hardly shows in 8-bit pixels; doubling it does), and DC ties to the
+/// even value instead of away from zero made the error 1.7x larger.
+fn requantized(c: i32, step: Step, dc: bool) -> i32 {
     let q = f64::from(c) * step.ratio;
     // `f64::round` is a call into libm; truncation is one instruction.
+    let truncated = q as i32;
+    let fraction = (q - f64::from(truncated)).abs();
+    if (fraction - 0.5).abs() < 1e-9 {
+        let away = truncated + q.signum() as i32;
+        return if dc { away } else { truncated };
+    }
     (if q < 0.0 { q - 0.5 } else { q + 0.5 }) as i32
 }
 
@@ -1258,6 +1277,10 @@ fn recode(jpeg: &[u8], quality: Option<u8>) -> Result<Option<Vec<u8>>, RecodeErr
                 // blocks with nothing past the fifth coefficient; when those
                 // are worth 2 % of the file, the progressive file is counted
                 // (and written if it is the smaller).
+                // Below quality 90 a 4:4:4 or 4:2:2 file's chroma is
+                // subsampled to 4:2:0, as a re-encode through pixels does.
+                let resample = quality.is_some_and(|q| q < RESAMPLE_BELOW_QUALITY)
+                    && progressive::resamples(frame);
                 let input = progressive::Input {
                     frame,
                     scan: &scan,
@@ -1265,15 +1288,22 @@ fn recode(jpeg: &[u8], quality: Option<u8>) -> Result<Option<Vec<u8>>, RecodeErr
                     restart_interval,
                     data,
                     steps: &steps,
+                    resample,
                 };
                 if first
-                    && eob_bits / 8 > (jpeg.len() / PROGRESSIVE_WORTH_DIVISOR) as u64
+                    && (resample || eob_bits / 8 > (jpeg.len() / PROGRESSIVE_WORTH_DIVISOR) as u64)
                     && progressive::applies(&input)
                     && let Some(scans) =
                         progressive::transcode(&input, new_bits + 8 * dht.len() as u64)?
                 {
                     if let Some(at) = sof_at {
                         out[at + 1] = 0xC2;
+                        if resample {
+                            // Sampling factors: luminance 2x2, chroma 1x1.
+                            for i in 0..3 {
+                                out[at + 11 + 3 * i] = if i == 0 { 0x22 } else { 0x11 };
+                            }
+                        }
                     }
                     if let Some(at) = dri_at {
                         // No restart markers in the progressive scans.

@@ -17,6 +17,15 @@
 //! The counting pass also counts what an optimized sequential file would
 //! take, so the second pass is only made when the progressive file is the
 //! smaller one.
+//!
+//! Re-quantizing below quality 90, a 4:4:4 or 4:2:2 file's chroma is also
+//! subsampled to 4:2:0 on the way ([`resample`]); such a file is always
+//! written progressive.
+
+mod resample;
+
+use resample::Resampler;
+pub(super) use resample::resamples;
 
 use super::{
     BitWriter, Blocks, Coefficients, Frame, RecodeError, Requant, Scan, Sink, Table, category,
@@ -297,6 +306,9 @@ pub(super) struct Input<'a> {
     pub data: &'a [u8],
     /// Per table id, the new quantization steps when re-quantizing.
     pub steps: &'a [Option<Requant>; 4],
+    /// Subsample the chroma to 4:2:0 ([`resample`]); only where
+    /// [`resamples`] says so.
+    pub resample: bool,
 }
 
 /// Whether [`transcode`] can take `input`: one scan holding every
@@ -308,8 +320,8 @@ pub(super) fn applies(input: &Input<'_>) -> bool {
         && (0..n).all(|ci| input.scan.components.iter().any(|&(c, _, _)| c == ci))
 }
 
-fn transcoder(input: &Input<'_>, bands: Vec<BandCoder>) -> Transcoder {
-    let frame = input.frame;
+/// A coder of `frame`'s layout for `input`'s scan.
+fn transcoder(frame: &Frame, input: &Input<'_>, bands: Vec<BandCoder>) -> Transcoder {
     let single = frame.components.len() == 1;
     let (max_h, max_v) = (frame.max_h(), frame.max_v());
     let planes: Vec<Plane> = frame
@@ -359,6 +371,17 @@ fn transcoder(input: &Input<'_>, bands: Vec<BandCoder>) -> Transcoder {
     }
 }
 
+fn walk_into(input: &Input<'_>, sink: &mut impl Sink) -> Result<usize, RecodeError> {
+    walk_scan(
+        input.frame,
+        input.scan,
+        input.tables,
+        input.restart_interval,
+        input.data,
+        sink,
+    )
+}
+
 /// The scans of a progressive file holding `input`'s coefficients (each
 /// with its DHT and SOS), or `None` when an optimized sequential file
 /// (whose Huffman codes and table bodies take `sequential_bits`) would be
@@ -371,18 +394,30 @@ pub(super) fn transcode(
     sequential_bits: u64,
 ) -> Result<Option<Vec<u8>>, RecodeError> {
     let n = input.frame.components.len();
-    let walk = |t: &mut Transcoder| {
-        walk_scan(
-            input.frame,
-            input.scan,
-            input.tables,
-            input.restart_interval,
-            input.data,
-            t,
-        )
+    let resample = input.resample && resamples(input.frame);
+    let frame = if resample {
+        resample::subsampled(input.frame)
+    } else {
+        input.frame.clone()
     };
-    let mut counting = transcoder(input, script(n).into_iter().map(BandCoder::new).collect());
-    walk(&mut counting)?;
+    // Walks the input once into a coder for `frame` (through the
+    // resampler when subsampling).
+    let walk = |coder: Transcoder| -> Result<Transcoder, RecodeError> {
+        if resample {
+            let mut resampler = Resampler::new(input.frame, coder);
+            walk_into(input, &mut resampler)?;
+            Ok(resampler.out)
+        } else {
+            let mut coder = coder;
+            walk_into(input, &mut coder)?;
+            Ok(coder)
+        }
+    };
+    let mut counting = walk(transcoder(
+        &frame,
+        input,
+        script(n).into_iter().map(BandCoder::new).collect(),
+    ))?;
     let mut progressive_bits = 0;
     let mut all_tables = Vec::new();
     for band in &mut counting.bands {
@@ -399,7 +434,8 @@ pub(super) fn transcode(
         progressive_bits += bits + 8 * headers as u64;
         all_tables.push(tables);
     }
-    if progressive_bits >= sequential_bits {
+    // A subsampled image has no sequential alternative here.
+    if !resample && progressive_bits >= sequential_bits {
         return Ok(None);
     }
     let bands = script(n)
@@ -411,8 +447,7 @@ pub(super) fn transcode(
             coder
         })
         .collect();
-    let mut writing = transcoder(input, bands);
-    walk(&mut writing)?;
+    let mut writing = walk(transcoder(&frame, input, bands))?;
     let mut out = Vec::new();
     for (coder, tables) in writing.bands.iter_mut().zip(&all_tables) {
         coder.flush_eobrun();

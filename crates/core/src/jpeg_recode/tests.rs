@@ -277,7 +277,9 @@ fn requantizing_a_fine_jpeg_shrinks_it_as_much_as_a_re_encode_and_loses_no_more(
         let lossy = requantize(&original, 82)
             .expect("re-quantizes")
             .expect("a sequential JPEG");
-        let through_pixels = reencoded(&original, 82, (320, 240), sampling);
+        // A re-encode through pixels subsamples 4:4:4 to 4:2:0 below
+        // quality 90, and so does the re-quantizer.
+        let through_pixels = reencoded(&original, 82, (320, 240), SamplingFactor::R_4_2_0);
         let (before, after, again) = (pixels(&original), pixels(&lossy), pixels(&through_pixels));
         let (kept, kept_by_reencode) = (psnr(&before, &after), psnr(&before, &again));
         assert!(
@@ -488,4 +490,67 @@ fn damaged_smooth_jpegs_never_panic_the_progressive_coder() {
             }
         }
     }
+}
+
+/// The sampling factors byte of each component in the frame header.
+fn sampling_of(jpeg: &[u8]) -> Vec<u8> {
+    let at = jpeg
+        .windows(2)
+        .position(|w| w[0] == 0xFF && matches!(w[1], 0xC0 | 0xC2))
+        .expect("a frame header");
+    let n = usize::from(jpeg[at + 9]);
+    (0..n).map(|i| jpeg[at + 11 + 3 * i]).collect()
+}
+
+#[test]
+fn lossy_4_4_4_and_4_2_2_chroma_is_subsampled_to_4_2_0_below_quality_90_even_at_odd_sizes() {
+    for (sampling, width, height) in [
+        (SamplingFactor::R_4_4_4, 333, 207),
+        (SamplingFactor::R_4_4_4, 320, 240),
+        (SamplingFactor::R_4_2_2, 341, 199),
+    ] {
+        let original = jpeg_at(
+            95,
+            width,
+            height,
+            |e| e.set_sampling_factor(sampling),
+            false,
+        );
+        let lossy = requantize(&original, 82)
+            .expect("re-quantizes")
+            .expect("a sequential JPEG");
+        assert_eq!(sampling_of(&lossy), [0x22, 0x11, 0x11], "{sampling:?}");
+        assert_eq!(frame_marker(&lossy), Some(0xC2));
+        let (before, after) = (pixels(&original), pixels(&lossy));
+        let through_pixels = reencoded(&original, 82, (width, height), SamplingFactor::R_4_2_0);
+        let (kept, kept_by_reencode) = (
+            psnr(&before, &after),
+            psnr(&before, &pixels(&through_pixels)),
+        );
+        assert!(
+            kept >= kept_by_reencode - 0.5,
+            "{sampling:?} {width}x{height}: {kept:.1} dB against {kept_by_reencode:.1} dB re-encoded"
+        );
+        assert!(
+            lossy.len() * 100 <= through_pixels.len() * 110,
+            "{sampling:?}: {} bytes against {} re-encoded",
+            lossy.len(),
+            through_pixels.len()
+        );
+        // The image crate's decoder agrees on the result.
+        let decoded = image::load_from_memory(&lossy).expect("decodes").to_rgb8();
+        assert_eq!(decoded.dimensions(), (u32::from(width), u32::from(height)));
+    }
+    // At quality 90 and above the sampling is kept.
+    let original = jpeg_at(
+        97,
+        200,
+        120,
+        |e| e.set_sampling_factor(SamplingFactor::R_4_4_4),
+        false,
+    );
+    let fine = requantize(&original, 92)
+        .expect("re-quantizes")
+        .expect("sequential");
+    assert_eq!(sampling_of(&fine), [0x11, 0x11, 0x11]);
 }
