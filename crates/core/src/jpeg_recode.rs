@@ -896,15 +896,15 @@ fn emit_block(
 /// hardly shows in 8-bit pixels; doubling it does), and DC ties to the
 /// even value instead of away from zero made the error 1.7x larger.
 fn requantized(c: i32, step: Step, dc: bool) -> i32 {
-    let q = f64::from(c) * step.ratio;
+    let q = f64::from(c.unsigned_abs()) * step.ratio;
     // `f64::round` is a call into libm; truncation is one instruction.
-    let truncated = q as i32;
-    let fraction = (q - f64::from(truncated)).abs();
-    if (fraction - 0.5).abs() < 1e-9 {
-        let away = truncated + q.signum() as i32;
-        return if dc { away } else { truncated };
+    let up = q + 0.5;
+    let mut magnitude = up as i32;
+    // A tie: `up` is a whole number (to within the ratio's rounding).
+    if !dc && up - f64::from(magnitude) < 1e-9 {
+        magnitude -= 1;
     }
-    (if q < 0.0 { q - 0.5 } else { q + 0.5 }) as i32
+    if c < 0 { -magnitude } else { magnitude }
 }
 
 /// Re-quantizes a scan's blocks to coarser steps in the DCT domain: each

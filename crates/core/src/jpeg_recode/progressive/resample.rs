@@ -177,12 +177,14 @@ impl Resampler {
     /// output row `r`.
     fn finish_row(&mut self, r: usize) {
         for k in 0..2 {
-            let steps = self.chroma_steps[k];
+            // Reciprocals, so that each coefficient costs a multiplication.
+            let inverse: [f32; 64] = std::array::from_fn(|zz| {
+                self.chroma_steps[k].map_or(1.0, |s| 1.0 / f32::from(s[zz].new))
+            });
             for (x, sum) in self.sums[k].iter_mut().enumerate() {
                 let mut block = Coefficients::ZERO;
                 for zz in 0..64 {
-                    let step = steps.map_or(1.0, |s| f32::from(s[zz].new));
-                    let q = sum[ZIGZAG[zz]] / step;
+                    let q = sum[ZIGZAG[zz]] * inverse[zz];
                     let q = (if q < 0.0 { q - 0.5 } else { q + 0.5 }) as i32;
                     let q = if zz == 0 {
                         q.clamp(-1024, 1023)
