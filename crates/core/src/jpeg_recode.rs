@@ -982,12 +982,13 @@ pub fn optimize_huffman(jpeg: &[u8]) -> Result<Option<Vec<u8>>, RecodeError> {
 
 /// `jpeg` re-quantized in the DCT domain to libjpeg's tables for `quality`
 /// (1–100) wherever they are coarser than the file's own (a step is never
-/// made finer: that would cost bytes and restore nothing), then coded with
-/// optimal Huffman tables; `None` when it is not a sequential
+/// made finer: that would cost bytes and restore nothing), below quality 90
+/// with 4:4:4 or 4:2:2 chroma subsampled to 4:2:0, then coded with optimal
+/// Huffman tables (progressive where smaller, always when subsampled); `None` when it is not a sequential
 /// Huffman-coded 8-bit JPEG of one or three components (those are left to
 /// the lossless path). Lossy, like any re-encode at `quality`, but without
-/// a decode to pixels: no colour conversion or chroma resampling is
-/// repeated, and memory stays one block whatever the image's size.
+/// a decode to pixels: no colour conversion is repeated, and memory stays
+/// an MCU row whatever the image's size.
 ///
 /// # Errors
 /// [`RecodeError`] for a file whose structure or entropy-coded data is damaged.

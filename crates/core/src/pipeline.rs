@@ -58,8 +58,8 @@ pub enum Optimize {
     #[default]
     Lossless,
     /// Smaller, at `quality` (1–100, libjpeg's scale): a sequential JPEG is
-    /// re-quantized in the DCT domain ([`crate::jpeg_recode::requantize`],
-    /// its chroma sampling kept);
+    /// re-quantized in the DCT domain ([`crate::jpeg_recode::requantize`];
+    /// 4:4:4 and 4:2:2 chroma become 4:2:0 below quality 90);
     /// any other image is re-encoded at that quality (JPEG when opaque,
     /// PNG when not) unless the original without metadata is smaller. A
     /// progressive JPEG gets the lossless copy.
