@@ -454,12 +454,15 @@ struct Scan {
 
 /// What to do with each Huffman symbol of a scan.
 trait Sink {
-    /// A block of the scan's component `slot` starts (its DC comes next).
-    fn begin_block(&mut self, _slot: usize) {}
+    /// Block `index` of its MCU, of the scan's component `slot`, starts
+    /// (its DC comes next).
+    fn begin_block(&mut self, _slot: usize, _index: usize) {}
     fn dc(&mut self, table: usize, symbol: u8, extra: u32);
     fn ac(&mut self, table: usize, symbol: u8, extra: u32);
     /// The block begun last has had all its symbols.
     fn end_block(&mut self) {}
+    /// MCU `mcu` (counted from 0 in the scan) has had all its blocks.
+    fn end_mcu(&mut self, _mcu: usize) {}
     fn restart(&mut self, n: usize);
 }
 
@@ -517,8 +520,8 @@ fn walk_scan(
             restarts += 1;
         }
         for (slot, &(n, dc, ac, dc_id, ac_id)) in layout.iter().enumerate() {
-            for _ in 0..n {
-                sink.begin_block(slot);
+            for index in 0..n {
+                sink.begin_block(slot, index);
                 bits.refill();
                 let s = dc.decode(&mut bits)?;
                 if s > 16 {
@@ -548,6 +551,7 @@ fn walk_scan(
                 sink.end_block();
             }
         }
+        sink.end_mcu(mcu as usize);
     }
     Ok(bits.position())
 }
@@ -576,10 +580,10 @@ impl<'a, S> Tally<'a, S> {
 }
 
 impl<S: Sink> Sink for Tally<'_, S> {
-    fn begin_block(&mut self, slot: usize) {
+    fn begin_block(&mut self, slot: usize, index: usize) {
         self.k = 1;
         self.last = 0;
-        self.inner.begin_block(slot);
+        self.inner.begin_block(slot, index);
     }
     fn dc(&mut self, table: usize, symbol: u8, extra: u32) {
         self.inner.dc(table, symbol, extra);
@@ -601,6 +605,9 @@ impl<S: Sink> Sink for Tally<'_, S> {
             self.short[self.table] += 1;
         }
         self.inner.end_block();
+    }
+    fn end_mcu(&mut self, mcu: usize) {
+        self.inner.end_mcu(mcu);
     }
     fn restart(&mut self, n: usize) {
         self.inner.restart(n);
@@ -868,18 +875,18 @@ fn code_ac(
     next <= 63 - band.leading_zeros() as usize
 }
 
-/// Codes `block` into `sink`'s symbols under `prediction` (the slot's last
-/// DC), as a sequential scan does.
+/// Codes `block` (block `index` of its MCU) into `sink`'s symbols under
+/// `prediction` (the slot's last DC), as a sequential scan does.
 fn emit_block(
     sink: &mut impl Sink,
-    (slot, dc_table, ac_table): (usize, usize, usize),
+    (slot, index, dc_table, ac_table): (usize, usize, usize, usize),
     block: &Coefficients,
     prediction: &mut i32,
 ) {
     let dc = i32::from(block.values[0]);
     let (size, extra) = category(dc - *prediction);
     *prediction = dc;
-    sink.begin_block(slot);
+    sink.begin_block(slot, index);
     sink.dc(dc_table, size, extra);
     if code_ac(block, 1, !1, |rs, _, extra| sink.ac(ac_table, rs, extra)) {
         sink.ac(ac_table, 0, 0);
@@ -907,36 +914,39 @@ fn requantized(c: i32, step: Step, dc: bool) -> i32 {
     if c < 0 { -magnitude } else { magnitude }
 }
 
-/// Re-quantizes a scan's blocks to coarser steps in the DCT domain: each
-/// block's coefficients are rebuilt from the symbols the walker reads,
-/// divided down (rounding to nearest), and coded again into `inner`. No
-/// inverse DCT, no colour conversion, no chroma resampling: the only loss
-/// is the coarser rounding itself, and memory stays one block.
-struct Requantizer<'a, S> {
-    inner: &'a mut S,
-    /// Per scan slot: its DC and AC table ids and its steps.
-    slots: Vec<(usize, usize, Requant)>,
-    slot: usize,
-    blocks: Blocks,
-    /// DC predictors of the new values.
-    written: [i32; 4],
+/// What is done with each block a walk's symbols rebuild ([`Rebuild`]).
+trait BlockSink {
+    /// Block `index` of its MCU, of scan slot `slot`, rebuilt in `blocks`.
+    fn block(&mut self, slot: usize, index: usize, blocks: &Blocks);
+    /// MCU `mcu` has had all its blocks.
+    fn end_mcu(&mut self, _mcu: usize) {}
+    /// A restart marker (the rebuilt DC values are absolute already).
+    fn restart(&mut self, _n: usize) {}
 }
 
-impl<'a, S> Requantizer<'a, S> {
-    const fn new(inner: &'a mut S, slots: Vec<(usize, usize, Requant)>) -> Self {
+/// A [`Sink`] that rebuilds every block's coefficients from the symbols and
+/// hands each whole block to `sink`.
+struct Rebuild<S> {
+    sink: S,
+    blocks: Blocks,
+    slot: usize,
+    index: usize,
+}
+
+impl<S> Rebuild<S> {
+    const fn new(sink: S) -> Self {
         Self {
-            inner,
-            slots,
-            slot: 0,
+            sink,
             blocks: Blocks::new(),
-            written: [0; 4],
+            slot: 0,
+            index: 0,
         }
     }
 }
 
-impl<S: Sink> Sink for Requantizer<'_, S> {
-    fn begin_block(&mut self, slot: usize) {
-        self.slot = slot;
+impl<S: BlockSink> Sink for Rebuild<S> {
+    fn begin_block(&mut self, slot: usize, index: usize) {
+        (self.slot, self.index) = (slot, index);
         self.blocks.begin();
     }
     fn dc(&mut self, _: usize, symbol: u8, extra: u32) {
@@ -946,20 +956,116 @@ impl<S: Sink> Sink for Requantizer<'_, S> {
         self.blocks.ac(symbol, extra);
     }
     fn end_block(&mut self) {
-        let (dc_table, ac_table, steps) = self.slots[self.slot];
-        let block = Coefficients::rebuilt(&self.blocks, Some(&steps));
-        emit_block(
-            self.inner,
-            (self.slot, dc_table, ac_table),
-            &block,
-            &mut self.written[self.slot],
-        );
+        self.sink.block(self.slot, self.index, &self.blocks);
+    }
+    fn end_mcu(&mut self, mcu: usize) {
+        self.sink.end_mcu(mcu);
     }
     fn restart(&mut self, n: usize) {
         self.blocks.restart();
+        self.sink.restart(n);
+    }
+}
+
+/// Re-quantizes a scan's blocks to coarser steps in the DCT domain: each
+/// block rebuilt ([`Rebuild`]) is divided down (rounding to nearest) and
+/// coded again into `inner`. No inverse DCT, no colour conversion: the only
+/// loss is the coarser rounding itself, and memory stays one block.
+struct Requantizer<'a, S> {
+    inner: &'a mut S,
+    /// Per scan slot: its DC and AC table ids and its steps.
+    slots: Vec<(usize, usize, Requant)>,
+    /// DC predictors of the new values.
+    written: [i32; 4],
+}
+
+impl<'a, S> Requantizer<'a, S> {
+    fn new(inner: &'a mut S, input: &Input<'_>) -> Self {
+        let slots = input
+            .scan
+            .components
+            .iter()
+            .map(|&(ci, dc, ac)| {
+                let tq = usize::from(input.frame.components[ci].tq);
+                (dc, ac, input.steps[tq].unwrap_or([Step::new(1, 1); 64]))
+            })
+            .collect();
+        Self {
+            inner,
+            slots,
+            written: [0; 4],
+        }
+    }
+}
+
+impl<S: Sink> BlockSink for Requantizer<'_, S> {
+    fn block(&mut self, slot: usize, index: usize, blocks: &Blocks) {
+        let (dc_table, ac_table, steps) = self.slots[slot];
+        let block = Coefficients::rebuilt(blocks, Some(&steps));
+        emit_block(
+            self.inner,
+            (slot, index, dc_table, ac_table),
+            &block,
+            &mut self.written[slot],
+        );
+    }
+    fn end_mcu(&mut self, mcu: usize) {
+        self.inner.end_mcu(mcu);
+    }
+    fn restart(&mut self, n: usize) {
         self.written = [0; 4];
         self.inner.restart(n);
     }
+}
+
+/// One sequential scan and what re-coding it needs.
+struct Input<'a> {
+    frame: &'a Frame,
+    scan: &'a Scan,
+    tables: &'a [[Option<Table>; 4]; 2],
+    restart_interval: u32,
+    /// The scan's entropy-coded data.
+    data: &'a [u8],
+    /// Per table id, the new quantization steps when re-quantizing.
+    steps: &'a [Option<Requant>; 4],
+    /// Subsample the chroma to 4:2:0 (`progressive::resamples` says where).
+    resample: bool,
+}
+
+/// Walks `input`'s scan into `sink`; the length of the data read.
+fn walk_into(input: &Input<'_>, sink: &mut impl Sink) -> Result<usize, RecodeError> {
+    walk_scan(
+        input.frame,
+        input.scan,
+        input.tables,
+        input.restart_interval,
+        input.data,
+        sink,
+    )
+}
+
+/// Walks `input`'s scan into `sink` as a sequential file codes it: the
+/// symbols as they are, or, when `requantize`, those of the re-quantized
+/// blocks.
+fn walk_sequential(
+    input: &Input<'_>,
+    requantize: bool,
+    sink: &mut impl Sink,
+) -> Result<usize, RecodeError> {
+    if requantize {
+        walk_into(input, &mut Rebuild::new(Requantizer::new(sink, input)))
+    } else {
+        walk_into(input, sink)
+    }
+}
+
+/// Appends a marker segment: `marker`, its length, `body`.
+fn push_segment(out: &mut Vec<u8>, marker: u8, body: &[u8]) -> Result<(), RecodeError> {
+    let len = u16::try_from(body.len() + 2).map_err(|_| RecodeError("a segment too long"))?;
+    out.extend_from_slice(&[0xFF, marker]);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(body);
+    Ok(())
 }
 
 fn u16_at(data: &[u8], at: usize) -> Result<usize, RecodeError> {
@@ -1017,8 +1123,9 @@ fn requant_steps(
     Ok(steps)
 }
 
-/// The DQT segment of every table defined: the new steps where there are.
-fn dqt_segment(quant: &[Option<[u16; 64]>; 4], steps: &[Option<Requant>; 4]) -> Vec<u8> {
+/// The body of a DQT segment of every table defined: the new steps where
+/// there are.
+fn dqt_body(quant: &[Option<[u16; 64]>; 4], steps: &[Option<Requant>; 4]) -> Vec<u8> {
     let mut body = Vec::new();
     for (id, table) in quant.iter().enumerate() {
         let Some(old) = table else { continue };
@@ -1033,11 +1140,7 @@ fn dqt_segment(quant: &[Option<[u16; 64]>; 4], steps: &[Option<Requant>; 4]) -> 
             }
         }
     }
-    let mut out = vec![0xFF, 0xDB];
-    // At most 4 tables of 129 bytes: within a segment's length.
-    out.extend_from_slice(&((body.len() + 2) as u16).to_be_bytes());
-    out.extend_from_slice(&body);
-    out
+    body
 }
 
 fn recode(jpeg: &[u8], quality: Option<u8>) -> Result<Option<Vec<u8>>, RecodeError> {
@@ -1205,33 +1308,28 @@ fn recode(jpeg: &[u8], quality: Option<u8>) -> Result<Option<Vec<u8>>, RecodeErr
                     && !scanned
                 {
                     steps = requant_steps(frame, &quant, quality)?;
-                    out.extend_from_slice(&dqt_segment(&quant, &steps));
+                    push_segment(&mut out, 0xDB, &dqt_body(&quant, &steps))?;
                 }
                 let data = &jpeg[pos..];
                 let first = !scanned;
                 scanned = true;
-                let slots: Vec<(usize, usize, Requant)> = scan
-                    .components
-                    .iter()
-                    .map(|&(ci, dc, ac)| {
-                        let tq = usize::from(frame.components[ci].tq);
-                        (dc, ac, steps[tq].unwrap_or([Step::new(1, 1); 64]))
-                    })
-                    .collect();
+                // Below quality 90 a 4:4:4 or 4:2:2 file's chroma is
+                // subsampled to 4:2:0, as a re-encode through pixels does.
+                let resample = quality.is_some_and(|q| q < RESAMPLE_BELOW_QUALITY)
+                    && progressive::resamples(frame);
+                let input = Input {
+                    frame,
+                    scan: &scan,
+                    tables: &tables,
+                    restart_interval,
+                    data,
+                    steps: &steps,
+                    resample,
+                };
+                let requantize = quality.is_some();
                 let mut counts = Counts::default();
                 let mut tally = Tally::new(&mut counts);
-                let used = if quality.is_some() {
-                    walk_scan(
-                        frame,
-                        &scan,
-                        &tables,
-                        restart_interval,
-                        data,
-                        &mut Requantizer::new(&mut tally, slots.clone()),
-                    )?
-                } else {
-                    walk_scan(frame, &scan, &tables, restart_interval, data, &mut tally)?
-                };
+                let used = walk_sequential(&input, requantize, &mut tally)?;
                 let short = tally.short;
                 let (mut saved_bits, mut new_bits, mut eob_bits) = (0i64, 0u64, 0u64);
                 // New tables, in one DHT before the scan.
@@ -1277,20 +1375,8 @@ fn recode(jpeg: &[u8], quality: Option<u8>) -> Result<Option<Vec<u8>>, RecodeErr
                 // Progressive scans save most of the end-of-block codes of
                 // blocks with nothing past the fifth coefficient; when those
                 // are worth 2 % of the file, the progressive file is counted
-                // (and written if it is the smaller).
-                // Below quality 90 a 4:4:4 or 4:2:2 file's chroma is
-                // subsampled to 4:2:0, as a re-encode through pixels does.
-                let resample = quality.is_some_and(|q| q < RESAMPLE_BELOW_QUALITY)
-                    && progressive::resamples(frame);
-                let input = progressive::Input {
-                    frame,
-                    scan: &scan,
-                    tables: &tables,
-                    restart_interval,
-                    data,
-                    steps: &steps,
-                    resample,
-                };
+                // (and written if it is the smaller). A subsampled file is
+                // always written progressive.
                 if first
                     && (resample || eob_bits / 8 > (jpeg.len() / PROGRESSIVE_WORTH_DIVISOR) as u64)
                     && progressive::applies(&input)
@@ -1337,31 +1423,14 @@ fn recode(jpeg: &[u8], quality: Option<u8>) -> Result<Option<Vec<u8>>, RecodeErr
                 {
                     return Ok(None);
                 }
-                out.extend_from_slice(&[0xFF, 0xC4]);
-                out.extend_from_slice(
-                    &u16::try_from(dht.len() + 2)
-                        .map_err(|_| RecodeError("tables too large"))?
-                        .to_be_bytes(),
-                );
-                out.extend_from_slice(&dht);
+                push_segment(&mut out, 0xC4, &dht)?;
                 out.extend_from_slice(segment);
                 let mut writer = Writer {
                     bits: BitWriter::new(std::mem::take(&mut out)),
                     dc: writer_dc,
                     ac: writer_ac,
                 };
-                if quality.is_some() {
-                    walk_scan(
-                        frame,
-                        &scan,
-                        &tables,
-                        restart_interval,
-                        data,
-                        &mut Requantizer::new(&mut writer, slots),
-                    )?;
-                } else {
-                    walk_scan(frame, &scan, &tables, restart_interval, data, &mut writer)?;
-                }
+                walk_sequential(&input, requantize, &mut writer)?;
                 writer.bits.flush();
                 out = writer.bits.out;
                 pos += used;

@@ -28,8 +28,8 @@ use resample::Resampler;
 pub(super) use resample::resamples;
 
 use super::{
-    BitWriter, Blocks, Coefficients, Frame, RecodeError, Requant, Scan, Sink, Table, category,
-    code_ac, codes, optimal_table, walk_scan,
+    BitWriter, BlockSink, Blocks, Coefficients, Frame, Input, Rebuild, RecodeError, Requant,
+    category, code_ac, codes, optimal_table, push_segment, walk_into,
 };
 
 /// Longest end-of-band run a symbol can hold (EOB14 with 14 extra bits).
@@ -204,10 +204,7 @@ struct Transcoder {
     mcus_wide: usize,
     /// Per scan slot: its frame component and new steps.
     slots: Vec<(usize, Option<Requant>)>,
-    slot: usize,
-    blocks: Blocks,
-    /// Blocks seen of the current MCU, per slot.
-    seen: Vec<usize>,
+    /// The MCU being gathered, counted from the scan's start.
     mcu: usize,
     bands: Vec<BandCoder>,
 }
@@ -260,55 +257,23 @@ impl Transcoder {
     }
 }
 
-impl Sink for Transcoder {
-    fn begin_block(&mut self, slot: usize) {
-        self.slot = slot;
-        self.blocks.begin();
-    }
-    fn dc(&mut self, _: usize, symbol: u8, extra: u32) {
-        self.blocks.dc(self.slot, symbol, extra);
-    }
-    fn ac(&mut self, _: usize, symbol: u8, extra: u32) {
-        self.blocks.ac(symbol, extra);
-    }
-    fn end_block(&mut self) {
-        let slot = self.slot;
+impl BlockSink for Transcoder {
+    fn block(&mut self, slot: usize, index: usize, blocks: &Blocks) {
         let (ci, steps) = self.slots[slot];
-        let block = Coefficients::rebuilt(&self.blocks, steps.as_ref());
-        let (h, v) = (self.planes[ci].h, self.planes[ci].v);
-        let b = self.seen[slot];
-        let x = (self.mcu % self.mcus_wide) * h + b % h;
+        let block = Coefficients::rebuilt(blocks, steps.as_ref());
+        let h = self.planes[ci].h;
+        let x = (self.mcu % self.mcus_wide) * h + index % h;
         let width = self.row_width(ci);
-        if let Some(cell) = self.planes[ci].row.get_mut((b / h) * width + x) {
+        if let Some(cell) = self.planes[ci].row.get_mut((index / h) * width + x) {
             *cell = block;
         }
-        self.seen[slot] += 1;
-        if slot + 1 == self.slots.len() && self.seen[slot] == h * v {
-            self.seen.fill(0);
-            self.mcu += 1;
-            if self.mcu.is_multiple_of(self.mcus_wide) {
-                self.flush_row(self.mcu / self.mcus_wide - 1);
-            }
+    }
+    fn end_mcu(&mut self, mcu: usize) {
+        self.mcu = mcu + 1;
+        if self.mcu.is_multiple_of(self.mcus_wide) {
+            self.flush_row(self.mcu / self.mcus_wide - 1);
         }
     }
-    fn restart(&mut self, _: usize) {
-        self.blocks.restart();
-    }
-}
-
-/// What [`transcode`] needs of the sequential file.
-pub(super) struct Input<'a> {
-    pub frame: &'a Frame,
-    pub scan: &'a Scan,
-    pub tables: &'a [[Option<Table>; 4]; 2],
-    pub restart_interval: u32,
-    /// The scan's entropy-coded data.
-    pub data: &'a [u8],
-    /// Per table id, the new quantization steps when re-quantizing.
-    pub steps: &'a [Option<Requant>; 4],
-    /// Subsample the chroma to 4:2:0 ([`resample`]); only where
-    /// [`resamples`] says so.
-    pub resample: bool,
 }
 
 /// Whether [`transcode`] can take `input`: one scan holding every
@@ -362,24 +327,10 @@ fn transcoder(frame: &Frame, input: &Input<'_>, bands: Vec<BandCoder>) -> Transc
     Transcoder {
         planes,
         mcus_wide,
-        seen: vec![0; slots.len()],
         slots,
-        slot: 0,
-        blocks: Blocks::new(),
         mcu: 0,
         bands,
     }
-}
-
-fn walk_into(input: &Input<'_>, sink: &mut impl Sink) -> Result<usize, RecodeError> {
-    walk_scan(
-        input.frame,
-        input.scan,
-        input.tables,
-        input.restart_interval,
-        input.data,
-        sink,
-    )
 }
 
 /// The scans of a progressive file holding `input`'s coefficients (each
@@ -404,13 +355,13 @@ pub(super) fn transcode(
     // resampler when subsampling).
     let walk = |coder: Transcoder| -> Result<Transcoder, RecodeError> {
         if resample {
-            let mut resampler = Resampler::new(input.frame, coder);
+            let mut resampler = Rebuild::new(Resampler::new(input.frame, coder));
             walk_into(input, &mut resampler)?;
-            Ok(resampler.out)
+            Ok(resampler.sink.out)
         } else {
-            let mut coder = coder;
+            let mut coder = Rebuild::new(coder);
             walk_into(input, &mut coder)?;
-            Ok(coder)
+            Ok(coder.sink)
         }
     };
     let mut counting = walk(transcoder(
@@ -459,22 +410,15 @@ pub(super) fn transcode(
             dht.extend_from_slice(counts);
             dht.extend_from_slice(values);
         }
-        out.extend_from_slice(&[0xFF, 0xC4]);
-        out.extend_from_slice(
-            &u16::try_from(dht.len() + 2)
-                .map_err(|_| RecodeError("tables too large"))?
-                .to_be_bytes(),
-        );
-        out.extend_from_slice(&dht);
+        push_segment(&mut out, 0xC4, &dht)?;
         let components = &coder.band.components;
-        out.extend_from_slice(&[0xFF, 0xDA]);
-        out.extend_from_slice(&((6 + 2 * components.len()) as u16).to_be_bytes());
-        out.push(components.len() as u8);
+        let mut sos = vec![components.len() as u8];
         for (k, &ci) in components.iter().enumerate() {
-            out.push(input.frame.components[ci].id);
-            out.push(if dc { (k as u8) << 4 } else { 0 });
+            sos.push(input.frame.components[ci].id);
+            sos.push(if dc { (k as u8) << 4 } else { 0 });
         }
-        out.extend_from_slice(&[coder.band.start as u8, coder.band.end as u8, 0]);
+        sos.extend_from_slice(&[coder.band.start as u8, coder.band.end as u8, 0]);
+        push_segment(&mut out, 0xDA, &sos)?;
         out.append(&mut coder.bits.out);
     }
     Ok(Some(out))

@@ -14,7 +14,7 @@
 //! (a sequential writer for the new layout would be a second coder for the
 //! same result).
 
-use super::super::{Blocks, Coefficients, Component, Frame, Requant, Sink, ZIGZAG};
+use super::super::{BlockSink, Blocks, Coefficients, Component, Frame, Requant, ZIGZAG};
 use super::Transcoder;
 
 /// Whether `frame`'s chroma can be subsampled here: three components, the
@@ -62,20 +62,18 @@ fn half_transforms() -> [[[f32; 8]; 8]; 2] {
     })
 }
 
-/// Rebuilds the input's blocks, re-quantizes the luminance into the output
-/// layout, averages the chroma down, and hands each finished output MCU
+/// Takes the input's rebuilt blocks, re-quantizes the luminance into the
+/// output layout, averages the chroma down, and hands each finished output MCU
 /// row to the progressive coder.
 pub(super) struct Resampler {
     pub(super) out: Transcoder,
-    blocks: Blocks,
-    slot: usize,
     /// Per scan slot: its frame component and steps.
     slots: Vec<(usize, Option<Requant>)>,
     /// The input's luminance blocks per MCU (1 or 2, side by side).
     luma_wide: usize,
     in_mcus_wide: usize,
     in_mcus_high: usize,
-    seen: Vec<usize>,
+    /// The input MCU being read, counted from the scan's start.
     mcu: usize,
     /// Per chroma component: its output row's coefficients (natural
     /// order, not yet quantized).
@@ -101,9 +99,6 @@ impl Resampler {
         });
         let row = out.mcus_wide;
         Self {
-            blocks: Blocks::new(),
-            slot: 0,
-            seen: vec![0; slots.len()],
             slots,
             luma_wide,
             in_mcus_wide,
@@ -116,9 +111,9 @@ impl Resampler {
         }
     }
 
-    /// Adds the chroma block just rebuilt, at input block column `m` of
-    /// input row `row`, into its output block.
-    fn add_chroma(&mut self, ci: usize, m: usize, row: usize) {
+    /// Adds the chroma block `block` of component `ci`, at input block
+    /// column `m` of input row `row`, into its output block.
+    fn add_chroma(&mut self, ci: usize, m: usize, row: usize, block: &Blocks) {
         let k = ci - 1;
         let steps = self.chroma_steps[k];
         let bottom = row % 2;
@@ -144,7 +139,6 @@ impl Resampler {
         let Some(sum) = self.sums[k].get_mut(x) else {
             return;
         };
-        let block = &self.blocks;
         let mut mask = block.nonzero | 1;
         while mask != 0 {
             let zz = mask.trailing_zeros() as usize;
@@ -206,46 +200,28 @@ impl Resampler {
     }
 }
 
-impl Sink for Resampler {
-    fn begin_block(&mut self, slot: usize) {
-        self.slot = slot;
-        self.blocks.begin();
-    }
-    fn dc(&mut self, _: usize, symbol: u8, extra: u32) {
-        self.blocks.dc(self.slot, symbol, extra);
-    }
-    fn ac(&mut self, _: usize, symbol: u8, extra: u32) {
-        self.blocks.ac(symbol, extra);
-    }
-    fn end_block(&mut self) {
-        let slot = self.slot;
+impl BlockSink for Resampler {
+    fn block(&mut self, slot: usize, index: usize, blocks: &Blocks) {
         let (ci, steps) = self.slots[slot];
         let (row, m) = (self.mcu / self.in_mcus_wide, self.mcu % self.in_mcus_wide);
-        let b = self.seen[slot];
         if ci == 0 {
-            let block = Coefficients::rebuilt(&self.blocks, steps.as_ref());
+            let block = Coefficients::rebuilt(blocks, steps.as_ref());
             let width = self.out.row_width(0);
-            let at = (row % 2) * width + m * self.luma_wide + b;
+            let at = (row % 2) * width + m * self.luma_wide + index;
             if let Some(cell) = self.out.planes[0].row.get_mut(at) {
                 *cell = block;
             }
         } else {
-            self.add_chroma(ci, m, row);
-        }
-        self.seen[slot] += 1;
-        let per_mcu = if ci == 0 { self.luma_wide } else { 1 };
-        if slot + 1 == self.slots.len() && self.seen[slot] == per_mcu {
-            self.seen.fill(0);
-            self.mcu += 1;
-            if self.mcu.is_multiple_of(self.in_mcus_wide) {
-                let done = self.mcu / self.in_mcus_wide - 1;
-                if done % 2 == 1 || done + 1 == self.in_mcus_high {
-                    self.finish_row(done / 2);
-                }
-            }
+            self.add_chroma(ci, m, row, blocks);
         }
     }
-    fn restart(&mut self, _: usize) {
-        self.blocks.restart();
+    fn end_mcu(&mut self, mcu: usize) {
+        self.mcu = mcu + 1;
+        if self.mcu.is_multiple_of(self.in_mcus_wide) {
+            let done = self.mcu / self.in_mcus_wide - 1;
+            if done % 2 == 1 || done + 1 == self.in_mcus_high {
+                self.finish_row(done / 2);
+            }
+        }
     }
 }
