@@ -211,6 +211,31 @@ fn optimal_tables_are_prefix_free_within_16_bits_even_for_skewed_counts() {
     assert!(Table::new(&counts, &values).is_ok());
 }
 
+/// 400 copies of `original`, each with 1 to 4 bytes overwritten at random
+/// (a fixed `seed`, so every run damages the same bytes).
+fn damaged_copies(original: &[u8], mut seed: u32) -> impl Iterator<Item = Vec<u8>> {
+    let mut next = move || {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        seed
+    };
+    let original = original.to_vec();
+    (0..400).map(move |_| {
+        let mut damaged = original.clone();
+        for _ in 0..1 + next() % 4 {
+            let at = next() as usize % damaged.len();
+            damaged[at] = (next() >> 24) as u8;
+        }
+        damaged
+    })
+}
+
+/// Whatever a re-coder accepted is a well-formed JPEG again.
+fn assert_well_formed_if_accepted(result: &Result<Option<Vec<u8>>, RecodeError>) {
+    if let Ok(Some(recoded)) = result {
+        assert!(recoded.starts_with(&[0xFF, 0xD8]) && recoded.ends_with(&[0xFF, 0xD9]));
+    }
+}
+
 #[test]
 fn hundreds_of_damaged_copies_never_panic_and_what_is_recoded_still_decodes() {
     let original = jpeg(
@@ -222,21 +247,8 @@ fn hundreds_of_damaged_copies_never_panic_and_what_is_recoded_still_decodes() {
         },
         false,
     );
-    let mut seed = 12_345u32;
-    let mut next = || {
-        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        seed
-    };
-    for _ in 0..400 {
-        let mut damaged = original.clone();
-        for _ in 0..1 + next() % 4 {
-            let at = next() as usize % damaged.len();
-            damaged[at] = (next() >> 24) as u8;
-        }
-        if let Ok(Some(recoded)) = optimize_huffman(&damaged) {
-            // Whatever was accepted is a well-formed JPEG again.
-            assert!(recoded.starts_with(&[0xFF, 0xD8]) && recoded.ends_with(&[0xFF, 0xD9]));
-        }
+    for damaged in damaged_copies(&original, 12_345) {
+        assert_well_formed_if_accepted(&optimize_huffman(&damaged));
     }
 }
 
@@ -351,20 +363,8 @@ fn requantizing_leaves_progressive_files_alone_and_damaged_ones_never_panic() {
     let progressive = jpeg(120, 80, |e| e.set_progressive(true), false);
     assert_eq!(requantize(&progressive, 82), Ok(None));
     let original = jpeg_at(95, 96, 64, |e| e.set_restart_interval(2), false);
-    let mut seed = 99u32;
-    let mut next = || {
-        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        seed
-    };
-    for _ in 0..400 {
-        let mut damaged = original.clone();
-        for _ in 0..1 + next() % 4 {
-            let at = next() as usize % damaged.len();
-            damaged[at] = (next() >> 24) as u8;
-        }
-        if let Ok(Some(lossy)) = requantize(&damaged, 82) {
-            assert!(lossy.starts_with(&[0xFF, 0xD8]) && lossy.ends_with(&[0xFF, 0xD9]));
-        }
+    for damaged in damaged_copies(&original, 99) {
+        assert_well_formed_if_accepted(&requantize(&damaged, 82));
     }
 }
 
@@ -473,22 +473,9 @@ fn damaged_smooth_jpegs_never_panic_the_progressive_coder() {
         Some(0xC2),
         "the undamaged file takes the progressive path"
     );
-    let mut seed = 4_242u32;
-    let mut next = || {
-        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        seed
-    };
-    for _ in 0..400 {
-        let mut damaged = original.clone();
-        for _ in 0..1 + next() % 4 {
-            let at = next() as usize % damaged.len();
-            damaged[at] = (next() >> 24) as u8;
-        }
-        for recoded in [optimize_huffman(&damaged), requantize(&damaged, 70)] {
-            if let Ok(Some(recoded)) = recoded {
-                assert!(recoded.starts_with(&[0xFF, 0xD8]) && recoded.ends_with(&[0xFF, 0xD9]));
-            }
-        }
+    for damaged in damaged_copies(&original, 4_242) {
+        assert_well_formed_if_accepted(&optimize_huffman(&damaged));
+        assert_well_formed_if_accepted(&requantize(&damaged, 70));
     }
 }
 
