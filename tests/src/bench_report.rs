@@ -258,12 +258,34 @@ fn jpegtran(photo: &Path, args: &[&str]) -> Option<u64> {
 /// The optimized copy's size next to `jpegtran`'s lossless re-codings,
 /// for the JPEG photos (Darkroom keeps the ICC profile: so does
 /// `-copy icc`, for a like-for-like comparison).
-#[expect(clippy::print_stdout, reason = "the report is the output")]
 fn sizes(photos: &[PathBuf], native: &[Timing]) {
-    println!();
-    println!(
-        "| photo | original | Darkroom optimized (lossless) | saved | time (native) | `jpegtran -copy icc -optimize` | `… -optimize -progressive` |"
+    size_table(
+        "| photo | original | Darkroom optimized (lossless) | saved | time (native) | `jpegtran -copy icc -optimize` | `… -optimize -progressive` |",
+        photos,
+        native,
+        |n| (n.optimized_bytes, n.optimized_ms),
+        [
+            &|photo| jpegtran(photo, &["-copy", "icc", "-optimize"]),
+            &|photo| jpegtran(photo, &["-copy", "icc", "-optimize", "-progressive"]),
+        ],
     );
+}
+
+/// Another tool's size for a photo (`None`: not installed or failed).
+type OtherTool = dyn Fn(&Path) -> Option<u64>;
+
+/// One size table for the JPEG photos: Darkroom's size and time (`ours`),
+/// then two other tools' sizes, each with its share of the original.
+#[expect(clippy::print_stdout, reason = "the report is the output")]
+fn size_table(
+    header: &str,
+    photos: &[PathBuf],
+    native: &[Timing],
+    ours: impl Fn(&Timing) -> (u64, f64),
+    others: [&OtherTool; 2],
+) {
+    println!();
+    println!("{header}");
     println!("|---|---|---|---|---|---|---|");
     for (photo, n) in photos.iter().zip(native) {
         if photo.extension().and_then(|e| e.to_str()) != Some("jpg") {
@@ -274,18 +296,14 @@ fn sizes(photos: &[PathBuf], native: &[Timing]) {
                 format!("{b} ({:.1} %)", 100.0 * b as f64 / n.bytes as f64)
             })
         };
+        let (bytes, ms) = ours(n);
         println!(
-            "| {} | {} | {} | {:.1} % | {:.0} ms | {} | {} |",
+            "| {} | {} | {bytes} | {:.1} % | {ms:.0} ms | {} | {} |",
             n.name,
             n.bytes,
-            n.optimized_bytes,
-            100.0 * (n.bytes.saturating_sub(n.optimized_bytes)) as f64 / n.bytes as f64,
-            n.optimized_ms,
-            cell(jpegtran(photo, &["-copy", "icc", "-optimize"])),
-            cell(jpegtran(
-                photo,
-                &["-copy", "icc", "-optimize", "-progressive"]
-            )),
+            100.0 * (n.bytes.saturating_sub(bytes)) as f64 / n.bytes as f64,
+            cell(others[0](photo)),
+            cell(others[1](photo)),
         );
     }
 }
@@ -312,31 +330,14 @@ fn vips_lossy(photo: &Path, options: &str) -> Option<u64> {
 }
 
 /// The lossy optimized copy's size next to libvips' re-encodes.
-#[expect(clippy::print_stdout, reason = "the report is the output")]
 fn lossy_sizes(photos: &[PathBuf], native: &[Timing]) {
-    println!();
-    println!(
-        "| photo | original | Darkroom optimized (`lossy`, 82) | saved | time (native) | `vips copy …[Q=82,strip,optimize_coding]` | `…,interlace]` |"
+    size_table(
+        "| photo | original | Darkroom optimized (`lossy`, 82) | saved | time (native) | `vips copy …[Q=82,strip,optimize_coding]` | `…,interlace]` |",
+        photos,
+        native,
+        |n| (n.lossy_bytes, n.lossy_ms),
+        [&|photo| vips_lossy(photo, ""), &|photo| {
+            vips_lossy(photo, ",interlace")
+        }],
     );
-    println!("|---|---|---|---|---|---|---|");
-    for (photo, n) in photos.iter().zip(native) {
-        if photo.extension().and_then(|e| e.to_str()) != Some("jpg") {
-            continue;
-        }
-        let cell = |b: Option<u64>| {
-            b.map_or("not installed".to_owned(), |b| {
-                format!("{b} ({:.1} %)", 100.0 * b as f64 / n.bytes as f64)
-            })
-        };
-        println!(
-            "| {} | {} | {} | {:.1} % | {:.0} ms | {} | {} |",
-            n.name,
-            n.bytes,
-            n.lossy_bytes,
-            100.0 * (n.bytes.saturating_sub(n.lossy_bytes)) as f64 / n.bytes as f64,
-            n.lossy_ms,
-            cell(vips_lossy(photo, "")),
-            cell(vips_lossy(photo, ",interlace")),
-        );
-    }
 }
