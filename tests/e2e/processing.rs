@@ -387,3 +387,23 @@ fn the_lossless_optimized_jpeg_keeps_every_pixel_and_the_lossy_setting_trades_so
         done["original"]["bytes"].as_u64().expect("bytes")
     );
 }
+
+#[test]
+fn an_unknown_optimize_value_leaves_jobs_queued_and_the_log_names_the_setting() {
+    let app = TestApp::spawn_with(&[("optimize", "smallest")]);
+    let id = app.upload(images::small_jpeg());
+    // The processor reads its settings before it claims a job: with one it
+    // cannot parse, it claims none (the job waits for the fix, as with any
+    // other bad setting) and says which setting is wrong.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !app.logs().contains("variable optimize = \"smallest\"") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the setting is not named in the log:\n{}",
+            app.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status: serde_json::Value = app.status(&id).json().expect("status JSON");
+    assert_eq!(status["status"], "queued", "{status}");
+}
