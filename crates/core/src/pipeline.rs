@@ -678,7 +678,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lossy_optimized_jpeg_is_requantized_smaller_with_its_size_and_orientation() {
+    fn a_lossy_optimized_jpeg_is_requantized_to_under_half_the_lossless_size_at_its_dimensions() {
         let mut photo = gradient(900, 600, false).to_rgb8();
         let mut seed = 7u32;
         for p in photo.iter_mut() {
