@@ -26,7 +26,7 @@ ensure_photos
 set -- "$photos"/usr/share/backgrounds/{Painting-Colors_by__herobrine7gamer,Kleiber_by_Lukas_Baubkus,Infinite-Sea_by_Aury88,Fossa_by_Jasper_Roks}.jpg
 
 # The same 24 MP photograph in every other kind of input, for the memory
-# each kind costs (crates/core/src/cost.rs is calibrated on these).
+# each kind costs (crates/imaging/src/cost.rs is calibrated on these).
 kinds="$photos/kinds"
 if [ ! -f "$kinds/painting-lossy-alpha.webp" ]; then
   echo "==> converting the 24 MP photograph to PNG, WebP and GIF variants" >&2

@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use darkroom_core::format::{ImageFormat, Limits, inspect};
-use darkroom_core::pipeline::{Optimize, Variant, render, render_with};
+use darkroom_imaging::format::{ImageFormat, Limits, inspect};
+use darkroom_imaging::pipeline::{Optimize, Variant, render, render_with};
 
 fn median(mut samples: Vec<Duration>) -> f64 {
     samples.sort();
@@ -55,16 +55,16 @@ fn main() -> Result<(), String> {
             job.push(start.elapsed());
             if info.format == ImageFormat::Jpeg {
                 let start = Instant::now();
-                let stripped = darkroom_core::jpeg::strip_metadata(&bytes, 1)
+                let stripped = darkroom_imaging::jpeg::strip_metadata(&bytes, 1)
                     .map_err(|e| format!("{path}: {e}"))?;
                 std::hint::black_box(
-                    darkroom_core::jpeg_recode::optimize_huffman(&stripped)
+                    darkroom_imaging::jpeg_recode::optimize_huffman(&stripped)
                         .map_err(|e| format!("{path}: {e}"))?,
                 );
                 optimized.push(start.elapsed());
                 let start = Instant::now();
                 std::hint::black_box(
-                    darkroom_core::jpeg_recode::requantize(&stripped, Optimize::DEFAULT_QUALITY)
+                    darkroom_imaging::jpeg_recode::requantize(&stripped, Optimize::DEFAULT_QUALITY)
                         .map_err(|e| format!("{path}: {e}"))?,
                 );
                 lossy.push(start.elapsed());

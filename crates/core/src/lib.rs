@@ -1,6 +1,7 @@
-//! Darkroom's domain, free of any runtime: job identity and lifecycle, upload
-//! validation, the key layout, blob chunking over a key-value port, the image
-//! pipeline and the use cases (accept, look up, process) that drive them.
+//! Darkroom's job domain, free of any runtime: job identity and lifecycle,
+//! the key layout, blob chunking over a key-value port, and the use cases
+//! (accept, look up, process) that drive the image work of
+//! [`darkroom_imaging`].
 //!
 //! Nothing here knows about Spin, HTTP or Redis: those live behind the
 //! [`ports`] traits, which the `darkroom-spin` adapter implements and the
@@ -8,26 +9,22 @@
 
 pub mod access;
 pub mod blob;
-mod cost;
-pub mod format;
-mod gif;
-mod icc;
 pub mod id;
 pub mod idempotency;
 pub mod ingest;
 pub mod job;
-pub mod jpeg;
-pub mod jpeg_recode;
 pub mod keys;
-pub mod metadata;
 pub mod notify;
-pub mod pipeline;
 pub mod ports;
 pub mod queue;
 pub mod service;
 pub mod testing;
 pub mod time;
-mod webp;
 
+/// What an upload is and the limits it is held to (from `darkroom-imaging`):
+/// jobs, problems and configuration speak in these types.
+pub use darkroom_imaging::format;
+/// The image work a job runs (from `darkroom-imaging`).
+pub use darkroom_imaging::pipeline;
 pub use id::JobId;
 pub use job::{Job, JobState};

@@ -2,8 +2,8 @@
 //! anything it ever found) through validation and the pipeline: none may
 //! panic. Errors are expected for most of them.
 
-use darkroom_core::format::{Limits, inspect};
-use darkroom_core::pipeline::render;
+use darkroom_imaging::format::{Limits, inspect};
+use darkroom_imaging::pipeline::render;
 
 #[test]
 fn every_kept_fuzz_input_is_handled_without_a_panic() {

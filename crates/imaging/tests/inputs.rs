@@ -6,8 +6,8 @@
 //! right format, with the colours of the original. A photograph that libvips
 //! (lcms2) converted to Display P3 must come out with its sRGB colours.
 
-use darkroom_core::format::{ImageFormat, Limits};
-use darkroom_core::pipeline::{Variant, render};
+use darkroom_imaging::format::{ImageFormat, Limits};
+use darkroom_imaging::pipeline::{Variant, render};
 
 const INPUTS: [(&str, bool); 7] = [
     ("progressive.jpg", false),
@@ -63,7 +63,7 @@ fn a_display_p3_photograph_comes_out_with_the_colours_of_its_srgb_original() {
         let naive = mean_difference(&decode(&bytes), &decode(&srgb_bytes));
         let out = render(&bytes, Limits::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
         for variant in [Variant::Thumbnail, Variant::Preview] {
-            let made = |out: &[darkroom_core::pipeline::Rendition]| {
+            let made = |out: &[darkroom_imaging::pipeline::Rendition]| {
                 decode(
                     &out.iter()
                         .find(|r| r.variant == variant)

@@ -4,8 +4,8 @@
 
 #![no_main]
 
-use darkroom_core::format::{Limits, inspect};
-use darkroom_core::pipeline::render;
+use darkroom_imaging::format::{Limits, inspect};
+use darkroom_imaging::pipeline::render;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
