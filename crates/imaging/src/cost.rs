@@ -3,11 +3,19 @@
 //! instance (128 MiB on hosted Spin) is refused at upload with a clear
 //! answer instead of running the processor out of memory five times.
 //!
-//! The figures are bytes per pixel of the whole job in wasm (decoded pixels,
-//! the decoder's own buffers, conversions, the derivatives), measured with
-//! `darkroom-bench-report` on 24 MP images of every kind (BENCHMARKS.md) and
-//! rounded up; the original is counted twice (the upload and its
-//! metadata-stripped copy).
+//! Three kinds of work, three models:
+//! - a JPEG decoded at 1/2–1/8 scale in the DCT: bytes per pixel of the
+//!   scaled image (and a progressive file's kept coefficients);
+//! - a PNG or GIF streamed row by row into a box shrink (`rows`): the
+//!   shrunk image and its copies, about twice the preview's width whatever
+//!   the original's size, plus a fixed allowance for the decoder's rows;
+//! - anything else decoded whole (WebP, CMYK or 16-bit JPEG): bytes per
+//!   pixel of the whole job in wasm (decoded pixels, the decoder's own
+//!   buffers, conversions, the derivatives).
+//!
+//! The figures were measured with `darkroom-bench-report` on 24 MP images
+//! of every kind (BENCHMARKS.md) and rounded up; the original is counted
+//! twice (the upload and its metadata-stripped copy).
 
 use std::io::Cursor;
 
@@ -26,6 +34,11 @@ const WEBP_LOSSY: u64 = 2;
 const WEBP_LOSSY_ALPHA: u64 = 20;
 const WEBP_LOSSLESS: u64 = 12;
 
+/// What the streamed path holds whatever the image's size: the decoder's
+/// rows (two of up to 8 bytes a pixel for a 16-bit PNG 65,535 px wide),
+/// its inflate window, the encoders of the small outputs.
+const STREAMED_FIXED: u64 = 6 << 20;
+
 /// What decides an image's cost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Header {
@@ -43,6 +56,14 @@ enum Kind {
     FullDecode {
         color: ColorType,
         extra_quarters: u64,
+    },
+    /// Streamed row by row into a box shrink of `channels` 8-bit channels;
+    /// `grid`: rows out of order (interlaced), so a sum per shrunk pixel;
+    /// `turned`: EXIF turns it, so its height is the width shown.
+    Streamed {
+        channels: u64,
+        grid: bool,
+        turned: bool,
     },
 }
 
@@ -74,7 +95,7 @@ pub(crate) fn read_header(format: ImageFormat, bytes: &[u8]) -> Result<Header, I
             jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8 => Kind::ScaledJpeg {
                 progressive: info.coding_process == jpeg_decoder::CodingProcess::DctProgressive,
                 // Either side may end up as the shown width.
-                denominator: jpeg_denominator(width.min(height), 800),
+                denominator: jpeg_denominator(width.min(height), PREVIEW_WIDTH),
             },
             // The general path: the planes inside the decoder, then RGB.
             jpeg_decoder::PixelFormat::CMYK32 => Kind::FullDecode {
@@ -97,24 +118,71 @@ pub(crate) fn read_header(format: ImageFormat, bytes: &[u8]) -> Result<Header, I
         .map_err(|e| unreadable(format, e))?;
     let (width, height) = decoder.dimensions();
     let color = decoder.color_type();
-    let extra_quarters = match format {
-        ImageFormat::Webp if crate::webp::is_lossless(bytes) => WEBP_LOSSLESS,
-        ImageFormat::Webp if color.has_alpha() => WEBP_LOSSY_ALPHA,
-        ImageFormat::Webp => WEBP_LOSSY,
-        ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::Gif => 0,
+    let kind = match format {
+        ImageFormat::Png => {
+            let source = crate::rows::Source::png(bytes).map_err(|e| unreadable(format, e))?;
+            Kind::Streamed {
+                channels: streamed_channels(color),
+                grid: source.interlaced(),
+                turned: crate::pipeline::turns(source.orientation()),
+            }
+        }
+        // Only the first frame's flag tells; assume the costlier order.
+        ImageFormat::Gif => Kind::Streamed {
+            channels: 4,
+            grid: true,
+            turned: false,
+        },
+        ImageFormat::Webp | ImageFormat::Jpeg => Kind::FullDecode {
+            color,
+            extra_quarters: match format {
+                ImageFormat::Webp if crate::webp::is_lossless(bytes) => WEBP_LOSSLESS,
+                ImageFormat::Webp if color.has_alpha() => WEBP_LOSSY_ALPHA,
+                ImageFormat::Webp => WEBP_LOSSY,
+                _ => 0,
+            },
+        },
     };
     Ok(Header {
         width,
         height,
-        kind: Kind::FullDecode {
-            color,
-            extra_quarters,
-        },
+        kind,
     })
 }
 
+/// The channels the streamed path works in: grey, RGB, or RGBA (grey with
+/// alpha included).
+fn streamed_channels(color: ColorType) -> u64 {
+    if color.has_alpha() {
+        4
+    } else {
+        u64::from(color.channel_count())
+    }
+}
+
+/// The estimated peak of decoding a PNG or GIF whole instead of streaming
+/// it (what a full-size re-encode needs): the pipeline streams whenever
+/// this is over [`Limits::max_memory`].
+pub(crate) fn full_decode_needed(format: ImageFormat, bytes: &[u8]) -> Result<u64, InvalidImage> {
+    let header = read_header(format, bytes)?;
+    let kind = match header.kind {
+        Kind::Streamed { .. } => {
+            let decoder = image::ImageReader::with_format(Cursor::new(bytes), format.codec())
+                .into_decoder()
+                .map_err(|e| unreadable(format, e))?;
+            Kind::FullDecode {
+                color: decoder.color_type(),
+                extra_quarters: 0,
+            }
+        }
+        kind => kind,
+    };
+    Ok(Header { kind, ..header }.memory_needed(bytes.len() as u64))
+}
+
 impl Header {
-    /// Memory per pixel, in quarter bytes.
+    /// Memory per pixel, in quarter bytes, of the kinds that scale with the
+    /// image's pixels.
     fn quarters_per_pixel(self) -> u64 {
         let working = match self.kind {
             Kind::ScaledJpeg {
@@ -145,12 +213,38 @@ impl Header {
                 };
                 decoded + converted + extra_quarters
             }
+            Kind::Streamed { .. } => 0,
         };
         working + SLACK_QUARTERS
     }
 
     /// The estimated peak of processing the image, for a file of `file_len` bytes.
     pub(crate) fn memory_needed(self, file_len: u64) -> u64 {
+        if let Kind::Streamed {
+            channels,
+            grid,
+            turned,
+        } = self.kind
+        {
+            // While the original is decoded: its bytes, the bins' 16-bit
+            // means and their 8-bit sRGB copy (interlaced rows: a sum per
+            // channel first, 16-bit for bins up to 4×4, 32-bit beyond,
+            // dropped before the copy). Then the original and its stripped
+            // copy beside the 8-bit image and its linear copy for the
+            // resize (an image is turned once resized).
+            let shown_width = if turned { self.height } else { self.width };
+            let k = crate::rows::factor(shown_width, PREVIEW_WIDTH);
+            let (w, h) = crate::rows::shrunk_size(self.width, self.height, k);
+            let shrunk = u64::from(w) * u64::from(h) * channels;
+            let sums = match (grid, k) {
+                (false, _) => 1,
+                (true, ..=4) => 4,
+                (true, _) => 6,
+            };
+            let decoding = file_len + shrunk * sums.max(3);
+            let encoding = 2 * file_len + shrunk * 3;
+            return decoding.max(encoding) + STREAMED_FIXED;
+        }
         let pixels = u64::from(self.width) * u64::from(self.height);
         (pixels * self.quarters_per_pixel()).div_ceil(4) + 2 * file_len
     }
@@ -161,16 +255,43 @@ impl Header {
         if needed <= limits.max_memory {
             return Ok(());
         }
-        let room = limits.max_memory.saturating_sub(2 * file_len);
         Err(InvalidImage::TooMuchMemory {
             width: self.width,
             height: self.height,
             needed_mib: needed.div_ceil(1 << 20),
             limit_mib: limits.max_memory >> 20,
-            max_pixels: room * 4 / self.quarters_per_pixel(),
+            max_pixels: self.most_pixels_within(file_len, limits.max_memory),
         })
     }
+
+    /// The most pixels an image of this kind and shape (and file size) may
+    /// have within `budget`: the largest scale of it that fits, found by
+    /// bisection (the streamed kinds do not grow in proportion).
+    fn most_pixels_within(self, file_len: u64, budget: u64) -> u64 {
+        let scaled = |permille: u64| Header {
+            width: u32::try_from(u64::from(self.width) * permille / 1000).unwrap_or(u32::MAX),
+            height: u32::try_from(u64::from(self.height) * permille / 1000).unwrap_or(u32::MAX),
+            ..self
+        };
+        let (mut fits, mut over) = (0, 1000);
+        while over - fits > 1 {
+            let mid = (fits + over) / 2;
+            if scaled(mid).memory_needed(file_len) <= budget {
+                fits = mid;
+            } else {
+                over = mid;
+            }
+        }
+        let h = scaled(fits);
+        u64::from(h.width) * u64::from(h.height)
+    }
 }
+
+/// The preview's width, which the scaled and streamed decodes aim at.
+const PREVIEW_WIDTH: u32 = match crate::pipeline::Variant::Preview.target_width() {
+    Some(width) => width,
+    None => u32::MAX,
+};
 
 #[cfg(test)]
 mod tests {
@@ -226,9 +347,19 @@ mod tests {
         let png = encode_png(&gradient(300, 200, true));
         assert_eq!(
             header(&png).kind,
-            Kind::FullDecode {
-                color: ColorType::Rgba8,
-                extra_quarters: 0
+            Kind::Streamed {
+                channels: 4,
+                grid: false,
+                turned: false,
+            }
+        );
+        let interlaced = include_bytes!("../tests/images/interlaced.png");
+        assert_eq!(
+            header(interlaced).kind,
+            Kind::Streamed {
+                channels: 3,
+                grid: true,
+                turned: false,
             }
         );
         let lossless = encode_with(&gradient(300, 200, false), image::ImageFormat::WebP);
@@ -287,5 +418,35 @@ mod tests {
             ..rgba
         };
         assert_eq!(rgb.check(1_000_000, limits), Ok(()));
+    }
+
+    #[test]
+    fn a_streamed_png_or_gif_of_50_mp_fits_in_a_hosted_instance_beside_a_20_mb_file() {
+        let limits = Limits::default();
+        for (width, height) in [(8660, 5774), (5774, 8660), (7071, 7071)] {
+            for (channels, grid, turned) in [(4, true, false), (4, true, true), (3, false, true)] {
+                let h = Header {
+                    width,
+                    height,
+                    kind: Kind::Streamed {
+                        channels,
+                        grid,
+                        turned,
+                    },
+                };
+                assert_eq!(h.check(20 * MIB, limits), Ok(()), "{width}x{height} {h:?}");
+            }
+        }
+        // What does not fit is the file itself, held with its stripped copy.
+        let over = Header {
+            width: 8660,
+            height: 5774,
+            kind: Kind::Streamed {
+                channels: 3,
+                grid: false,
+                turned: false,
+            },
+        };
+        assert!(over.check(60 * MIB, limits).is_err());
     }
 }

@@ -22,4 +22,5 @@ pub mod testing;
 mod cost;
 mod gif;
 mod icc;
+mod rows;
 mod webp;

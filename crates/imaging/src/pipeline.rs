@@ -179,7 +179,101 @@ pub fn render_with(
     {
         return Ok(renditions);
     }
+    let source = match format {
+        ImageFormat::Png => Some(crate::rows::Source::png(original)?),
+        ImageFormat::Gif => Some(crate::rows::Source::gif(original)?),
+        ImageFormat::Jpeg | ImageFormat::Webp => None,
+    };
+    if let Some(source) = source {
+        // Full-size pixels only for a copy made from them (a PNG small
+        // enough to re-compress strongly, an image EXIF turns upright, a
+        // lossy re-encode), and only when they fit.
+        let (width, height) = source.dimensions();
+        let large = u64::from(width) * u64::from(height) > BUFFERED_ENCODE_MAX_PIXELS;
+        let wants_pixels = match optimize {
+            Optimize::Lossless => {
+                source.orientation() != Orientation::NoTransforms
+                    || (format == ImageFormat::Png && !large && source.eight_bit())
+            }
+            Optimize::Lossy { .. } => true,
+        };
+        if !wants_pixels || crate::cost::full_decode_needed(format, original)? > limits.max_memory {
+            return render_streamed(source, original, format);
+        }
+    }
     render_decoded(original, format, limits, optimize)
+}
+
+/// The PNG and GIF path when no full-size pixels are wanted, or none fit:
+/// the derivatives from rows streamed into a box shrink (`rows`), never
+/// the whole decoded image. The optimized copy is the original without its
+/// metadata, or, for an image EXIF turns, the original as it is (the
+/// orientation it carries is what shows it upright).
+fn render_streamed(
+    source: crate::rows::Source<'_>,
+    original: &[u8],
+    format: ImageFormat,
+) -> Result<Vec<Rendition>, PipelineError> {
+    let orientation = source.orientation();
+    let profile = source
+        .icc_profile()
+        .map(<[u8]>::to_vec)
+        .and_then(RgbProfile::read);
+    let (width, height) = source.dimensions();
+    let (shown_width, shown_height) = if turns(orientation) {
+        (height, width)
+    } else {
+        (width, height)
+    };
+    let preview_width = Variant::Preview.target_width().unwrap_or(shown_width);
+    let image = source.shrink(crate::rows::factor(shown_width, preview_width))?;
+    // Only now the copy: the decoding's peak is over.
+    let optimized = if orientation == Orientation::NoTransforms {
+        crate::metadata::strip(format, original, 1)
+    } else {
+        None
+    };
+    let optimized = Rendition {
+        variant: Variant::Optimized,
+        format,
+        width: shown_width,
+        height: shown_height,
+        bytes: optimized.unwrap_or_else(|| original.to_vec()),
+    };
+    // Resized as stored, then turned: the turn copies the preview, not the
+    // larger shrunk image.
+    let mut working = Pixels::from_image(image);
+    working.convert_to_srgb(profile.as_ref());
+    let preview = if turns(orientation) {
+        working.resized_to_height(preview_width)?
+    } else {
+        working.resized_to_width(Some(preview_width))?
+    };
+    drop(working);
+    let preview = preview.oriented(orientation);
+    let thumbnail = preview.resized_to_width(Variant::Thumbnail.target_width())?;
+    Ok(vec![
+        thumbnail.encode(Variant::Thumbnail, None)?,
+        preview.encode(Variant::Preview, None)?,
+        optimized,
+    ])
+}
+
+/// `side` scaled by `to / from`, rounded, at least 1.
+fn proportional(side: u32, to: u32, from: u32) -> u32 {
+    let scaled = (u64::from(side) * u64::from(to) + u64::from(from) / 2) / u64::from(from.max(1));
+    u32::try_from(scaled.max(1)).unwrap_or(u32::MAX)
+}
+
+/// Whether `orientation` swaps width and height.
+pub(crate) fn turns(orientation: Orientation) -> bool {
+    matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    )
 }
 
 fn decode_error(e: impl std::fmt::Display) -> PipelineError {
@@ -205,14 +299,7 @@ fn render_jpeg(bytes: &[u8], optimize: Optimize) -> Result<Option<Vec<Rendition>
         .exif_data()
         .and_then(Orientation::from_exif_chunk)
         .unwrap_or(Orientation::NoTransforms);
-    let turns = matches!(
-        orientation,
-        Orientation::Rotate90
-            | Orientation::Rotate270
-            | Orientation::Rotate90FlipH
-            | Orientation::Rotate270FlipH
-    );
-    let (shown_width, shown_height) = if turns {
+    let (shown_width, shown_height) = if turns(orientation) {
         (height, width)
     } else {
         (width, height)
@@ -388,7 +475,7 @@ struct Pixels {
     was_turned: bool,
 }
 
-fn srgb_mapper() -> &'static PixelComponentMapper {
+pub(crate) fn srgb_mapper() -> &'static PixelComponentMapper {
     static MAPPER: OnceLock<PixelComponentMapper> = OnceLock::new();
     MAPPER.get_or_init(fast_image_resize::create_srgb_mapper)
 }
@@ -488,16 +575,55 @@ impl Pixels {
     /// upscaled. Resampled in linear light.
     fn resized_to_width(&self, target: Option<u32>) -> Result<Self, PipelineError> {
         let (width, height) = (self.image.width(), self.image.height());
-        let Some(target) = target.filter(|&t| t < width) else {
-            return Ok(Self {
-                image: self.image.copy(),
-                was_turned: self.was_turned,
-            });
+        match target.filter(|&t| t < width) {
+            Some(target) => self.resized_to(target, proportional(height, target, width)),
+            None => Ok(self.copied()),
+        }
+    }
+
+    /// A copy no taller than `target`, as [`Self::resized_to_width`].
+    fn resized_to_height(&self, target: u32) -> Result<Self, PipelineError> {
+        let (width, height) = (self.image.width(), self.image.height());
+        if target < height {
+            self.resized_to(proportional(width, target, height), target)
+        } else {
+            Ok(self.copied())
+        }
+    }
+
+    fn copied(&self) -> Self {
+        Self {
+            image: self.image.copy(),
+            was_turned: self.was_turned,
+        }
+    }
+
+    /// The pixels turned upright as `orientation` says.
+    fn oriented(self, orientation: Orientation) -> Self {
+        if orientation == Orientation::NoTransforms {
+            return self;
+        }
+        let (width, height) = (self.image.width(), self.image.height());
+        let pixel_type = self.image.pixel_type();
+        let buffer = self.image.into_vec();
+        let image = match pixel_type {
+            PixelType::U8 => {
+                image::GrayImage::from_raw(width, height, buffer).map(DynamicImage::ImageLuma8)
+            }
+            PixelType::U8x4 => {
+                image::RgbaImage::from_raw(width, height, buffer).map(DynamicImage::ImageRgba8)
+            }
+            _ => image::RgbImage::from_raw(width, height, buffer).map(DynamicImage::ImageRgb8),
         };
-        let height_for = |w: u32| {
-            let h = (u64::from(height) * u64::from(w) + u64::from(width) / 2) / u64::from(width);
-            u32::try_from(h.max(1)).unwrap_or(u32::MAX)
-        };
+        let mut image = image.unwrap_or_else(|| unreachable!("Pixels' buffers are tightly packed"));
+        image.apply_orientation(orientation);
+        let mut pixels = Self::from_image(image);
+        pixels.was_turned = true;
+        pixels
+    }
+
+    /// Resampled in linear light to exactly `width` × `height`.
+    fn resized_to(&self, width: u32, height: u32) -> Result<Self, PipelineError> {
         let pixel_type = self.image.pixel_type();
         let source = &self.image;
         let linear_type = match pixel_type {
@@ -510,9 +636,10 @@ impl Pixels {
         srgb_mapper()
             .forward_map(source, &mut linear)
             .map_err(map_error)?;
-        let mut resized = Image::new(target, height_for(target), linear_type);
+        let mut resized = Image::new(width, height, linear_type);
         resize(&linear, &mut resized, FilterType::Lanczos3)?;
-        let mut out = Image::new(target, height_for(target), pixel_type);
+        drop(linear);
+        let mut out = Image::new(width, height, pixel_type);
         srgb_mapper()
             .backward_map(&resized, &mut out)
             .map_err(map_error)?;
@@ -945,20 +1072,95 @@ mod tests {
         }
     }
 
+    /// The top-left corner of [`quadrants`] shown for each orientation
+    /// value, per the EXIF spec, and the thumbnail's size.
+    const CORNERS: [(u16, &str, (u32, u32)); 8] = [
+        (1, "red", (200, 100)),
+        (2, "green", (200, 100)),
+        (3, "white", (200, 100)),
+        (4, "blue", (200, 100)),
+        (5, "red", (200, 400)),
+        (6, "blue", (200, 400)),
+        (7, "white", (200, 400)),
+        (8, "green", (200, 400)),
+    ];
+
+    /// `image` as a 16-bit PNG (which the pipeline streams) carrying an
+    /// `eXIf` chunk with `orientation`.
+    fn png16_with_orientation(image: &DynamicImage, orientation: u16) -> Vec<u8> {
+        let rgb16 = image.to_rgb16();
+        let mut out = Vec::new();
+        let mut encoder = png::Encoder::new(&mut out, image.width(), image.height());
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Sixteen);
+        let mut writer = encoder.write_header().expect("header");
+        // An APP1 segment: marker, length, "Exif\0\0", then the TIFF data
+        // that PNG's eXIf holds.
+        let segment = crate::jpeg::exif_orientation_segment(orientation);
+        writer
+            .write_chunk(png::chunk::eXIf, &segment[10..])
+            .expect("eXIf");
+        let samples: Vec<u8> = rgb16
+            .as_raw()
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
+        writer.write_image_data(&samples).expect("pixels");
+        writer.finish().expect("finished");
+        out
+    }
+
+    #[test]
+    fn every_exif_orientation_is_applied_to_streamed_derivatives_and_a_turned_original_is_its_own_copy()
+     {
+        for (orientation, corner, (w, h)) in CORNERS {
+            let png = png16_with_orientation(&quadrants(), orientation);
+            let source = crate::rows::Source::png(&png).expect("opens");
+            let out = render_streamed(source, &png, ImageFormat::Png).expect("render");
+            let thumb = decode_output(by_variant(&out, Variant::Thumbnail)).to_rgb8();
+            assert_eq!(thumb.dimensions(), (w, h), "orientation {orientation}");
+            assert_eq!(
+                dominant(*thumb.get_pixel(5, 5)),
+                corner,
+                "orientation {orientation}"
+            );
+            let optimized = by_variant(&out, Variant::Optimized);
+            let shown = if h > w { (200, 400) } else { (400, 200) };
+            assert_eq!((optimized.width, optimized.height), shown);
+            if orientation == 1 {
+                assert!(optimized.bytes.len() < png.len(), "eXIf stripped");
+            } else {
+                assert_eq!(optimized.bytes, png, "kept with the orientation it needs");
+            }
+        }
+    }
+
+    #[test]
+    fn a_png_whose_full_decode_would_not_fit_is_streamed_and_keeps_its_stripped_original() {
+        let png = encode_png(&gradient(8000, 600, false));
+        let needed = crate::cost::full_decode_needed(ImageFormat::Png, &png).expect("header");
+        let limits = Limits {
+            max_memory: needed - 1,
+            ..Limits::default()
+        };
+        let out = render_with(&png, limits, Optimize::Lossy { quality: 82 }).expect("render");
+        let optimized = by_variant(&out, Variant::Optimized);
+        assert_eq!(optimized.format, ImageFormat::Png);
+        assert_eq!(optimized.bytes, png, "nothing to strip: the original");
+        let preview = by_variant(&out, Variant::Preview);
+        assert_eq!((preview.width, preview.height), (800, 60));
+        // With room for the pixels, lossy re-encodes them.
+        let out =
+            render_with(&png, Limits::default(), Optimize::Lossy { quality: 82 }).expect("render");
+        assert_eq!(
+            by_variant(&out, Variant::Optimized).format,
+            ImageFormat::Jpeg
+        );
+    }
+
     #[test]
     fn every_exif_orientation_is_applied_to_the_derivatives() {
-        // The top-left corner shown for each orientation value, per the EXIF spec.
-        let expected = [
-            (1, "red", (200, 100)),
-            (2, "green", (200, 100)),
-            (3, "white", (200, 100)),
-            (4, "blue", (200, 100)),
-            (5, "red", (200, 400)),
-            (6, "blue", (200, 400)),
-            (7, "white", (200, 400)),
-            (8, "green", (200, 400)),
-        ];
-        for (orientation, corner, (w, h)) in expected {
+        for (orientation, corner, (w, h)) in CORNERS {
             let jpeg = encode_jpeg_with_orientation(&quadrants(), orientation);
             let out = render(&jpeg, Limits::default()).expect("render");
             let thumb = decode_output(by_variant(&out, Variant::Thumbnail)).to_rgb8();
