@@ -475,6 +475,75 @@ impl TestApp {
             .send_checked()
     }
 
+    /// `POST /api/images` with the image as the whole body, sent chunked
+    /// (no `Content-Length`: its size is known only as it arrives) over a
+    /// plain connection, which goes on to read the answer when the app
+    /// answers before the body is all sent (as it does past the limit);
+    /// reqwest gives up on the write instead. The status and the JSON body.
+    pub fn upload_chunked(&self, bytes: Vec<u8>, content_type: &str) -> (u16, Value) {
+        use std::io::{BufRead as _, Read as _, Write as _};
+        let url = url::Url::parse(&self.url("/api/images")).expect("the app's URL");
+        let address = url.socket_addrs(|| None).expect("an address")[0];
+        let stream = TcpStream::connect(address).expect("connected");
+        let mut writer = stream.try_clone().expect("a second handle");
+        let head = format!(
+            "POST /api/images HTTP/1.1\r\nHost: {address}\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        );
+        let sender = std::thread::spawn(move || -> std::io::Result<()> {
+            writer.write_all(head.as_bytes())?;
+            for chunk in bytes.chunks(64 * 1024) {
+                write!(writer, "{:x}\r\n", chunk.len())?;
+                writer.write_all(chunk)?;
+                writer.write_all(b"\r\n")?;
+            }
+            writer.write_all(b"0\r\n\r\n")
+        });
+        let mut reader = std::io::BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("a status line");
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("a status line: {line:?}"));
+        let mut length = None;
+        loop {
+            line.clear();
+            reader.read_line(&mut line).expect("a header line");
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = Some(value.trim().parse().expect("a length"));
+            }
+        }
+        let mut body = Vec::new();
+        if let Some(length) = length {
+            body.resize(length, 0);
+            reader.read_exact(&mut body).expect("the body");
+        } else {
+            // Chunked: a hex size line, the chunk, CRLF; size 0 ends it.
+            loop {
+                line.clear();
+                reader.read_line(&mut line).expect("a chunk size");
+                let size = usize::from_str_radix(line.trim(), 16).expect("a hex chunk size");
+                let mut chunk = vec![0; size + 2];
+                reader.read_exact(&mut chunk).expect("a chunk");
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        }
+        // The app may close the connection before the body is all sent.
+        drop(reader);
+        drop(sender.join());
+        (status, serde_json::from_slice(&body).expect("a JSON body"))
+    }
+
     /// `POST /api/images` with the image as the whole body.
     pub fn upload_raw(&self, bytes: Vec<u8>, content_type: Option<&str>) -> Response {
         let mut req = self.client.post(self.url("/api/images")).body(bytes);

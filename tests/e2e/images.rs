@@ -125,3 +125,144 @@ pub fn animated_gif(frames: usize) -> Vec<u8> {
     }
     out
 }
+
+/// `channels` samples a pixel (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA) of a
+/// photograph's worth of detail: smooth gradients under a seeded noise
+/// bit, so that PNG, GIF and WebP files come out at least as large as a
+/// real photograph's (a 24 MP RGB PNG of a photograph is about 24 MB, a
+/// third of a byte a sample; these come out at about 0.38). The
+/// alpha channel is a smooth ramp that never reaches 255.
+pub fn photo_like(width: u32, height: u32, channels: usize) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut out = Vec::with_capacity(width as usize * height as usize * channels);
+    for y in 0..height {
+        for x in 0..width {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let noise = state.to_le_bytes();
+            let base = [
+                x * 200 / width.max(1),
+                y * 200 / height.max(1),
+                (x + y) * 100 / (width + height).max(1) + 50,
+            ];
+            for c in 0..channels {
+                let sample = if channels.is_multiple_of(2) && c == channels - 1 {
+                    // Alpha: a ramp from 60 to 250, no noise.
+                    60 + x * 190 / width.max(1)
+                } else {
+                    let n = u32::from(noise[c] & 1);
+                    base[c % 3] + 16 + n
+                };
+                out.push(u8::try_from(sample.min(255)).unwrap_or(u8::MAX));
+            }
+        }
+    }
+    out
+}
+
+/// [`photo_like`] pixels as a PNG (`bits` 8 or 16, each 16-bit sample the
+/// 8-bit one over two bits of noise), at the default compression; `interlaced` writes Adam7, which the `png` crate cannot.
+pub fn photo_like_png(
+    width: u32,
+    height: u32,
+    channels: usize,
+    bits: u8,
+    interlaced: bool,
+) -> Vec<u8> {
+    let samples = photo_like(width, height, channels);
+    let samples: Vec<u8> = if bits == 16 {
+        // Two bits of noise in each low byte, as a camera's 16-bit output
+        // has (a 16 MP photo's 16-bit PNG: about 43 MB).
+        let mut state = 0x2545_F491_4F6C_DD1D_u64;
+        samples
+            .iter()
+            .flat_map(|&hi| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                [hi, (state as u8) & 0xC0]
+            })
+            .collect()
+    } else {
+        samples
+    };
+    let color_type: u8 = match channels {
+        1 => 0,
+        2 => 4,
+        3 => 2,
+        _ => 6,
+    };
+    let bytes_per_pixel = channels * usize::from(bits / 8);
+    let mut raw = Vec::with_capacity(samples.len() + height as usize * 8);
+    let mut add_rows =
+        |xs: std::ops::Range<u32>, x_step: u32, ys: std::iter::StepBy<std::ops::Range<u32>>| {
+            for y in ys {
+                raw.push(0); // filter: none
+                for x in xs.clone().step_by(x_step as usize) {
+                    let at = (y as usize * width as usize + x as usize) * bytes_per_pixel;
+                    raw.extend_from_slice(&samples[at..at + bytes_per_pixel]);
+                }
+            }
+        };
+    if interlaced {
+        for (xs, xo, ys, yo) in [
+            (8, 0, 8, 0),
+            (8, 4, 8, 0),
+            (4, 0, 8, 4),
+            (4, 2, 4, 0),
+            (2, 0, 4, 2),
+            (2, 1, 2, 0),
+            (1, 0, 2, 1),
+        ] {
+            if xo < width && yo < height {
+                add_rows(xo..width, xs, (yo..height).step_by(ys as usize));
+            }
+        }
+    } else {
+        add_rows(0..width, 1, (0..height).step_by(1));
+    }
+    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut zlib, &raw).expect("deflate");
+    let idat = zlib.finish().expect("deflate");
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[bits, color_type, 0, 0, u8::from(interlaced)]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [
+        (b"IHDR", &ihdr[..]),
+        (b"IDAT", &idat[..]),
+        (b"IEND", &[][..]),
+    ] {
+        png.extend_from_slice(&u32::try_from(data.len()).expect("a chunk").to_be_bytes());
+        let start = png.len();
+        png.extend_from_slice(kind);
+        png.extend_from_slice(data);
+        let crc = crc32fast::hash(&png[start..]);
+        png.extend_from_slice(&crc.to_be_bytes());
+    }
+    png
+}
+
+/// [`photo_like`] pixels as a one-frame GIF of 256 greys and colours.
+pub fn photo_like_gif(width: u32, height: u32) -> Vec<u8> {
+    let grey = photo_like(width, height, 1);
+    let palette: Vec<u8> = (0..=255_u8)
+        .flat_map(|v| [v, v / 2 + 64, 255 - v])
+        .collect();
+    let mut out = Vec::new();
+    {
+        let w = u16::try_from(width).expect("GIF width");
+        let h = u16::try_from(height).expect("GIF height");
+        let mut encoder = gif::Encoder::new(&mut out, w, h, &palette).expect("GIF encoder");
+        let frame = gif::Frame {
+            width: w,
+            height: h,
+            buffer: std::borrow::Cow::Owned(grey),
+            ..gif::Frame::default()
+        };
+        encoder.write_frame(&frame).expect("GIF frame");
+    }
+    out
+}

@@ -245,6 +245,115 @@ fn a_24_megapixel_jpeg_baseline_or_progressive_or_png_is_processed_within_a_128_
 }
 
 #[test]
+fn a_png_of_every_kind_and_a_gif_of_24_megapixels_as_large_as_a_photos_are_processed_within_a_128_mib_instance()
+ {
+    // Files as large as a photograph's (a 24 MP RGB PNG of a photo: about
+    // 24 MB), over the default 20 MiB upload limit.
+    let app = TestApp::start(Options {
+        max_instance_memory: Some(128 << 20),
+        variables: vec![("max_upload_bytes", "62914560")],
+        ..Options::default()
+    });
+    let (w, h) = (6000, 4000);
+    // (kind, file, width, height, bytes of its raw colour samples)
+    let raw = |w: u32, h: u32, bytes_per_pixel: u32| u64::from(w * h * bytes_per_pixel);
+    let kinds = [
+        (
+            "RGB",
+            images::photo_like_png(w, h, 3, 8, false),
+            w,
+            h,
+            raw(w, h, 3),
+        ),
+        (
+            "RGBA",
+            images::photo_like_png(w, h, 4, 8, false),
+            w,
+            h,
+            raw(w, h, 3),
+        ),
+        (
+            "grey",
+            images::photo_like_png(w, h, 1, 8, false),
+            w,
+            h,
+            raw(w, h, 1),
+        ),
+        (
+            "interlaced RGB",
+            images::photo_like_png(w, h, 3, 8, true),
+            w,
+            h,
+            raw(w, h, 3),
+        ),
+        (
+            "interlaced grey and alpha",
+            images::photo_like_png(w, h, 2, 8, true),
+            w,
+            h,
+            raw(w, h, 1),
+        ),
+        // 16 bits a sample: a photograph's 24 MP would be a file of over
+        // half of max_memory_mib, refused at upload (the processor holds
+        // the original and its stripped copy); 16 MP is 38 MB.
+        (
+            "16-bit RGB",
+            images::photo_like_png(4900, 3266, 3, 16, false),
+            4900,
+            3266,
+            raw(4900, 3266, 6),
+        ),
+        ("GIF", images::photo_like_gif(w, h), w, h, raw(w, h, 1)),
+    ];
+    for (kind, file, width, height, raw_bytes) in kinds {
+        let size = file.len() as u64;
+        eprintln!("{kind}: {size} bytes");
+        // No more compressible than a photograph's: a 24 MP RGB PNG of a
+        // photo is about 24 MB, a third of a byte a colour sample.
+        assert!(
+            size * 10 >= raw_bytes * 3,
+            "{kind}: {size} bytes compress better than a photo"
+        );
+        let done = app.wait_until_finished(&app.upload(file));
+        assert_eq!(done["status"], "completed", "{kind}: {done}");
+        assert_eq!(
+            done["attempts"], 1,
+            "{kind}: no attempt ran out of memory: {done}"
+        );
+        let optimized = &done["outputs"]["optimized"];
+        assert_eq!(
+            (optimized["width"].as_u64(), optimized["height"].as_u64()),
+            (Some(u64::from(width)), Some(u64::from(height))),
+            "{kind}"
+        );
+        let (preview, _) = fetch_image(&app, &done, "preview");
+        assert_eq!(
+            preview.dimensions(),
+            (800, (800 * height + width / 2) / width),
+            "{kind}"
+        );
+    }
+}
+
+#[test]
+fn an_upload_the_processor_could_not_hold_twice_is_refused_as_it_arrives_with_a_413() {
+    // max_upload_bytes allows 100 MiB, max_memory_mib 64 only 32 MiB: the
+    // upload stops reading there, under a cap smaller than the body.
+    let app = TestApp::start(Options {
+        max_instance_memory: Some(48 << 20),
+        variables: vec![("max_upload_bytes", "104857600"), ("max_memory_mib", "64")],
+        ..Options::default()
+    });
+    let body = images::photo_like_png(8000, 6000, 4, 8, false);
+    assert!(body.len() > 48 << 20, "{} bytes", body.len());
+    // Chunked, with no Content-Length: the limit is found as it arrives.
+    let (status, problem) = app.upload_chunked(body, "image/png");
+    assert_eq!(status, 413, "{problem}");
+    assert_eq!(problem["type"], "urn:darkroom:problem:payload-too-large");
+    assert_eq!(problem["limit_bytes"], 32 << 20, "{problem}");
+}
+
+#[test]
 fn a_large_original_is_stored_and_served_back_byte_for_byte() {
     // Over 8 MiB: a multipart upload on S3, nine chunks in the key-value store.
     let app = TestApp::spawn();

@@ -1292,7 +1292,7 @@ fn fetch_original(
         ports.clock,
         &source.url,
         fetch.rules,
-        limits.max_upload_bytes,
+        limits.max_file_bytes(),
         fetch.timeout,
     )?;
     let info = inspect(&bytes, limits).map_err(|e| ingest::refusal(&e))?;

@@ -117,6 +117,22 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The largest file accepted: `max_upload_bytes`, or half of
+    /// `max_memory` when that is smaller. Processing holds the original and
+    /// its stripped copy (see `cost.rs`), so a larger file could never be
+    /// processed, and reading it whole would only put the upload's own
+    /// memory at risk.
+    pub const fn max_file_bytes(&self) -> u64 {
+        let by_memory = self.max_memory / 2;
+        if by_memory < self.max_upload_bytes {
+            by_memory
+        } else {
+            self.max_upload_bytes
+        }
+    }
+}
+
 /// What the header says about an accepted image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageInfo {
@@ -208,9 +224,9 @@ pub fn inspect(bytes: &[u8], limits: Limits) -> Result<ImageInfo, InvalidImage> 
     if len == 0 {
         return Err(InvalidImage::Empty);
     }
-    if len > limits.max_upload_bytes {
+    if len > limits.max_file_bytes() {
         return Err(InvalidImage::TooLarge {
-            limit: limits.max_upload_bytes,
+            limit: limits.max_file_bytes(),
         });
     }
     let format = ImageFormat::sniff(bytes).ok_or(InvalidImage::UnsupportedFormat)?;

@@ -24,7 +24,9 @@ pub fn strip(format: ImageFormat, bytes: &[u8], orientation: u16) -> Option<Vec<
 /// Drops the text, time and EXIF chunks.
 fn strip_png(png: &[u8]) -> Option<Vec<u8>> {
     const DROPPED: [&[u8; 4]; 5] = [b"tEXt", b"zTXt", b"iTXt", b"tIME", b"eXIf"];
-    let mut out = png.get(..8)?.to_vec();
+    // Sized once: growing would copy the file and hold it twice over.
+    let mut out = Vec::with_capacity(png.len());
+    out.extend_from_slice(png.get(..8)?);
     let mut pos = 8;
     while pos < png.len() {
         let len =
@@ -46,7 +48,8 @@ fn strip_webp(webp: &[u8]) -> Option<Vec<u8>> {
     if webp.get(..4)? != b"RIFF" || webp.get(8..12)? != b"WEBP" {
         return None;
     }
-    let mut out = webp[..12].to_vec();
+    let mut out = Vec::with_capacity(webp.len());
+    out.extend_from_slice(&webp[..12]);
     for chunk in crate::webp::chunks(webp) {
         let (fourcc, range) = chunk.ok()?;
         match &fourcc {
@@ -68,7 +71,8 @@ fn strip_webp(webp: &[u8]) -> Option<Vec<u8>> {
 /// looping ones (`NETSCAPE2.0`, `ANIMEXTS1.0`), e.g. XMP.
 fn strip_gif(gif: &[u8]) -> Option<Vec<u8>> {
     use crate::gif::{Block, blocks, header_len};
-    let mut out = gif.get(..header_len(gif)?)?.to_vec();
+    let mut out = Vec::with_capacity(gif.len());
+    out.extend_from_slice(gif.get(..header_len(gif)?)?);
     for block in blocks(gif) {
         let (block, range) = block.ok()?;
         let keep = match block {

@@ -244,10 +244,17 @@ fn render_streamed(
     // larger shrunk image.
     let mut working = Pixels::from_image(image);
     working.convert_to_srgb(profile.as_ref());
-    let preview = if turns(orientation) {
-        working.resized_to_height(preview_width)?
+    // The preview's size from the original's, not from the shrunk image's
+    // (whose last bins may be partial).
+    let preview = if preview_width >= shown_width {
+        working.copied()
     } else {
-        working.resized_to_width(Some(preview_width))?
+        let preview_height = proportional(shown_height, preview_width, shown_width);
+        if turns(orientation) {
+            working.resized_to(preview_height, preview_width)?
+        } else {
+            working.resized_to(preview_width, preview_height)?
+        }
     };
     drop(working);
     let preview = preview.oriented(orientation);
@@ -578,16 +585,6 @@ impl Pixels {
         match target.filter(|&t| t < width) {
             Some(target) => self.resized_to(target, proportional(height, target, width)),
             None => Ok(self.copied()),
-        }
-    }
-
-    /// A copy no taller than `target`, as [`Self::resized_to_width`].
-    fn resized_to_height(&self, target: u32) -> Result<Self, PipelineError> {
-        let (width, height) = (self.image.width(), self.image.height());
-        if target < height {
-            self.resized_to(proportional(width, target, height), target)
-        } else {
-            Ok(self.copied())
         }
     }
 

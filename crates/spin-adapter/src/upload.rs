@@ -7,7 +7,8 @@
 //! the core, not here).
 //!
 //! The body is read as a stream and abandoned as soon as it exceeds the
-//! limit, so an oversized upload costs at most the limit in memory.
+//! limit; a multipart body is parsed as it arrives, so an upload costs at
+//! most the file's bytes in memory, once.
 
 use darkroom_core::format::{InvalidImage, Limits};
 use futures::StreamExt;
@@ -85,6 +86,12 @@ fn body_kind(content_type: Option<&str>) -> Result<BodyKind, ApiError> {
 /// The uploaded file's bytes. Size is enforced here; format and dimensions
 /// are the core's business.
 ///
+/// The body is read as it arrives: a multipart body is parsed from the
+/// stream (only the file's bytes are kept, once), and any body is abandoned
+/// as soon as it passes [`Limits::max_file_bytes`] (`max_upload_bytes`, or
+/// half of `max_memory_mib` when smaller), so an instance never holds more
+/// than that limit of the body, whatever a client sends.
+///
 /// # Errors
 /// [`ApiError`]: 413 over the limit, 415 for a body type that cannot carry
 /// an upload, 400 for a malformed multipart body or a missing file.
@@ -94,52 +101,127 @@ pub async fn read_upload(
 ) -> Result<(Upload, Request), ApiError> {
     let headers = req.headers();
     let kind = body_kind(header(&headers, "content-type").as_deref())?;
-    let too_large = || {
-        ApiError::InvalidImage(InvalidImage::TooLarge {
-            limit: limits.max_upload_bytes,
-        })
-    };
+    let file_limit = limits.max_file_bytes();
     let body_limit = match kind {
-        BodyKind::Multipart(_) => limits
-            .max_upload_bytes
-            .saturating_add(MULTIPART_OVERHEAD_BYTES),
-        BodyKind::Raw => limits.max_upload_bytes,
+        BodyKind::Multipart(_) => file_limit.saturating_add(MULTIPART_OVERHEAD_BYTES),
+        BodyKind::Raw => file_limit,
         BodyKind::Json => JSON_LIMIT_BYTES,
     };
     let declared = header(&headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|len| len > body_limit) {
-        return Err(too_large());
+        return Err(too_large(file_limit));
     }
     drop(headers);
 
-    let mut body = Vec::with_capacity(declared.map_or(0, |l| usize::try_from(l).unwrap_or(0)));
-    let mut stream = req.into_body_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::BadMultipart(format!("the request body broke off: {e:?}")))?;
-        if (body.len() + chunk.len()) as u64 > body_limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-
+    let stream = req.into_body_stream().map(|chunk| {
+        chunk
+            .map(bytes::Bytes::from)
+            .map_err(|e| BodyError(format!("the request body broke off: {e:?}")))
+    });
+    // The whole buffer at once (the declared length, or the limit when the
+    // body is chunked): growing it as bytes arrive would copy it, and for a
+    // moment hold it twice.
+    let capacity = usize::try_from(declared.unwrap_or(body_limit).min(body_limit)).unwrap_or(0);
     let mut request = match kind {
-        BodyKind::Raw => Request {
-            upload: Some(Upload::File(body)),
-            ..Request::default()
-        },
-        BodyKind::Json => ingest_body(&body)?,
-        BodyKind::Multipart(boundary) => fields(body, boundary).await?,
+        BodyKind::Multipart(boundary) => {
+            fields(Paced::new(stream), boundary, file_limit, capacity).await?
+        }
+        BodyKind::Raw | BodyKind::Json => {
+            let body = collect(stream, body_limit, capacity)
+                .await?
+                .ok_or_else(|| too_large(file_limit))?;
+            if matches!(kind, BodyKind::Json) {
+                ingest_body(&body)?
+            } else {
+                Request {
+                    upload: Some(Upload::File(body)),
+                    ..Request::default()
+                }
+            }
+        }
     };
     let upload = match request.upload.take() {
         Some(Upload::File(file)) if file.is_empty() => return Err(ApiError::MissingFile),
-        Some(Upload::File(file)) if file.len() as u64 > limits.max_upload_bytes => {
-            return Err(too_large());
-        }
         Some(upload) => upload,
         None => return Err(ApiError::MissingFile),
     };
     Ok((upload, request))
+}
+
+/// A stream that hands out one item per wake-up. multer reads its stream
+/// until the stream is pending, so a body arriving faster than it is parsed
+/// (as a local client sends it) would be buffered whole, next to the file
+/// being collected from it: after each chunk this yields to spin-sdk's
+/// executor on a timer that is due at once (the executor only sleeps on
+/// registered `wasi:io/poll` pollables), and multer parses what it has.
+struct Paced<S> {
+    inner: S,
+    just_yielded: bool,
+}
+
+impl<S> Paced<S> {
+    const fn new(inner: S) -> Self {
+        Self {
+            inner,
+            just_yielded: false,
+        }
+    }
+}
+
+impl<S: futures::Stream + Unpin> futures::Stream for Paced<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<S::Item>> {
+        if std::mem::take(&mut self.just_yielded) {
+            let now = wasi::clocks::monotonic_clock::subscribe_duration(0);
+            spin_executor::push_waker(now, cx.waker().clone());
+            return std::task::Poll::Pending;
+        }
+        let next = std::pin::Pin::new(&mut self.inner).poll_next(cx);
+        self.just_yielded = matches!(next, std::task::Poll::Ready(Some(_)));
+        next
+    }
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::InvalidImage(InvalidImage::TooLarge { limit })
+}
+
+/// A body that broke off while it was read.
+#[derive(Debug)]
+struct BodyError(String);
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+/// The stream's bytes, or `None` once they pass `limit` (the rest is not
+/// read).
+async fn collect<S, E>(
+    mut stream: S,
+    limit: u64,
+    capacity: usize,
+) -> Result<Option<Vec<u8>>, ApiError>
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut body = Vec::with_capacity(capacity);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadMultipart(e.to_string()))?;
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 fn ingest_body(body: &[u8]) -> Result<Request, ApiError> {
@@ -156,19 +238,47 @@ fn ingest_body(body: &[u8]) -> Result<Request, ApiError> {
         })
 }
 
-/// The `file` (or `url`), `callback_url` and `notify_email` fields; others
-/// are ignored.
-async fn fields(body: Vec<u8>, boundary: String) -> Result<Request, ApiError> {
-    let once = futures::stream::once(async move {
-        Ok::<_, std::convert::Infallible>(bytes::Bytes::from(body))
-    });
-    let mut multipart = multer::Multipart::new(once, boundary);
-    let bad = |e: multer::Error| ApiError::BadMultipart(e.to_string());
+/// The `file` (or `url`), `callback_url` and `notify_email` fields, parsed
+/// from the body as it arrives; others are skipped unread. The file is
+/// refused once it passes `file_limit`, every other field past
+/// [`MULTIPART_OVERHEAD_BYTES`].
+async fn fields<S, E>(
+    body: S,
+    boundary: String,
+    file_limit: u64,
+    capacity: usize,
+) -> Result<Request, ApiError>
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
+    let constraints = multer::Constraints::new().size_limit(
+        multer::SizeLimit::new()
+            .whole_stream(file_limit.saturating_add(MULTIPART_OVERHEAD_BYTES))
+            .per_field(MULTIPART_OVERHEAD_BYTES)
+            // Held to `file_limit` as it is read, below.
+            .for_field("file", u64::MAX),
+    );
+    let mut multipart = multer::Multipart::with_constraints(body, boundary, constraints);
+    let bad = |e: multer::Error| match e {
+        multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {
+            too_large(file_limit)
+        }
+        e => ApiError::BadMultipart(e.to_string()),
+    };
     let mut request = Request::default();
     while let Some(field) = multipart.next_field().await.map_err(bad)? {
         match field.name() {
             Some("file") if request.upload.is_none() => {
-                request.upload = Some(Upload::File(field.bytes().await.map_err(bad)?.to_vec()));
+                let mut field = field;
+                let mut file = Vec::with_capacity(capacity.min(file_limit as usize));
+                while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                    if (file.len() + chunk.len()) as u64 > file_limit {
+                        return Err(too_large(file_limit));
+                    }
+                    file.extend_from_slice(&chunk);
+                }
+                request.upload = Some(Upload::File(file));
             }
             Some("url") if request.upload.is_none() => {
                 request.upload = Some(Upload::Url(field.text().await.map_err(bad)?));
@@ -184,6 +294,20 @@ async fn fields(body: Vec<u8>, boundary: String) -> Result<Request, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parsed(body: Vec<u8>, file_limit: u64) -> Result<Request, ApiError> {
+        // Sent in small pieces, as a network delivers it.
+        let pieces: Vec<Result<bytes::Bytes, std::convert::Infallible>> = body
+            .chunks(7)
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect();
+        futures::executor::block_on(fields(
+            futures::stream::iter(pieces),
+            "b".into(),
+            file_limit,
+            0,
+        ))
+    }
 
     #[test]
     fn body_kinds_follow_the_content_type_essence() {
@@ -218,7 +342,7 @@ mod tests {
     #[test]
     fn the_file_field_is_found_among_others() {
         let body = b"--b\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\nContent-Type: image/png\r\n\r\nPNGDATA\r\n--b--\r\n".to_vec();
-        let request = futures::executor::block_on(fields(body, "b".into())).expect("parsed");
+        let request = parsed(body, 1 << 20).expect("parsed");
         assert_eq!(request.upload, Some(Upload::File(b"PNGDATA".to_vec())));
     }
 
@@ -235,7 +359,7 @@ mod tests {
             Err(ApiError::BadJson(_))
         ));
         let body = b"--b\r\nContent-Disposition: form-data; name=\"url\"\r\n\r\nhttps://example.com/a.jpg\r\n--b--\r\n".to_vec();
-        let request = futures::executor::block_on(fields(body, "b".into())).expect("parsed");
+        let request = parsed(body, 1 << 20).expect("parsed");
         assert_eq!(
             request.upload,
             Some(Upload::Url("https://example.com/a.jpg".into()))
@@ -247,14 +371,14 @@ mod tests {
         let body =
             b"--b\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello\r\n--b--\r\n"
                 .to_vec();
-        let request = futures::executor::block_on(fields(body, "b".into())).expect("parsed");
+        let request = parsed(body, 1 << 20).expect("parsed");
         assert_eq!(request.upload, None, "read_upload answers MissingFile");
     }
 
     #[test]
     fn recipients_come_from_multipart_fields_in_any_order_or_from_the_json_body() {
         let body = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\n\r\nPNG\r\n--b\r\nContent-Disposition: form-data; name=\"callback_url\"\r\n\r\nhttps://h.example/x\r\n--b\r\nContent-Disposition: form-data; name=\"notify_email\"\r\n\r\nann@example.com\r\n--b--\r\n".to_vec();
-        let request = futures::executor::block_on(fields(body, "b".into())).expect("parsed");
+        let request = parsed(body, 1 << 20).expect("parsed");
         assert_eq!(request.callback_url.as_deref(), Some("https://h.example/x"));
         assert_eq!(request.notify_email.as_deref(), Some("ann@example.com"));
         let json = ingest_body(
@@ -263,5 +387,26 @@ mod tests {
         .expect("json");
         assert_eq!(json.callback_url.as_deref(), Some("https://h.example/x"));
         assert_eq!(json.notify_email.as_deref(), Some("ann@example.com"));
+    }
+
+    #[test]
+    fn a_multipart_file_over_the_limit_is_too_large_and_small_fields_stay_small() {
+        let file = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\n\r\n0123456789\r\n--b--\r\n".to_vec();
+        assert!(matches!(
+            parsed(file.clone(), 9),
+            Err(ApiError::InvalidImage(InvalidImage::TooLarge { limit: 9 }))
+        ));
+        assert!(parsed(file, 10).is_ok());
+        let mut big_title =
+            b"--b\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\n".to_vec();
+        big_title.extend(std::iter::repeat_n(
+            b'x',
+            MULTIPART_OVERHEAD_BYTES as usize + 1,
+        ));
+        big_title.extend_from_slice(b"\r\n--b--\r\n");
+        assert!(matches!(
+            parsed(big_title, 1 << 20),
+            Err(ApiError::InvalidImage(InvalidImage::TooLarge { .. }))
+        ));
     }
 }
