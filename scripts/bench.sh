@@ -5,11 +5,19 @@
 # with the machine and date into BENCHMARKS.md; then times the built
 # components draining one queue with 1, 2 and 3 processors.
 #
-#   scripts/bench.sh [RUNS]      # default 5 runs per measurement, medians
+#   scripts/bench.sh [RUNS]        # default 5 runs per measurement, medians
+#   scripts/bench.sh kinds [RUNS]  # only the table of every kind of input at
+#                                  # 24 and 50 MP (default 3 runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-runs=${1:-5}
+if [ "${1:-}" = kinds ]; then
+  mode=kinds
+  runs=${2:-3}
+else
+  mode=all
+  runs=${1:-5}
+fi
 
 ensure_wasm_target
 if ! command -v vipsthumbnail >/dev/null; then
@@ -23,6 +31,72 @@ fi
 
 photos=$PHOTOS
 ensure_photos
+
+# Every kind of input at 24 and 50 MP, as large as a photograph's files: the
+# 20 MP Kleiber photograph resized by libvips, with a sensor's worth of
+# noise (gaussian, sigma 2) so that PNG and WebP compress no better than a
+# real photo's (a 24 MP photo's RGB PNG is about 24 MB).
+photo_kinds() {
+  local dir="$photos/photo-kinds" src="$photos/usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg"
+  if [ ! -f "$dir/50mp.gif" ]; then
+    echo "==> making 24 and 50 MP inputs of every kind from a photograph" >&2
+    mkdir -p "$dir"
+    local tmp; tmp=$(mktemp -d)
+    for size in 24mp:6000 50mp:8660; do
+      local name=${size%%:*} width=${size##*:}
+      vips thumbnail "$src" "$tmp/base.v" "$width" --size force --height $((width * 2 / 3))
+      vips gaussnoise "$tmp/noise.v" "$width" $((width * 2 / 3)) --sigma 2 --mean 0
+      vips bandjoin "$tmp/noise.v $tmp/noise.v $tmp/noise.v" "$tmp/noise3.v"
+      vips add "$tmp/base.v" "$tmp/noise3.v" "$tmp/sum.v"
+      vips cast "$tmp/sum.v" "$tmp/rgb.v" uchar
+      vips bandjoin_const "$tmp/rgb.v" "$tmp/rgba.v" 200
+      vips colourspace "$tmp/rgb.v" "$tmp/grey.v" b-w
+      vips cast "$tmp/rgb.v" "$tmp/c.v" ushort
+      vips linear "$tmp/c.v" "$tmp/l.v" 257 0
+      vips cast "$tmp/l.v" "$tmp/u.v" ushort
+      vips copy "$tmp/u.v" "$tmp/rgb16.v" --interpretation rgb16
+      vips jpegsave "$tmp/rgb.v" "$dir/$name-baseline.jpg" --Q 92
+      vips jpegsave "$tmp/rgb.v" "$dir/$name-progressive.jpg" --Q 92 --interlace
+      vips pngsave "$tmp/rgb.v" "$dir/$name-rgb.png"
+      vips pngsave "$tmp/rgba.v" "$dir/$name-rgba.png"
+      vips pngsave "$tmp/grey.v" "$dir/$name-grey.png"
+      vips pngsave "$tmp/rgb16.v" "$dir/$name-rgb16.png"
+      vips pngsave "$tmp/rgb.v" "$dir/$name-interlaced.png" --interlace
+      vips webpsave "$tmp/rgb.v" "$dir/$name-lossy.webp" --Q 80
+      vips webpsave "$tmp/rgba.v" "$dir/$name-lossy-alpha.webp" --Q 80
+      vips webpsave "$tmp/rgb.v" "$dir/$name-lossless.webp" --lossless
+      vips gifsave "$tmp/rgb.v" "$dir/$name.gif"
+      rm -f "$tmp"/*.v
+    done
+    rm -rf "$tmp"
+  fi
+  for name in 24mp 50mp; do
+    printf '%s\n' "$dir/$name"-{baseline,progressive}.jpg "$dir/$name"-{rgb,rgba,grey,rgb16,interlaced}.png \
+      "$dir/$name"-{lossy,lossy-alpha,lossless}.webp "$dir/$name.gif"
+  done
+}
+
+if [ "$mode" = kinds ]; then
+  echo "==> building the benchmark (native and wasm32-wasip2) and the report runner" >&2
+  cargo build --release -p darkroom-bench
+  cargo build --release --target wasm32-wasip2 -p darkroom-bench
+  cargo build --release -p darkroom-tests --bin darkroom-bench-report
+  mapfile -t inputs < <(photo_kinds)
+  kinds_table=$(DARKROOM_BENCH_TABLE_ONLY=1 ./target/release/darkroom-bench-report "$runs" "${inputs[@]}")
+  cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
+  {
+    sed '/^<!-- kinds:start -->/,$d' BENCHMARKS.md
+    echo "<!-- kinds:start -->"
+    echo "Measured $(date -u +%Y-%m-%d) on ${cpu:-unknown CPU}, $(nproc) cores, $(rustc --version | cut -d' ' -f1-2), $(vips --version 2>/dev/null || echo 'no libvips'); medians of $runs runs."
+    echo
+    echo "$kinds_table"
+    echo "<!-- kinds:end -->"
+    sed '1,/^<!-- kinds:end -->/d' BENCHMARKS.md
+  } > BENCHMARKS.md.new
+  mv BENCHMARKS.md.new BENCHMARKS.md
+  echo "$kinds_table"
+  exit 0
+fi
 set -- "$photos"/usr/share/backgrounds/{Painting-Colors_by__herobrine7gamer,Kleiber_by_Lukas_Baubkus,Infinite-Sea_by_Aury88,Fossa_by_Jasper_Roks}.jpg
 
 # The same 24 MP photograph in every other kind of input, for the memory

@@ -123,6 +123,9 @@ fn run_wasm(
         .context("photo name")?;
     let stdout = MemoryOutputPipe::new(1 << 16);
     let mut wasi = WasiCtx::builder();
+    if let Some(value) = std::env::var_os("DARKROOM_BENCH_TABLE_ONLY") {
+        wasi.env("DARKROOM_BENCH_TABLE_ONLY", value.to_string_lossy());
+    }
     wasi.args(&["darkroom-bench", &runs.to_string(), &format!("/in/{name}")])
         .stdout(stdout.clone())
         .inherit_stderr()
@@ -240,8 +243,10 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
-    sizes(&photos, &native);
-    lossy_sizes(&photos, &native);
+    if std::env::var_os("DARKROOM_BENCH_TABLE_ONLY").is_none() {
+        sizes(&photos, &native);
+        lossy_sizes(&photos, &native);
+    }
     Ok(())
 }
 

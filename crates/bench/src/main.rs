@@ -38,22 +38,29 @@ fn main() -> Result<(), String> {
         let mut optimized = Vec::with_capacity(runs);
         let mut optimized_bytes = 0;
         let mut lossy = Vec::with_capacity(runs);
-        let lossy_bytes = render_with(
-            &bytes,
-            limits,
-            Optimize::Lossy {
-                quality: Optimize::DEFAULT_QUALITY,
-            },
-        )
-        .map_err(|e| format!("{path}: {e}"))?
-        .into_iter()
-        .find(|r| r.variant == Variant::Optimized)
-        .map_or(0, |r| r.bytes.len());
+        // DARKROOM_BENCH_TABLE_ONLY: the default job alone, so that the wasm
+        // instance's peak is that job's (a lossy re-encode decodes in full).
+        let table_only = std::env::var_os("DARKROOM_BENCH_TABLE_ONLY").is_some();
+        let lossy_bytes = if table_only {
+            0
+        } else {
+            render_with(
+                &bytes,
+                limits,
+                Optimize::Lossy {
+                    quality: Optimize::DEFAULT_QUALITY,
+                },
+            )
+            .map_err(|e| format!("{path}: {e}"))?
+            .into_iter()
+            .find(|r| r.variant == Variant::Optimized)
+            .map_or(0, |r| r.bytes.len())
+        };
         for _ in 0..runs {
             let start = Instant::now();
             let out = render(&bytes, limits).map_err(|e| format!("{path}: {e}"))?;
             job.push(start.elapsed());
-            if info.format == ImageFormat::Jpeg {
+            if info.format == ImageFormat::Jpeg && !table_only {
                 let start = Instant::now();
                 let stripped = darkroom_imaging::jpeg::strip_metadata(&bytes, 1)
                     .map_err(|e| format!("{path}: {e}"))?;

@@ -1350,7 +1350,7 @@ fn make_outputs(
         message: e.to_string(),
     })?;
     let mut previous: Option<(Variant, Output)> = None;
-    let mut store = |r: &Rendition| -> Result<Output, Unmade> {
+    let mut store = |r: &Rendition<'_>| -> Result<Output, Unmade> {
         // Between steps: honour a cancel or delete that came in meanwhile.
         if let Some(request) = pending_request(ports.kv, id).map_err(storage)? {
             return Err(Unmade::Interrupted(request));
@@ -1865,8 +1865,9 @@ mod tests {
         let job = world
             .accept(&png(300, 200))
             .expect("accepted under the defaults");
+        // Room for the file, not for processing it.
         world.limits.set(Limits {
-            max_memory: 64 * 1024,
+            max_memory: 4 << 20,
             ..Limits::default()
         });
         let failed = outcome_job(world.process_next());

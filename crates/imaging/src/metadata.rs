@@ -7,6 +7,8 @@
 //! Colour information is kept (JPEG APP2/APP14, PNG iCCP/gAMA/cHRM, WebP
 //! ICCP), as are GIF's looping extension and everything a decoder needs.
 
+use std::borrow::Cow;
+
 use crate::format::ImageFormat;
 
 /// `bytes` without metadata; `None` when the container does not parse (the
@@ -21,22 +23,66 @@ pub fn strip(format: ImageFormat, bytes: &[u8], orientation: u16) -> Option<Vec<
     }
 }
 
-/// Drops the text, time and EXIF chunks.
-fn strip_png(png: &[u8]) -> Option<Vec<u8>> {
+/// As [`strip`], but borrowing `bytes` when a PNG or GIF has nothing to
+/// remove: a large original is then not held twice.
+pub fn strip_borrowed(
+    format: ImageFormat,
+    bytes: &[u8],
+    orientation: u16,
+) -> Option<Cow<'_, [u8]>> {
+    if is_clean(format, bytes) {
+        Some(Cow::Borrowed(bytes))
+    } else {
+        strip(format, bytes, orientation).map(Cow::Owned)
+    }
+}
+
+/// Whether a PNG or GIF is already what [`strip`] would make of it (always
+/// `false` for JPEG and WebP, which are not looked at).
+pub(crate) fn is_clean(format: ImageFormat, bytes: &[u8]) -> bool {
+    match format {
+        ImageFormat::Png => png_chunks(bytes).is_some_and(|c| c.iter().all(|&(_, keep)| keep)),
+        ImageFormat::Gif => gif_blocks(bytes).is_some_and(|(kept, trailer_at)| {
+            kept.iter().all(|&(_, keep)| keep)
+                && bytes.get(trailer_at) == Some(&0x3B)
+                && trailer_at + 1 == bytes.len()
+        }),
+        ImageFormat::Jpeg | ImageFormat::Webp => false,
+    }
+}
+
+/// A block of a file, and whether [`strip`] keeps it.
+type Kept = (std::ops::Range<usize>, bool);
+
+/// A PNG's chunks after the signature, each with whether it is kept: all
+/// but the text, time and EXIF chunks.
+fn png_chunks(png: &[u8]) -> Option<Vec<Kept>> {
     const DROPPED: [&[u8; 4]; 5] = [b"tEXt", b"zTXt", b"iTXt", b"tIME", b"eXIf"];
-    // Sized once: growing would copy the file and hold it twice over.
-    let mut out = Vec::with_capacity(png.len());
-    out.extend_from_slice(png.get(..8)?);
+    png.get(..8)?;
+    let mut chunks = Vec::new();
     let mut pos = 8;
     while pos < png.len() {
         let len =
             usize::try_from(u32::from_be_bytes(png.get(pos..pos + 4)?.try_into().ok()?)).ok()?;
         let end = pos.checked_add(12)?.checked_add(len)?;
-        let chunk = png.get(pos..end)?;
-        if !DROPPED.iter().any(|t| chunk[4..8] == t[..]) {
-            out.extend_from_slice(chunk);
-        }
+        let kind = png.get(pos + 4..pos + 8)?;
+        png.get(pos..end)?;
+        chunks.push((pos..end, !DROPPED.iter().any(|t| kind == &t[..])));
         pos = end;
+    }
+    Some(chunks)
+}
+
+/// Drops the text, time and EXIF chunks.
+fn strip_png(png: &[u8]) -> Option<Vec<u8>> {
+    let chunks = png_chunks(png)?;
+    // Sized once: growing would copy the file and hold it twice over.
+    let mut out = Vec::with_capacity(png.len());
+    out.extend_from_slice(&png[..8]);
+    for (range, keep) in chunks {
+        if keep {
+            out.extend_from_slice(&png[range]);
+        }
     }
     Some(out)
 }
@@ -67,12 +113,14 @@ fn strip_webp(webp: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Drops comment extensions and application extensions other than the
-/// looping ones (`NETSCAPE2.0`, `ANIMEXTS1.0`), e.g. XMP.
-fn strip_gif(gif: &[u8]) -> Option<Vec<u8>> {
+/// A GIF's blocks after its header, each with whether it is kept (all but
+/// comment extensions and application extensions other than the looping
+/// ones, `NETSCAPE2.0` and `ANIMEXTS1.0`, e.g. XMP), and where they end.
+fn gif_blocks(gif: &[u8]) -> Option<(Vec<Kept>, usize)> {
     use crate::gif::{Block, blocks, header_len};
-    let mut out = Vec::with_capacity(gif.len());
-    out.extend_from_slice(gif.get(..header_len(gif)?)?);
+    let mut end = header_len(gif)?;
+    gif.get(..end)?;
+    let mut kept = Vec::new();
     for block in blocks(gif) {
         let (block, range) = block.ok()?;
         let keep = match block {
@@ -84,6 +132,19 @@ fn strip_gif(gif: &[u8]) -> Option<Vec<u8>> {
             } => application == b"NETSCAPE2.0" || application == b"ANIMEXTS1.0",
             Block::Extension { .. } => true,
         };
+        end = range.end;
+        kept.push((range, keep));
+    }
+    Some((kept, end))
+}
+
+/// Drops comment extensions and application extensions other than the
+/// looping ones.
+fn strip_gif(gif: &[u8]) -> Option<Vec<u8>> {
+    let (blocks, _) = gif_blocks(gif)?;
+    let mut out = Vec::with_capacity(gif.len());
+    out.extend_from_slice(&gif[..crate::gif::header_len(gif)?]);
+    for (range, keep) in blocks {
         if keep {
             out.extend_from_slice(&gif[range]);
         }

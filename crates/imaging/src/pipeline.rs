@@ -27,6 +27,7 @@
 //! PNG when any pixel is transparent. The preview is made from the decoded
 //! image and the thumbnail from the preview.
 
+use std::borrow::Cow;
 use std::io::Cursor;
 
 use std::sync::OnceLock;
@@ -122,9 +123,11 @@ impl Variant {
     }
 }
 
-/// One encoded derivative.
+/// One encoded derivative; an optimized copy may borrow the original it
+/// was made from (a PNG or GIF with nothing to strip is its own copy, not
+/// a second one in memory).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rendition {
+pub struct Rendition<'a> {
     /// Which derivative.
     pub variant: Variant,
     /// Its encoding.
@@ -134,7 +137,7 @@ pub struct Rendition {
     /// Height in pixels.
     pub height: u32,
     /// The encoded file.
-    pub bytes: Vec<u8>,
+    pub bytes: Cow<'a, [u8]>,
 }
 
 /// Why an image cannot be processed. All of these are permanent: retrying
@@ -157,7 +160,7 @@ pub enum PipelineError {
 /// # Errors
 /// [`PipelineError`] when the image is unsupported, over the limits, corrupt,
 /// or cannot be encoded (JPEG allows at most 65 535 px a side).
-pub fn render(original: &[u8], limits: Limits) -> Result<Vec<Rendition>, PipelineError> {
+pub fn render(original: &[u8], limits: Limits) -> Result<Vec<Rendition<'_>>, PipelineError> {
     render_with(original, limits, Optimize::Lossless)
 }
 
@@ -169,7 +172,7 @@ pub fn render_with(
     original: &[u8],
     limits: Limits,
     optimize: Optimize,
-) -> Result<Vec<Rendition>, PipelineError> {
+) -> Result<Vec<Rendition<'_>>, PipelineError> {
     // The upload's checks again (the limits may have changed since): the
     // format, the container, the pixel, frame and memory limits. The paths
     // below rely on them.
@@ -209,11 +212,11 @@ pub fn render_with(
 /// the whole decoded image. The optimized copy is the original without its
 /// metadata, or, for an image EXIF turns, the original as it is (the
 /// orientation it carries is what shows it upright).
-fn render_streamed(
+fn render_streamed<'a>(
     source: crate::rows::Source<'_>,
-    original: &[u8],
+    original: &'a [u8],
     format: ImageFormat,
-) -> Result<Vec<Rendition>, PipelineError> {
+) -> Result<Vec<Rendition<'a>>, PipelineError> {
     let orientation = source.orientation();
     let profile = source
         .icc_profile()
@@ -229,7 +232,7 @@ fn render_streamed(
     let image = source.shrink(crate::rows::factor(shown_width, preview_width))?;
     // Only now the copy: the decoding's peak is over.
     let optimized = if orientation == Orientation::NoTransforms {
-        crate::metadata::strip(format, original, 1)
+        crate::metadata::strip_borrowed(format, original, 1)
     } else {
         None
     };
@@ -238,7 +241,7 @@ fn render_streamed(
         format,
         width: shown_width,
         height: shown_height,
-        bytes: optimized.unwrap_or_else(|| original.to_vec()),
+        bytes: optimized.unwrap_or(Cow::Borrowed(original)),
     };
     // Resized as stored, then turned: the turn copies the preview, not the
     // larger shrunk image.
@@ -289,7 +292,10 @@ fn decode_error(e: impl std::fmt::Display) -> PipelineError {
 
 /// The JPEG path: lossless optimized copy, shrink-on-load derivatives.
 /// `None` for colour models it leaves to the general path (CMYK, 16-bit).
-fn render_jpeg(bytes: &[u8], optimize: Optimize) -> Result<Option<Vec<Rendition>>, PipelineError> {
+fn render_jpeg(
+    bytes: &[u8],
+    optimize: Optimize,
+) -> Result<Option<Vec<Rendition<'static>>>, PipelineError> {
     let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
     decoder.read_info().map_err(decode_error)?;
     let info = decoder
@@ -347,7 +353,7 @@ fn render_jpeg(bytes: &[u8], optimize: Optimize) -> Result<Option<Vec<Rendition>
             format: ImageFormat::Jpeg,
             width: shown_width,
             height: shown_height,
-            bytes: optimized,
+            bytes: Cow::Owned(optimized),
         },
     ]))
 }
@@ -376,7 +382,7 @@ fn render_decoded(
     format: ImageFormat,
     limits: Limits,
     optimize: Optimize,
-) -> Result<Vec<Rendition>, PipelineError> {
+) -> Result<Vec<Rendition<'_>>, PipelineError> {
     let (image, orientation, profile) = decode(original, format, limits)?;
     // Pixels are worked on in 8 bits: a deeper image's only lossless copy
     // is its own.
@@ -399,14 +405,14 @@ fn render_decoded(
         .flatten();
     let (width, height) = (pixels.image.width(), pixels.image.height());
     let large = u64::from(width) * u64::from(height) > BUFFERED_ENCODE_MAX_PIXELS;
-    let as_stored = |bytes| Rendition {
+    let as_stored = |bytes: Vec<u8>| Rendition {
         variant: Variant::Optimized,
         format,
         width,
         height,
-        bytes,
+        bytes: Cow::Owned(bytes),
     };
-    let smaller = |stripped: Option<Vec<u8>>, encoded: Rendition| match stripped {
+    let smaller = |stripped: Option<Vec<u8>>, encoded: Rendition<'static>| match stripped {
         Some(stripped) if stripped.len() < encoded.bytes.len() => as_stored(stripped),
         _ => encoded,
     };
@@ -661,7 +667,7 @@ impl Pixels {
         &self,
         variant: Variant,
         profile: Option<&RgbProfile>,
-    ) -> Result<Rendition, PipelineError> {
+    ) -> Result<Rendition<'static>, PipelineError> {
         self.encode_at(variant, profile, JPEG_QUALITY)
     }
 
@@ -671,7 +677,7 @@ impl Pixels {
         variant: Variant,
         profile: Option<&RgbProfile>,
         quality: u8,
-    ) -> Result<Rendition, PipelineError> {
+    ) -> Result<Rendition<'static>, PipelineError> {
         let (width, height) = (self.image.width(), self.image.height());
         let profile = self.applicable(profile).map(RgbProfile::bytes);
         let (format, bytes) = if self.has_alpha() {
@@ -684,7 +690,7 @@ impl Pixels {
             format,
             width,
             height,
-            bytes,
+            bytes: Cow::Owned(bytes),
         })
     }
 
@@ -694,14 +700,14 @@ impl Pixels {
         &self,
         profile: Option<&RgbProfile>,
         strong: bool,
-    ) -> Result<Rendition, PipelineError> {
+    ) -> Result<Rendition<'static>, PipelineError> {
         let profile = self.applicable(profile).map(RgbProfile::bytes);
         Ok(Rendition {
             variant: Variant::Optimized,
             format: ImageFormat::Png,
             width: self.image.width(),
             height: self.image.height(),
-            bytes: self.encode_png(profile, strong)?,
+            bytes: Cow::Owned(self.encode_png(profile, strong)?),
         })
     }
 
@@ -777,7 +783,7 @@ mod tests {
     use super::*;
     use crate::testing::{encode_jpeg_with_orientation, encode_png, encode_with, gradient};
 
-    fn decode_output(r: &Rendition) -> DynamicImage {
+    fn decode_output(r: &Rendition<'_>) -> DynamicImage {
         image::load_from_memory_with_format(&r.bytes, r.format.codec()).expect("output decodes")
     }
 
@@ -832,7 +838,7 @@ mod tests {
         );
     }
 
-    fn by_variant(renditions: &[Rendition], v: Variant) -> &Rendition {
+    fn by_variant<'r, 'a>(renditions: &'r [Rendition<'a>], v: Variant) -> &'r Rendition<'a> {
         renditions
             .iter()
             .find(|r| r.variant == v)
@@ -884,11 +890,8 @@ mod tests {
                 [0, 255, 0, 0]
             })
         });
-        let out = render(
-            &encode_png(&DynamicImage::ImageRgba8(image)),
-            Limits::default(),
-        )
-        .expect("render");
+        let png = encode_png(&DynamicImage::ImageRgba8(image));
+        let out = render(&png, Limits::default()).expect("render");
         for variant in [Variant::Preview, Variant::Thumbnail] {
             let r = by_variant(&out, variant);
             assert_eq!(r.format, ImageFormat::Png, "{variant:?}");
@@ -978,7 +981,7 @@ mod tests {
         assert_eq!(before, after, "no re-quantization");
     }
 
-    fn embedded_profile(r: &Rendition) -> Option<Vec<u8>> {
+    fn embedded_profile(r: &Rendition<'_>) -> Option<Vec<u8>> {
         ImageReader::with_format(Cursor::new(&r.bytes), r.format.codec())
             .into_decoder()
             .expect("output decodes")
@@ -1008,14 +1011,14 @@ mod tests {
         ];
         for (format, alpha) in inputs {
             let image = orange(alpha);
-            let tagged = render(
-                &crate::testing::encode_with_icc(&image, format, &p3),
-                Limits::default(),
-            )
-            .expect("render");
-            let untagged = render(&encode_with(&image, format), Limits::default()).expect("render");
+            let (tagged, untagged) = (
+                crate::testing::encode_with_icc(&image, format, &p3),
+                encode_with(&image, format),
+            );
+            let tagged = render(&tagged, Limits::default()).expect("render");
+            let untagged = render(&untagged, Limits::default()).expect("render");
             for variant in [Variant::Thumbnail, Variant::Preview] {
-                let centre = |out: &[Rendition]| {
+                let centre = |out: &[Rendition<'_>]| {
                     let decoded = decode_output(by_variant(out, variant)).to_rgba8();
                     decoded
                         .get_pixel(decoded.width() / 2, decoded.height() / 2)
@@ -1196,7 +1199,8 @@ mod tests {
                 image::Rgb([255, 255, 255])
             }
         }));
-        let out = render(&encode_png(&stripes), Limits::default()).expect("render");
+        let png = encode_png(&stripes);
+        let out = render(&png, Limits::default()).expect("render");
         let thumb = decode_output(by_variant(&out, Variant::Thumbnail)).to_rgb8();
         let mean = thumb.pixels().map(|p| u32::from(p.0[0])).sum::<u32>()
             / (thumb.width() * thumb.height());
@@ -1289,7 +1293,8 @@ mod tests {
         }));
         let tagged = crate::testing::encode_with_icc(&grey, image::ImageFormat::Png, &p3);
         let tagged = render_with(&tagged, Limits::default(), LOSSY).expect("render");
-        let plain = render_with(&encode_png(&grey), Limits::default(), LOSSY).expect("render");
+        let plain = encode_png(&grey);
+        let plain = render_with(&plain, Limits::default(), LOSSY).expect("render");
         assert_eq!(
             by_variant(&tagged, Variant::Optimized).format,
             ImageFormat::Jpeg,

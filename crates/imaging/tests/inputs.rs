@@ -63,7 +63,7 @@ fn a_display_p3_photograph_comes_out_with_the_colours_of_its_srgb_original() {
         let naive = mean_difference(&decode(&bytes), &decode(&srgb_bytes));
         let out = render(&bytes, Limits::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
         for variant in [Variant::Thumbnail, Variant::Preview] {
-            let made = |out: &[darkroom_imaging::pipeline::Rendition]| {
+            let made = |out: &[darkroom_imaging::pipeline::Rendition<'_>]| {
                 decode(
                     &out.iter()
                         .find(|r| r.variant == variant)
