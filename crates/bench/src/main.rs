@@ -29,6 +29,7 @@ fn main() -> Result<(), String> {
     // upload: the figures are what the estimate is calibrated on.
     let limits = Limits {
         max_memory: u64::MAX,
+        max_upload_bytes: u64::MAX,
         ..Limits::default()
     };
     for path in args {
