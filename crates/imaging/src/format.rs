@@ -152,7 +152,7 @@ pub enum InvalidImage {
     /// Nothing was uploaded.
     #[error("the upload is empty")]
     Empty,
-    /// The body is larger than [`Limits::max_upload_bytes`].
+    /// The file is larger than [`Limits::max_file_bytes`].
     #[error("the upload is larger than the limit of {limit} bytes")]
     TooLarge {
         /// The configured limit.

@@ -11,10 +11,17 @@
 //! - The derivatives are decoded at 1/2, 1/4 or 1/8 scale in the DCT (shrink
 //!   on load, as libvips does), turned upright, then resized.
 //!
-//! **PNG, WebP, GIF (first frame), and CMYK or 16-bit JPEG**: decoded in full,
-//! turned upright; the optimized copy is the re-encoded image or the original
-//! without its metadata ([`crate::metadata::strip`]), whichever is smaller
-//! (a PNG, WebP or GIF original only when it needed no turning).
+//! **PNG and GIF (first frame)**: never decoded whole unless a copy is made
+//! from the full-size pixels and they fit in `max_memory`: the derivatives
+//! come from rows streamed into a box shrink (the private `rows` module),
+//! and the optimized copy is the original without its metadata (borrowed
+//! when there is none to strip), or the original itself when EXIF turns it.
+//!
+//! **WebP, CMYK or 16-bit JPEG, and PNG or GIF copies made from pixels**:
+//! decoded in full, turned upright; the optimized copy is the re-encoded
+//! image or the original without its metadata
+//! ([`crate::metadata::strip`]), whichever is smaller (a PNG, WebP or GIF
+//! original only when it needed no turning).
 //!
 //! Colour: the thumbnail and the preview are converted from the original's
 //! ICC profile to sRGB; a re-encoded optimized copy keeps the profile
@@ -29,7 +36,6 @@
 
 use std::borrow::Cow;
 use std::io::Cursor;
-
 use std::sync::OnceLock;
 
 use fast_image_resize::images::Image;
@@ -55,7 +61,9 @@ pub enum Optimize {
     /// smaller); a PNG is the original without its
     /// metadata or, up to a few megapixels, a stronger re-compression,
     /// whichever is smaller; WebP and GIF are the original without their
-    /// metadata; an image EXIF turns upright is re-encoded as PNG.
+    /// metadata; an image EXIF turns upright is re-encoded as PNG when
+    /// its full-size pixels fit in `max_memory`, and kept as it is (turned
+    /// by its EXIF) when they do not.
     #[default]
     Lossless,
     /// Smaller, at `quality` (1–100, libjpeg's scale): a sequential JPEG is
