@@ -1,7 +1,7 @@
 //! Darkroom's image work, free of jobs and of any runtime: original bytes
 //! in, derivatives out.
 //!
-//! - [`format`]: what an upload is, from its bytes alone (format by magic
+//! - [`format`](mod@format): what an upload is, from its bytes alone (format by magic
 //!   bytes, dimensions from the header), held to the [`format::Limits`],
 //!   with the memory a kind of image needs (the private `cost` module).
 //! - [`pipeline`]: the thumbnail, the preview and the optimized copy.
