@@ -18,8 +18,13 @@ fn a_job_that_kills_its_processor_every_time_ends_failed_and_dead_lettered() {
         max_instance_memory: Some(48 << 20),
         ..Options::default()
     });
-    // 20 MP decodes to 60 MB of pixels: over the 48 MiB instance cap.
-    let id = app.upload(images::png_declaring_real(5000, 4000));
+    // A lossless WebP is decoded whole: 12 MP take two buffers of 48 MB,
+    // over the 48 MiB instance cap (a PNG no longer would: it is streamed).
+    let id = app.upload(images::in_format_sized(
+        image::ImageFormat::WebP,
+        4000,
+        3000,
+    ));
     let done = app.wait_until_finished(&id);
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"]["code"], "processor_lost", "{done}");

@@ -24,7 +24,12 @@ pub fn png_with_alpha_sized(width: u32, height: u32) -> Vec<u8> {
 
 /// A 600x400 image in `format`.
 pub fn in_format(format: image::ImageFormat) -> Vec<u8> {
-    encode_with(&gradient(600, 400, false), format)
+    in_format_sized(format, 600, 400)
+}
+
+/// A `width` x `height` image in `format`.
+pub fn in_format_sized(format: image::ImageFormat, width: u32, height: u32) -> Vec<u8> {
+    encode_with(&gradient(width, height, false), format)
 }
 
 /// A 900x300 landscape JPEG whose EXIF says "rotate 90° clockwise".
