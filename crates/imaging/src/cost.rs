@@ -117,11 +117,7 @@ pub(crate) fn read_header(format: ImageFormat, bytes: &[u8]) -> Result<Header, I
             kind,
         });
     }
-    let decoder = image::ImageReader::with_format(Cursor::new(bytes), format.codec())
-        .into_decoder()
-        .map_err(|e| unreadable(format, e))?;
-    let (width, height) = decoder.dimensions();
-    let color = decoder.color_type();
+    let (width, height, color) = decoded_header(format, bytes)?;
     let kind = match format {
         ImageFormat::Png => {
             let source = crate::rows::Source::png(bytes).map_err(|e| unreadable(format, e))?;
@@ -172,20 +168,30 @@ fn streamed_channels(color: ColorType) -> u64 {
 /// it (what a full-size re-encode needs): the pipeline streams whenever
 /// this is over [`Limits::max_memory`].
 pub(crate) fn full_decode_needed(format: ImageFormat, bytes: &[u8]) -> Result<u64, InvalidImage> {
-    let header = read_header(format, bytes)?;
-    let kind = match header.kind {
-        Kind::Streamed { .. } => {
-            let decoder = image::ImageReader::with_format(Cursor::new(bytes), format.codec())
-                .into_decoder()
-                .map_err(|e| unreadable(format, e))?;
-            Kind::FullDecode {
-                color: decoder.color_type(),
-                extra_quarters: 0,
-            }
-        }
-        kind => kind,
+    let (width, height, color) = decoded_header(format, bytes)?;
+    let kind = Kind::FullDecode {
+        color,
+        extra_quarters: 0,
     };
-    Ok(Header { kind, ..header }.memory_needed(bytes.len() as u64))
+    Ok(Header {
+        width,
+        height,
+        kind,
+    }
+    .memory_needed(bytes.len() as u64))
+}
+
+/// The dimensions and decoded colour type the `image` crate reads from a
+/// header.
+fn decoded_header(
+    format: ImageFormat,
+    bytes: &[u8],
+) -> Result<(u32, u32, ColorType), InvalidImage> {
+    let decoder = image::ImageReader::with_format(Cursor::new(bytes), format.codec())
+        .into_decoder()
+        .map_err(|e| unreadable(format, e))?;
+    let (width, height) = decoder.dimensions();
+    Ok((width, height, decoder.color_type()))
 }
 
 impl Header {
