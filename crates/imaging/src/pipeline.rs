@@ -258,7 +258,7 @@ fn render_streamed<'a>(
     // The preview's size from the original's, not from the shrunk image's
     // (whose last bins may be partial).
     let preview = if preview_width >= shown_width {
-        working.copied()
+        working
     } else {
         let preview_height = proportional(shown_height, preview_width, shown_width);
         if turns(orientation) {
@@ -267,7 +267,6 @@ fn render_streamed<'a>(
             working.resized_to(preview_width, preview_height)?
         }
     };
-    drop(working);
     let preview = preview.oriented(orientation);
     let thumbnail = preview.resized_to_width(Variant::Thumbnail.target_width())?;
     Ok(vec![
@@ -275,6 +274,25 @@ fn render_streamed<'a>(
         preview.encode(Variant::Preview, None)?,
         optimized,
     ])
+}
+
+/// 8-bit grey, RGB or RGBA pixels (as `pixel_type` says) as an `image`
+/// crate image; `None` when `buffer` is not `width` × `height` of them.
+pub(crate) fn dynamic_image(
+    width: u32,
+    height: u32,
+    buffer: Vec<u8>,
+    pixel_type: PixelType,
+) -> Option<DynamicImage> {
+    match pixel_type {
+        PixelType::U8 => {
+            image::GrayImage::from_raw(width, height, buffer).map(DynamicImage::ImageLuma8)
+        }
+        PixelType::U8x4 => {
+            image::RgbaImage::from_raw(width, height, buffer).map(DynamicImage::ImageRgba8)
+        }
+        _ => image::RgbImage::from_raw(width, height, buffer).map(DynamicImage::ImageRgb8),
+    }
 }
 
 /// `side` scaled by `to / from`, rounded, at least 1.
@@ -401,14 +419,13 @@ fn render_decoded(
             | image::ColorType::Rgb8
             | image::ColorType::Rgba8
     );
-    let mut pixels = Pixels::from_image(image);
-    pixels.was_turned = orientation != Orientation::NoTransforms;
+    let pixels = Pixels::from_image(image);
     // The full-size copy first: the derivatives are made from pixels that
     // may be premultiplied in place. The original without its metadata
     // competes with the re-encode. JPEG keeps its orientation as a tag;
     // other formats only qualify when upright.
     let exif_orientation = u16::from(orientation.to_exif());
-    let stripped = (format == ImageFormat::Jpeg || !pixels.was_turned)
+    let stripped = (format == ImageFormat::Jpeg || orientation == Orientation::NoTransforms)
         .then(|| crate::metadata::strip(format, original, exif_orientation))
         .flatten();
     let (width, height) = (pixels.image.width(), pixels.image.height());
@@ -491,9 +508,6 @@ fn decode(
 /// Decoded 8-bit pixels: grey, RGB or RGBA.
 struct Pixels {
     image: Image<'static>,
-    /// Whether EXIF orientation changed the pixels (so the original's bytes
-    /// are no longer a faithful copy).
-    was_turned: bool,
 }
 
 pub(crate) fn srgb_mapper() -> &'static PixelComponentMapper {
@@ -536,7 +550,6 @@ impl Pixels {
         let image = Image::from_vec_u8(width, height, buffer.0, buffer.1);
         Self {
             image: image.unwrap_or_else(|_| unreachable!("image's buffers are tightly packed")),
-            was_turned: false,
         }
     }
 
@@ -586,10 +599,7 @@ impl Pixels {
                 .divide_alpha_inplace(&mut half_way)
                 .map_err(|e| failed(&e))?;
         }
-        Ok(Self {
-            image: half_way,
-            was_turned: self.was_turned,
-        })
+        Ok(Self { image: half_way })
     }
 
     /// A copy no wider than `target`, keeping the aspect ratio; never
@@ -598,14 +608,9 @@ impl Pixels {
         let (width, height) = (self.image.width(), self.image.height());
         match target.filter(|&t| t < width) {
             Some(target) => self.resized_to(target, proportional(height, target, width)),
-            None => Ok(self.copied()),
-        }
-    }
-
-    fn copied(&self) -> Self {
-        Self {
-            image: self.image.copy(),
-            was_turned: self.was_turned,
+            None => Ok(Self {
+                image: self.image.copy(),
+            }),
         }
     }
 
@@ -616,21 +621,10 @@ impl Pixels {
         }
         let (width, height) = (self.image.width(), self.image.height());
         let pixel_type = self.image.pixel_type();
-        let buffer = self.image.into_vec();
-        let image = match pixel_type {
-            PixelType::U8 => {
-                image::GrayImage::from_raw(width, height, buffer).map(DynamicImage::ImageLuma8)
-            }
-            PixelType::U8x4 => {
-                image::RgbaImage::from_raw(width, height, buffer).map(DynamicImage::ImageRgba8)
-            }
-            _ => image::RgbImage::from_raw(width, height, buffer).map(DynamicImage::ImageRgb8),
-        };
+        let image = dynamic_image(width, height, self.image.into_vec(), pixel_type);
         let mut image = image.unwrap_or_else(|| unreachable!("Pixels' buffers are tightly packed"));
         image.apply_orientation(orientation);
-        let mut pixels = Self::from_image(image);
-        pixels.was_turned = true;
-        pixels
+        Self::from_image(image)
     }
 
     /// Resampled in linear light to exactly `width` × `height`.
@@ -654,10 +648,7 @@ impl Pixels {
         srgb_mapper()
             .backward_map(&resized, &mut out)
             .map_err(map_error)?;
-        Ok(Self {
-            image: out,
-            was_turned: self.was_turned,
-        })
+        Ok(Self { image: out })
     }
 
     /// Converts the pixels from `profile` to sRGB; without a profile they

@@ -24,8 +24,8 @@
 use std::io::Cursor;
 use std::sync::OnceLock;
 
+use image::DynamicImage;
 use image::metadata::Orientation;
-use image::{DynamicImage, GrayImage, RgbImage, RgbaImage};
 
 use crate::pipeline::PipelineError;
 
@@ -546,13 +546,8 @@ impl Shrink {
             .backward_map(&linear, &mut srgb)
             .map_err(|e| PipelineError::Encode(e.to_string()))?;
         drop(linear);
-        let buffer = srgb.into_vec();
-        let image = match self.channels {
-            1 => GrayImage::from_raw(w, h, buffer).map(DynamicImage::ImageLuma8),
-            3 => RgbImage::from_raw(w, h, buffer).map(DynamicImage::ImageRgb8),
-            _ => RgbaImage::from_raw(w, h, buffer).map(DynamicImage::ImageRgba8),
-        };
-        image.ok_or_else(|| PipelineError::Encode("the shrunk image has the wrong size".into()))
+        crate::pipeline::dynamic_image(w, h, srgb.into_vec(), srgb_type)
+            .ok_or_else(|| PipelineError::Encode("the shrunk image has the wrong size".into()))
     }
 }
 
@@ -560,6 +555,7 @@ impl Shrink {
 mod tests {
     use super::*;
     use crate::testing::encode_png;
+    use image::{RgbImage, RgbaImage};
 
     /// The same shrink done the plain way: every pixel decoded, each bin's
     /// linear mean.
