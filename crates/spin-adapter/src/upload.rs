@@ -116,7 +116,7 @@ pub async fn read_upload(
     let stream = req.into_body_stream().map(|chunk| {
         chunk
             .map(bytes::Bytes::from)
-            .map_err(|e| BodyError(format!("the request body broke off: {e:?}")))
+            .map_err(|e| format!("the request body broke off: {e:?}"))
     });
     // The whole buffer at once (the declared length, or the limit when the
     // body is chunked): growing it as bytes arrive would copy it, and for a
@@ -189,18 +189,6 @@ impl<S: futures::Stream + Unpin> futures::Stream for Paced<S> {
 fn too_large(limit: u64) -> ApiError {
     ApiError::InvalidImage(InvalidImage::TooLarge { limit })
 }
-
-/// A body that broke off while it was read.
-#[derive(Debug)]
-struct BodyError(String);
-
-impl std::fmt::Display for BodyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for BodyError {}
 
 /// The stream's bytes, or `None` once they pass `limit` (the rest is not
 /// read).
