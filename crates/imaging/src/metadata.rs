@@ -226,6 +226,27 @@ mod tests {
     }
 
     #[test]
+    fn a_png_or_gif_with_nothing_to_strip_is_borrowed_and_one_with_metadata_is_copied_stripped() {
+        let png = encode_with(&gradient(30, 20, false), image::ImageFormat::Png);
+        let gif = encode_with(&gradient(30, 20, false), image::ImageFormat::Gif);
+        for (format, plain) in [(ImageFormat::Png, &png), (ImageFormat::Gif, &gif)] {
+            let kept = strip_borrowed(format, plain, 1).expect("parses");
+            assert!(matches!(kept, Cow::Borrowed(_)), "{format:?}");
+        }
+        // A tEXt chunk after IHDR (8 + 25 bytes).
+        let mut text = b"\0\0\0\x05tEXtA\0abc".to_vec();
+        text.extend_from_slice(&crc32fast::hash(&text[4..]).to_be_bytes());
+        let with_text = [&png[..33], &text, &png[33..]].concat();
+        let stripped = strip_borrowed(ImageFormat::Png, &with_text, 1).expect("parses");
+        assert!(matches!(stripped, Cow::Owned(_)));
+        assert_eq!(stripped.as_ref(), png.as_slice());
+        // Bytes after a GIF's trailer are not its own: copied without them.
+        let trailing = [gif.as_slice(), b"junk"].concat();
+        let stripped = strip_borrowed(ImageFormat::Gif, &trailing, 1).expect("parses");
+        assert_eq!(stripped.as_ref(), gif.as_slice());
+    }
+
+    #[test]
     fn a_truncated_container_is_not_stripped() {
         let gif = encode_with(&gradient(30, 20, false), image::ImageFormat::Gif);
         assert_eq!(strip(ImageFormat::Gif, &gif[..gif.len() - 5], 1), None);
