@@ -71,11 +71,15 @@ photo_kinds() {
   done
 }
 
-if [ "$mode" = kinds ]; then
+build_bench() {
   echo "==> building the benchmark (native and wasm32-wasip2) and the report runner" >&2
   cargo build --release -p darkroom-bench
   cargo build --release --target wasm32-wasip2 -p darkroom-bench
   cargo build --release -p darkroom-tests --bin darkroom-bench-report
+}
+
+if [ "$mode" = kinds ]; then
+  build_bench
   mapfile -t inputs < <(photo_kinds)
   kinds_table=$(DARKROOM_BENCH_TABLE_ONLY=1 ./target/release/darkroom-bench-report "$runs" "${inputs[@]}")
   cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
@@ -121,10 +125,7 @@ if [ ! -f "$kinds/painting-lossy-alpha.webp" ]; then
 fi
 set -- "$@" "$kinds"/painting-{rgb,rgba,rgb16,grey}.png "$kinds"/painting-{lossy,lossy-alpha,lossless}.webp "$kinds"/painting.gif
 
-echo "==> building the benchmark (native and wasm32-wasip2) and the report runner" >&2
-cargo build --release -p darkroom-bench
-cargo build --release --target wasm32-wasip2 -p darkroom-bench
-cargo build --release -p darkroom-tests --bin darkroom-bench-report
+build_bench
 
 table=$(./target/release/darkroom-bench-report "$runs" "$@")
 
