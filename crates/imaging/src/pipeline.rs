@@ -312,7 +312,7 @@ pub(crate) fn turns(orientation: Orientation) -> bool {
     )
 }
 
-fn decode_error(e: impl std::fmt::Display) -> PipelineError {
+pub(crate) fn decode_error(e: impl std::fmt::Display) -> PipelineError {
     PipelineError::Decode(e.to_string())
 }
 

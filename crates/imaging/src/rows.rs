@@ -27,11 +27,7 @@ use std::sync::OnceLock;
 use image::DynamicImage;
 use image::metadata::Orientation;
 
-use crate::pipeline::PipelineError;
-
-fn decode_error(e: impl std::fmt::Display) -> PipelineError {
-    PipelineError::Decode(e.to_string())
-}
+use crate::pipeline::{PipelineError, decode_error};
 
 /// A PNG or GIF opened at its first row: what the pipeline decides on
 /// before any pixel is decoded.
