@@ -1339,6 +1339,84 @@ impl PrivateS3 {
     }
 }
 
+impl PrivateS3 {
+    /// The Spin variables that point an app at this server through a proxy
+    /// that breaks off its first `broken` connections (reads the request,
+    /// then closes without an answer, as a server that falls over under
+    /// load does) and relays every later one. The proxy counts the
+    /// connections it broke.
+    pub fn variables_through_a_proxy_breaking(
+        &self,
+        broken: usize,
+    ) -> (Vec<(String, String)>, BreakingProxy) {
+        let proxy = BreakingProxy::start(self.port, broken);
+        let variables = self
+            .variables()
+            .into_iter()
+            .map(|(name, value)| {
+                let value = if name == "s3_endpoint" {
+                    format!("http://127.0.0.1:{}", proxy.port)
+                } else {
+                    value.to_owned()
+                };
+                (name.to_owned(), value)
+            })
+            .collect();
+        (variables, proxy)
+    }
+}
+
+/// A TCP relay in front of a local server that breaks off its first few
+/// connections ([`PrivateS3::variables_through_a_proxy_breaking`]).
+pub struct BreakingProxy {
+    port: u16,
+    broke: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl BreakingProxy {
+    fn start(target: u16, broken: usize) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy port");
+        let port = listener.local_addr().expect("proxy address").port();
+        let broke = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = Arc::clone(&broke);
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if count.load(Ordering::SeqCst) < broken {
+                    // Read what the client sent, then hang up unanswered.
+                    let mut head = [0_u8; 1024];
+                    let _read = std::io::Read::read(&mut &client, &mut head);
+                    count.fetch_add(1, Ordering::SeqCst);
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                relay(client, server);
+            }
+        });
+        Self { port, broke }
+    }
+
+    /// How many connections it broke off so far.
+    pub fn broken(&self) -> usize {
+        self.broke.load(Ordering::SeqCst)
+    }
+}
+
+/// Copies bytes both ways between `a` and `b` until either side closes.
+fn relay(a: TcpStream, b: TcpStream) {
+    let (Ok(a2), Ok(b2)) = (a.try_clone(), b.try_clone()) else {
+        return;
+    };
+    for (mut from, mut to) in [(a, b), (b2, a2)] {
+        std::thread::spawn(move || {
+            let _copied = std::io::copy(&mut from, &mut to);
+            let _closed = to.shutdown(std::net::Shutdown::Write);
+        });
+    }
+}
+
 impl Drop for PrivateS3 {
     fn drop(&mut self) {
         self.stop();

@@ -196,3 +196,35 @@ fn an_upload_while_object_storage_is_unreachable_is_a_503_and_records_nothing() 
     s3.resume();
     assert_eq!(s3.object_keys(), Vec::<String>::new(), "no object either");
 }
+
+#[test]
+fn an_object_store_connection_that_breaks_off_is_tried_again_and_the_job_completes() {
+    let s3 = crate::helpers::PrivateS3::start();
+    let (variables, proxy) = s3.variables_through_a_proxy_breaking(1);
+    let app = TestApp::start(crate::helpers::Options {
+        variables: variables
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect(),
+        ..crate::helpers::Options::default()
+    });
+    let id = app.upload(images::small_jpeg());
+    assert_eq!(
+        proxy.broken(),
+        1,
+        "the upload's first request was broken off"
+    );
+    let done = app.wait_until_finished(&id);
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        done["attempts"], 1,
+        "the retry was the store's, not the job's: {done}"
+    );
+    assert!(
+        s3.object_keys()
+            .iter()
+            .any(|key| key.starts_with("original/")),
+        "the original is in the bucket: {:?}",
+        s3.object_keys()
+    );
+}

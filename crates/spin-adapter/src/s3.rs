@@ -55,6 +55,47 @@ fn port_error(what: &str, e: impl std::fmt::Display) -> PortError {
     PortError::new(format!("s3 {what}: {e}"))
 }
 
+/// How many times one S3 request is tried before its error is reported.
+const ATTEMPTS: u32 = 3;
+/// The pause before the second attempt; it doubles for each one after.
+const FIRST_BACKOFF: Duration = Duration::from_millis(25);
+
+/// Whether an answer with this status is worth another try: the statuses
+/// AWS's SDKs retry in their standard mode (a throttle or a server error).
+const fn transient(status: u16) -> bool {
+    matches!(status, 429 | 500 | 502 | 503 | 504)
+}
+
+/// Runs `attempt` (one request) up to [`ATTEMPTS`] times while it fails to
+/// get an answer (a refused or broken connection) or gets a [`transient`]
+/// one, pausing [`FIRST_BACKOFF`], then twice that, in between. Every S3
+/// request this store makes may be repeated: a PUT, an uploaded part or a
+/// DELETE of one key leaves the same state however often it lands, and a
+/// repeated GET or HEAD changes nothing. That is how AWS's SDKs treat them
+/// ("standard" retry mode: three attempts, transient errors and 5xx); a
+/// connection that breaks off under load (seen with s3s-fs as hyper's
+/// `HttpProtocolError`) or a 500 from two racing DELETEs of a key then costs
+/// a pause, not a job attempt. The last answer or error is returned as is.
+fn with_retries<R>(
+    what: &str,
+    mut attempt: impl FnMut() -> Result<(R, u16), spin_sdk::http::SendError>,
+) -> Result<R, PortError> {
+    let mut backoff = FIRST_BACKOFF;
+    for _ in 1..ATTEMPTS {
+        match attempt() {
+            Ok((response, status)) if !transient(status) => return Ok(response),
+            Ok((_, status)) => eprintln!("darkroom: s3 {what}: HTTP {status}; trying again"),
+            Err(e) => eprintln!("darkroom: s3 {what}: {e}; trying again"),
+        }
+        let nanos = u64::try_from(backoff.as_nanos()).unwrap_or(u64::MAX);
+        wasi::clocks::monotonic_clock::subscribe_duration(nanos).block();
+        backoff *= 2;
+    }
+    attempt()
+        .map(|(response, _)| response)
+        .map_err(|e| port_error(what, e))
+}
+
 fn header(response: &Response, name: &str) -> Option<String> {
     response
         .header(name)
@@ -137,36 +178,28 @@ impl S3BlobStore {
         what: &str,
         method: Method,
         url: &url::Url,
-        body: Vec<u8>,
+        body: &[u8],
         content_type: Option<&str>,
     ) -> Result<Response, PortError> {
-        let mut builder = Request::builder();
-        builder.method(method.clone()).uri(url.as_str());
-        if let Some(ct) = content_type {
-            builder.header("content-type", ct);
-        }
-        if matches!(method, Method::Put | Method::Post) {
-            // Without it the body goes chunked, which S3 refuses (411).
-            builder.header("content-length", body.len().to_string());
-        }
-        if method == Method::Delete {
-            // A DELETE carries no body and is idempotent: one that broke off
-            // or met a server error is worth one more try, as S3's own SDKs
-            // do. (s3s-fs answers 500 to one of two concurrent DELETEs of a
-            // key, which a cancel racing its processor makes.)
-            let request = builder.build();
-            let first = spin_sdk::http::run(spin_sdk::http::send::<_, Response>(request));
-            if first.as_ref().is_ok_and(|r| *r.status() < 500) {
-                return first.map_err(|e| port_error(what, e));
+        with_retries(what, || {
+            let mut builder = Request::builder();
+            builder.method(method.clone()).uri(url.as_str());
+            if let Some(ct) = content_type {
+                builder.header("content-type", ct);
             }
-            let mut again = Request::builder();
-            again.method(method).uri(url.as_str());
-            return spin_sdk::http::run(spin_sdk::http::send::<_, Response>(again.build()))
-                .map_err(|e| port_error(what, e));
-        }
-        let request = builder.body(body).build();
-        spin_sdk::http::run(spin_sdk::http::send::<_, Response>(request))
-            .map_err(|e| port_error(what, e))
+            if matches!(method, Method::Put | Method::Post) {
+                // Without it the body goes chunked, which S3 refuses (411).
+                builder.header("content-length", body.len().to_string());
+            }
+            // One copy of the body at a time: a failed attempt's is dropped
+            // before the next is made.
+            let request = builder.body(body.to_vec()).build();
+            let response = spin_sdk::http::run(spin_sdk::http::send::<_, Response>(request));
+            response.map(|r| {
+                let status = *r.status();
+                (r, status)
+            })
+        })
     }
 
     /// Sends a signed GET or HEAD of the object under `key`.
@@ -186,8 +219,16 @@ impl S3BlobStore {
                     .sign(SIGNATURE_TTL),
             ),
         };
-        let request = Request::builder().method(method).uri(url.as_str()).build();
-        spin_sdk::http::run(spin_sdk::http::send(request)).map_err(|e| port_error(what, e))
+        with_retries(what, || {
+            let request = Request::builder()
+                .method(method.clone())
+                .uri(url.as_str())
+                .build();
+            spin_sdk::http::run(spin_sdk::http::send::<_, IncomingResponse>(request)).map(|r| {
+                let status = r.status();
+                (r, status)
+            })
+        })
     }
 
     fn expect_success(what: &str, response: &Response) -> Result<(), PortError> {
@@ -220,7 +261,7 @@ impl S3BlobStore {
             "create multipart upload",
             Method::Post,
             &url,
-            Vec::new(),
+            &[],
             Some(content_type),
         )?;
         Self::expect_success("create multipart upload", &response)?;
@@ -236,7 +277,7 @@ impl S3BlobStore {
                 .bucket
                 .upload_part(Some(&self.credentials), key, number, upload_id)
                 .sign(SIGNATURE_TTL);
-            let response = self.send("upload part", Method::Put, &url, part.to_vec(), None)?;
+            let response = self.send("upload part", Method::Put, &url, part, None)?;
             Self::expect_success("upload part", &response)?;
             etags.push(
                 header(&response, "etag").ok_or_else(|| port_error("upload part", "no ETag"))?,
@@ -255,7 +296,7 @@ impl S3BlobStore {
             "complete multipart upload",
             Method::Post,
             &url,
-            body.into_bytes(),
+            body.as_bytes(),
             None,
         )?;
         Self::expect_success("complete multipart upload", &response)?;
@@ -272,8 +313,7 @@ impl BlobStore for S3BlobStore {
                 .bucket
                 .put_object(Some(&self.credentials), key.as_str())
                 .sign(SIGNATURE_TTL);
-            let response =
-                self.send("put", Method::Put, &url, bytes.to_vec(), Some(content_type))?;
+            let response = self.send("put", Method::Put, &url, bytes, Some(content_type))?;
             Self::expect_success("put", &response)?;
             header(&response, "etag")
         };
@@ -319,13 +359,7 @@ impl BlobStore for S3BlobStore {
             .bucket
             .delete_object(Some(&self.credentials), key.as_str())
             .sign(SIGNATURE_TTL);
-        let response = self.send(
-            &format!("delete {key}"),
-            Method::Delete,
-            &url,
-            Vec::new(),
-            None,
-        )?;
+        let response = self.send(&format!("delete {key}"), Method::Delete, &url, &[], None)?;
         if *response.status() == 404 {
             return Ok(());
         }
