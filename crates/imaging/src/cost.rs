@@ -6,10 +6,12 @@
 //! Three kinds of work, three models:
 //! - a JPEG decoded at 1/2–1/8 scale in the DCT: bytes per pixel of the
 //!   scaled image (and a progressive file's kept coefficients);
-//! - a PNG or GIF streamed row by row into a box shrink (`rows`): the
+//! - a PNG, GIF or lossy WebP without alpha streamed row by row into a box
+//!   shrink (`rows`): the
 //!   shrunk image and its copies, about twice the preview's width whatever
 //!   the original's size, plus a fixed allowance for the decoder's rows;
-//! - anything else decoded whole (WebP, CMYK or 16-bit JPEG): bytes per
+//! - anything else decoded whole (lossless or transparent WebP, CMYK or
+//!   16-bit JPEG): bytes per
 //!   pixel of the whole job in wasm (decoded pixels, the decoder's own
 //!   buffers, conversions, the derivatives).
 //!
@@ -62,12 +64,15 @@ enum Kind {
     /// Streamed row by row into a box shrink of `channels` 8-bit channels;
     /// `grid`: rows out of order (interlaced), so a sum per shrunk pixel;
     /// `turned`: EXIF turns it, so its height is the width shown; `clean`:
-    /// no metadata to strip, so the original is its own optimized copy.
+    /// no metadata to strip, so the original is its own optimized copy;
+    /// `decoder_copy`: the decoder copies the compressed data into buffers
+    /// of its own (VP8's partitions).
     Streamed {
         channels: u64,
         grid: bool,
         turned: bool,
         clean: bool,
+        decoder_copy: bool,
     },
 }
 
@@ -128,6 +133,7 @@ pub(crate) fn read_header(format: ImageFormat, bytes: &[u8]) -> Result<Header, I
                 turned,
                 // A turned image's copy is the original itself.
                 clean: turned || crate::metadata::is_clean(format, bytes),
+                decoder_copy: false,
             }
         }
         // Only the first frame's flag tells; assume the costlier order.
@@ -136,7 +142,21 @@ pub(crate) fn read_header(format: ImageFormat, bytes: &[u8]) -> Result<Header, I
             grid: true,
             turned: false,
             clean: crate::metadata::is_clean(format, bytes),
+            decoder_copy: false,
         },
+        ImageFormat::Webp
+            if let Some(source) =
+                crate::rows::Source::webp(bytes).map_err(|e| unreadable(format, e))? =>
+        {
+            let turned = crate::pipeline::turns(source.orientation());
+            Kind::Streamed {
+                channels: 3,
+                grid: false,
+                turned,
+                clean: turned,
+                decoder_copy: true,
+            }
+        }
         ImageFormat::Webp | ImageFormat::Jpeg => Kind::FullDecode {
             color,
             extra_quarters: match format {
@@ -164,14 +184,19 @@ fn streamed_channels(color: ColorType) -> u64 {
     }
 }
 
-/// The estimated peak of decoding a PNG or GIF whole instead of streaming
+/// The estimated peak of decoding a PNG, GIF or lossy WebP whole instead of streaming
 /// it (what a full-size re-encode needs): the pipeline streams whenever
 /// this is over [`Limits::max_memory`].
 pub(crate) fn full_decode_needed(format: ImageFormat, bytes: &[u8]) -> Result<u64, InvalidImage> {
     let (width, height, color) = decoded_header(format, bytes)?;
     let kind = Kind::FullDecode {
         color,
-        extra_quarters: 0,
+        // Only a lossy WebP without alpha is streamed.
+        extra_quarters: if format == ImageFormat::Webp {
+            WEBP_LOSSY
+        } else {
+            0
+        },
     };
     Ok(Header {
         width,
@@ -239,6 +264,7 @@ impl Header {
             grid,
             turned,
             clean,
+            decoder_copy,
         } = self.kind
         {
             // While the original is decoded: its bytes, the bins' 16-bit
@@ -258,7 +284,8 @@ impl Header {
                 (true, ..=4) => 4,
                 (true, _) => 6,
             };
-            let decoding = file_len + shrunk * sums.max(3);
+            let file_copies = if decoder_copy { 2 } else { 1 };
+            let decoding = file_copies * file_len + shrunk * sums.max(3);
             let copies = if clean { 1 } else { 2 };
             let encoding = copies * file_len + shrunk * if channels == 4 { 6 } else { 3 };
             return decoding.max(encoding) + STREAMED_FIXED;
@@ -341,6 +368,7 @@ mod tests {
                     grid: false,
                     turned: false,
                     clean,
+                    decoder_copy: false,
                 },
             };
             let estimate = h.memory_needed(file) / MIB;
@@ -398,8 +426,28 @@ mod tests {
                 grid: false,
                 turned: false,
                 clean: true,
+                decoder_copy: false,
             }
         );
+        // A lossy WebP without alpha is streamed (its decoder copies the
+        // file's partitions); with alpha it is decoded whole.
+        assert_eq!(
+            header(include_bytes!("../tests/images/lossy.webp")).kind,
+            Kind::Streamed {
+                channels: 3,
+                grid: false,
+                turned: false,
+                clean: false,
+                decoder_copy: true,
+            }
+        );
+        assert!(matches!(
+            header(include_bytes!("../tests/images/lossy-alpha.webp")).kind,
+            Kind::FullDecode {
+                extra_quarters: WEBP_LOSSY_ALPHA,
+                ..
+            }
+        ));
         let interlaced = include_bytes!("../tests/images/interlaced.png");
         assert_eq!(
             header(interlaced).kind,
@@ -409,6 +457,7 @@ mod tests {
                 turned: false,
                 // libvips wrote text chunks into it.
                 clean: false,
+                decoder_copy: false,
             }
         );
         let lossless = encode_with(&gradient(300, 200, false), image::ImageFormat::WebP);
@@ -480,6 +529,7 @@ mod tests {
                 grid,
                 turned,
                 clean: false,
+                decoder_copy: false,
             },
         };
         for h in [
@@ -506,6 +556,7 @@ mod tests {
                 grid: false,
                 turned: false,
                 clean: false,
+                decoder_copy: false,
             },
         };
         assert!(over.check(60 * MIB, limits).is_err());
@@ -519,6 +570,7 @@ mod tests {
                 grid: false,
                 turned: false,
                 clean: true,
+                decoder_copy: false,
             },
         };
         assert_eq!(clean.check(57_000_000, limits), Ok(()));

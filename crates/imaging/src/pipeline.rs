@@ -11,13 +11,15 @@
 //! - The derivatives are decoded at 1/2, 1/4 or 1/8 scale in the DCT (shrink
 //!   on load, as libvips does), turned upright, then resized.
 //!
-//! **PNG and GIF (first frame)**: never decoded whole unless a copy is made
-//! from the full-size pixels and they fit in `max_memory`: the derivatives
-//! come from rows streamed into a box shrink (the private `rows` module),
-//! and the optimized copy is the original without its metadata (borrowed
-//! when there is none to strip), or the original itself when EXIF turns it.
+//! **PNG, GIF (first frame) and lossy WebP without alpha**: never decoded
+//! whole unless a copy is made from the full-size pixels and they fit in
+//! `max_memory`: the derivatives come from rows streamed into a box shrink
+//! (the private `rows` module), and the optimized copy is the original
+//! without its metadata (borrowed when there is none to strip), or the
+//! original itself when EXIF turns it.
 //!
-//! **WebP, CMYK or 16-bit JPEG, and PNG or GIF copies made from pixels**:
+//! **Lossless or transparent WebP, CMYK or 16-bit JPEG, and copies made
+//! from pixels**:
 //! decoded in full, turned upright; the optimized copy is the re-encoded
 //! image or the original without its metadata
 //! ([`crate::metadata::strip`]), whichever is smaller (a PNG, WebP or GIF
@@ -193,7 +195,8 @@ pub fn render_with(
     let source = match format {
         ImageFormat::Png => Some(crate::rows::Source::png(original)?),
         ImageFormat::Gif => Some(crate::rows::Source::gif(original)?),
-        ImageFormat::Jpeg | ImageFormat::Webp => None,
+        ImageFormat::Webp => crate::rows::Source::webp(original)?,
+        ImageFormat::Jpeg => None,
     };
     if let Some(source) = source {
         // Full-size pixels only for a copy made from them (a PNG small
@@ -215,7 +218,7 @@ pub fn render_with(
     render_decoded(original, format, limits, optimize)
 }
 
-/// The PNG and GIF path when no full-size pixels are wanted, or none fit:
+/// The PNG, GIF and lossy WebP path when no full-size pixels are wanted, or none fit:
 /// the derivatives from rows streamed into a box shrink (`rows`), never
 /// the whole decoded image. The optimized copy is the original without its
 /// metadata, or, for an image EXIF turns, the original as it is (the

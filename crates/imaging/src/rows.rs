@@ -1,4 +1,4 @@
-//! Decoding PNG and GIF a row at a time into a box shrink: shrink on load for
+//! Decoding PNG, GIF and lossy WebP a row at a time into a box shrink: shrink on load for
 //! formats that have no scaled decode, as libvips' `shrink` does for them.
 //! The derivatives of a 50 MP image then never need its decoded pixels (a
 //! 50 MP RGBA PNG decoded whole is 200 MB, more than a hosted instance
@@ -12,6 +12,10 @@
 //!   ([`gif::Decoder::fill_buffer`]), interlaced rows placed by their pass,
 //!   the frame put on its logical screen (transparent outside it, as the
 //!   `image` crate renders a first frame).
+//! - Lossy WebP without alpha: RGB lines from `vp8_rows` (Darkroom's fork of
+//!   image-webp's VP8 decoder, `crates/vp8-decoder`), which holds two
+//!   macroblock rows instead of the frame; the same pixels as the full
+//!   decode.
 //!
 //! The shrink adds whole source pixels into bins of k×k (k the integer
 //! factor that leaves at least twice the wanted width: libvips'
@@ -29,13 +33,20 @@ use image::metadata::Orientation;
 
 use crate::pipeline::{PipelineError, decode_error};
 
-/// A PNG or GIF opened at its first row: what the pipeline decides on
+/// A PNG, GIF or lossy WebP opened at its first row: what the pipeline decides on
 /// before any pixel is decoded.
 pub(crate) enum Source<'a> {
     /// A PNG reader past its header, set to 8-bit output.
     Png(Box<png::Reader<Cursor<&'a [u8]>>>),
     /// A GIF decoder at its first frame, set to RGBA output.
     Gif(Box<gif::Decoder<Cursor<&'a [u8]>>>),
+    /// A lossy WebP's VP8 decoder past its frame header, with what the
+    /// container says of the picture.
+    Webp {
+        decoder: Box<vp8_rows::Decoder<Cursor<&'a [u8]>>>,
+        orientation: Orientation,
+        icc_profile: Option<&'a [u8]>,
+    },
 }
 
 impl<'a> Source<'a> {
@@ -62,11 +73,44 @@ impl<'a> Source<'a> {
         Ok(Self::Gif(Box::new(decoder)))
     }
 
+    /// Opens a lossy WebP; `None` for one this module does not stream
+    /// (lossless, with alpha, or animated: decoded whole).
+    pub(crate) fn webp(bytes: &'a [u8]) -> Result<Option<Self>, PipelineError> {
+        let (mut vp8, mut orientation, mut icc_profile) = (None, Orientation::NoTransforms, None);
+        for chunk in crate::webp::chunks(bytes) {
+            let (fourcc, range) = chunk.map_err(decode_error)?;
+            let data = bytes.get(range.start + 8..range.end).unwrap_or_default();
+            match &fourcc {
+                b"VP8 " if vp8.is_none() => vp8 = Some(data),
+                b"ALPH" | b"VP8L" | b"ANIM" | b"ANMF" => return Ok(None),
+                b"EXIF" => {
+                    orientation =
+                        Orientation::from_exif_chunk(data).unwrap_or(Orientation::NoTransforms);
+                }
+                b"ICCP" => icc_profile = Some(data),
+                _ => {}
+            }
+        }
+        let Some(vp8) = vp8 else {
+            return Ok(None);
+        };
+        let decoder = vp8_rows::Decoder::new(Cursor::new(vp8)).map_err(decode_error)?;
+        Ok(Some(Self::Webp {
+            decoder: Box::new(decoder),
+            orientation,
+            icc_profile,
+        }))
+    }
+
     /// The image's stored width and height.
     pub(crate) fn dimensions(&self) -> (u32, u32) {
         match self {
             Self::Png(reader) => (reader.info().width, reader.info().height),
             Self::Gif(decoder) => (u32::from(decoder.width()), u32::from(decoder.height())),
+            Self::Webp { decoder, .. } => {
+                let (width, height) = decoder.dimensions();
+                (u32::from(width), u32::from(height))
+            }
         }
     }
 
@@ -75,6 +119,7 @@ impl<'a> Source<'a> {
         match self {
             Self::Png(reader) => reader.info().interlaced,
             Self::Gif(decoder) => decoder.current_frame_info().is_some_and(|f| f.interlaced),
+            Self::Webp { .. } => false,
         }
     }
 
@@ -83,7 +128,7 @@ impl<'a> Source<'a> {
     pub(crate) fn eight_bit(&self) -> bool {
         match self {
             Self::Png(reader) => reader.info().bit_depth != png::BitDepth::Sixteen,
-            Self::Gif(_) => true,
+            Self::Gif(_) | Self::Webp { .. } => true,
         }
     }
 
@@ -97,6 +142,7 @@ impl<'a> Source<'a> {
                 .and_then(Orientation::from_exif_chunk)
                 .unwrap_or(Orientation::NoTransforms),
             Self::Gif(_) => Orientation::NoTransforms,
+            Self::Webp { orientation, .. } => *orientation,
         }
     }
 
@@ -105,6 +151,7 @@ impl<'a> Source<'a> {
         match self {
             Self::Png(reader) => reader.info().icc_profile.as_deref(),
             Self::Gif(_) => None,
+            Self::Webp { icc_profile, .. } => *icc_profile,
         }
     }
 
@@ -114,6 +161,14 @@ impl<'a> Source<'a> {
         match self {
             Self::Png(reader) => shrink_png(*reader, k),
             Self::Gif(decoder) => shrink_gif(*decoder, k),
+            Self::Webp { decoder, .. } => {
+                let (width, height) = decoder.dimensions();
+                let mut shrink = Shrink::new(u32::from(width), u32::from(height), 3, k, true);
+                decoder
+                    .decode_rows(|y, rgb| shrink.add_row(y, 0, 1, rgb))
+                    .map_err(decode_error)?;
+                shrink.finish()
+            }
         }
     }
 }
@@ -550,7 +605,7 @@ impl Shrink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::encode_png;
+    use crate::testing::{encode_png, gradient};
     use image::{RgbImage, RgbaImage};
 
     /// The same shrink done the plain way: every pixel decoded, each bin's
@@ -608,6 +663,38 @@ mod tests {
                 .max();
             assert!(worst <= Some(1), "{name}: off by {worst:?}");
         }
+    }
+
+    #[test]
+    fn a_lossy_webp_streams_to_the_linear_means_of_the_full_decodes_pixels() {
+        let webp = include_bytes!("../tests/images/lossy.webp");
+        let pixels = image::load_from_memory(webp).expect("decodes").to_rgb8();
+        for k in [1, 3] {
+            let expected = reference(&pixels, k);
+            let shrunk = Source::webp(webp)
+                .expect("opens")
+                .expect("a lossy WebP without alpha is streamed")
+                .shrink(k)
+                .expect("shrunk")
+                .to_rgb8();
+            assert_eq!(shrunk.dimensions(), expected.dimensions(), "k = {k}");
+            let worst = shrunk
+                .as_raw()
+                .iter()
+                .zip(expected.as_raw())
+                .map(|(a, b)| a.abs_diff(*b))
+                .max();
+            assert!(worst <= Some(1), "k = {k}: off by {worst:?}");
+        }
+    }
+
+    #[test]
+    fn a_webp_with_alpha_or_lossless_is_not_streamed() {
+        let alpha = include_bytes!("../tests/images/lossy-alpha.webp");
+        assert!(Source::webp(alpha).expect("reads").is_none());
+        let lossless =
+            crate::testing::encode_with(&gradient(30, 20, false), image::ImageFormat::WebP);
+        assert!(Source::webp(&lossless).expect("reads").is_none());
     }
 
     #[test]
