@@ -426,6 +426,16 @@ fn add_pixels<T: Sum>(
     step: u32,
     pixels: &[u8],
 ) {
+    if x0 == 0 && step == 1 {
+        // A whole row: bin by bin, no division per pixel.
+        let pixels = &pixels[..pixels.len().min(width as usize * channels)];
+        match channels {
+            1 => add_row_in_bins::<T, 1>(bins, k, shift, pixels),
+            3 => add_row_in_bins::<T, 3>(bins, k, shift, pixels),
+            _ => add_row_in_bins::<T, 4>(bins, k, shift, pixels),
+        }
+        return;
+    }
     let linear = to_linear();
     for (i, pixel) in pixels.chunks_exact(channels).enumerate() {
         let x = x0 + i as u32 * step;
@@ -444,6 +454,32 @@ fn add_pixels<T: Sum>(
             for c in 0..channels {
                 bin[c] = bin[c].plus(u32::from(linear[usize::from(pixel[c])]) >> shift);
             }
+        }
+    }
+}
+
+/// [`add_pixels`] for a whole row of `C`-channel pixels: each bin's `k`
+/// pixels summed, then added to the bin (the same sums: every addend is
+/// shifted alike, and the bin's total fits, so the order does not matter).
+fn add_row_in_bins<T: Sum, const C: usize>(bins: &mut [T], k: u32, shift: u32, pixels: &[u8]) {
+    let linear = to_linear();
+    for (bin, block) in bins.chunks_exact_mut(C).zip(pixels.chunks(k as usize * C)) {
+        let mut sum = [0_u32; C];
+        for pixel in block.chunks_exact(C) {
+            if C == 4 {
+                let alpha = u32::from(pixel[3]);
+                for c in 0..3 {
+                    sum[c] += ((u32::from(linear[usize::from(pixel[c])]) * alpha) >> 8) >> shift;
+                }
+                sum[3] += alpha;
+            } else {
+                for c in 0..C {
+                    sum[c] += u32::from(linear[usize::from(pixel[c])]) >> shift;
+                }
+            }
+        }
+        for c in 0..C {
+            bin[c] = bin[c].plus(sum[c]);
         }
     }
 }

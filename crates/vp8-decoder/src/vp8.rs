@@ -1611,6 +1611,75 @@ impl<R: Read> Vp8Decoder<R> {
             let do_subblock_filtering =
                 mb.luma_mode == LumaMode::B || (!mb.coeffs_skipped && mb.non_zero_dct);
 
+            // Darkroom: the normal filter a whole edge at a time, the same
+            // edges in the same order as upstream's pixel loops (which the
+            // simple filter below still uses).
+            if !self.frame.filter_type {
+                let edge = |edge_limit, macroblock| loop_filter::Edge {
+                    hev_threshold,
+                    interior_limit,
+                    edge_limit,
+                    macroblock,
+                };
+                let (mb_edge, sub_edge) = (edge(mbedge_limit, true), edge(sub_bedge_limit, false));
+                let (luma, chroma) = (by * 16 * luma_w + mbx * 16, by * 8 * chroma_w + mbx * 8);
+                let frame = &mut self.frame;
+                if mbx > 0 {
+                    loop_filter::filter_across_columns::<16>(
+                        mb_edge,
+                        &mut frame.ybuf,
+                        luma,
+                        luma_w,
+                    );
+                    for plane in [&mut frame.ubuf, &mut frame.vbuf] {
+                        loop_filter::filter_across_columns::<8>(mb_edge, plane, chroma, chroma_w);
+                    }
+                }
+                if do_subblock_filtering {
+                    for x in [4, 8, 12] {
+                        loop_filter::filter_across_columns::<16>(
+                            sub_edge,
+                            &mut frame.ybuf,
+                            luma + x,
+                            luma_w,
+                        );
+                    }
+                    for plane in [&mut frame.ubuf, &mut frame.vbuf] {
+                        loop_filter::filter_across_columns::<8>(
+                            sub_edge,
+                            plane,
+                            chroma + 4,
+                            chroma_w,
+                        );
+                    }
+                }
+                if mby > 0 {
+                    loop_filter::filter_across_rows::<16>(mb_edge, &mut frame.ybuf, luma, luma_w);
+                    for plane in [&mut frame.ubuf, &mut frame.vbuf] {
+                        loop_filter::filter_across_rows::<8>(mb_edge, plane, chroma, chroma_w);
+                    }
+                }
+                if do_subblock_filtering {
+                    for y in [4, 8, 12] {
+                        loop_filter::filter_across_rows::<16>(
+                            sub_edge,
+                            &mut frame.ybuf,
+                            luma + y * luma_w,
+                            luma_w,
+                        );
+                    }
+                    for plane in [&mut frame.ubuf, &mut frame.vbuf] {
+                        loop_filter::filter_across_rows::<8>(
+                            sub_edge,
+                            plane,
+                            chroma + 4 * chroma_w,
+                            chroma_w,
+                        );
+                    }
+                }
+                return;
+            }
+
             //filter across left of macroblock
             if mbx > 0 {
                 //simple loop filtering
@@ -1622,36 +1691,6 @@ impl<R: Read> Vp8Decoder<R> {
                         loop_filter::simple_segment_horizontal(
                             mbedge_limit,
                             &mut self.frame.ybuf[y0 * luma_w + x0 - 4..][..8],
-                        );
-                    }
-                } else {
-                    for y in 0usize..16 {
-                        let y0 = by * 16 + y;
-                        let x0 = mbx * 16;
-
-                        loop_filter::macroblock_filter_horizontal(
-                            hev_threshold,
-                            interior_limit,
-                            mbedge_limit,
-                            &mut self.frame.ybuf[y0 * luma_w + x0 - 4..][..8],
-                        );
-                    }
-
-                    for y in 0usize..8 {
-                        let y0 = by * 8 + y;
-                        let x0 = mbx * 8;
-
-                        loop_filter::macroblock_filter_horizontal(
-                            hev_threshold,
-                            interior_limit,
-                            mbedge_limit,
-                            &mut self.frame.ubuf[y0 * chroma_w + x0 - 4..][..8],
-                        );
-                        loop_filter::macroblock_filter_horizontal(
-                            hev_threshold,
-                            interior_limit,
-                            mbedge_limit,
-                            &mut self.frame.vbuf[y0 * chroma_w + x0 - 4..][..8],
                         );
                     }
                 }
@@ -1671,39 +1710,6 @@ impl<R: Read> Vp8Decoder<R> {
                             );
                         }
                     }
-                } else {
-                    for x in (4usize..16 - 3).step_by(4) {
-                        for y in 0..16 {
-                            let y0 = by * 16 + y;
-                            let x0 = mbx * 16 + x;
-
-                            loop_filter::subblock_filter_horizontal(
-                                hev_threshold,
-                                interior_limit,
-                                sub_bedge_limit,
-                                &mut self.frame.ybuf[y0 * luma_w + x0 - 4..][..8],
-                            );
-                        }
-                    }
-
-                    for y in 0usize..8 {
-                        let y0 = by * 8 + y;
-                        let x0 = mbx * 8 + 4;
-
-                        loop_filter::subblock_filter_horizontal(
-                            hev_threshold,
-                            interior_limit,
-                            sub_bedge_limit,
-                            &mut self.frame.ubuf[y0 * chroma_w + x0 - 4..][..8],
-                        );
-
-                        loop_filter::subblock_filter_horizontal(
-                            hev_threshold,
-                            interior_limit,
-                            sub_bedge_limit,
-                            &mut self.frame.vbuf[y0 * chroma_w + x0 - 4..][..8],
-                        );
-                    }
                 }
             }
 
@@ -1719,43 +1725,6 @@ impl<R: Read> Vp8Decoder<R> {
                             &mut self.frame.ybuf[..],
                             y0 * luma_w + x0,
                             luma_w,
-                        );
-                    }
-                } else {
-                    //if bottom macroblock, can only filter if there is 3 pixels below
-                    for x in 0usize..16 {
-                        let y0 = by * 16;
-                        let x0 = mbx * 16 + x;
-
-                        loop_filter::macroblock_filter_vertical(
-                            hev_threshold,
-                            interior_limit,
-                            mbedge_limit,
-                            &mut self.frame.ybuf[..],
-                            y0 * luma_w + x0,
-                            luma_w,
-                        );
-                    }
-
-                    for x in 0usize..8 {
-                        let y0 = by * 8;
-                        let x0 = mbx * 8 + x;
-
-                        loop_filter::macroblock_filter_vertical(
-                            hev_threshold,
-                            interior_limit,
-                            mbedge_limit,
-                            &mut self.frame.ubuf[..],
-                            y0 * chroma_w + x0,
-                            chroma_w,
-                        );
-                        loop_filter::macroblock_filter_vertical(
-                            hev_threshold,
-                            interior_limit,
-                            mbedge_limit,
-                            &mut self.frame.vbuf[..],
-                            y0 * chroma_w + x0,
-                            chroma_w,
                         );
                     }
                 }
@@ -1776,45 +1745,6 @@ impl<R: Read> Vp8Decoder<R> {
                                 luma_w,
                             );
                         }
-                    }
-                } else {
-                    for y in (4usize..16 - 3).step_by(4) {
-                        for x in 0..16 {
-                            let y0 = by * 16 + y;
-                            let x0 = mbx * 16 + x;
-
-                            loop_filter::subblock_filter_vertical(
-                                hev_threshold,
-                                interior_limit,
-                                sub_bedge_limit,
-                                &mut self.frame.ybuf[..],
-                                y0 * luma_w + x0,
-                                luma_w,
-                            );
-                        }
-                    }
-
-                    for x in 0..8 {
-                        let y0 = by * 8 + 4;
-                        let x0 = mbx * 8 + x;
-
-                        loop_filter::subblock_filter_vertical(
-                            hev_threshold,
-                            interior_limit,
-                            sub_bedge_limit,
-                            &mut self.frame.ubuf[..],
-                            y0 * chroma_w + x0,
-                            chroma_w,
-                        );
-
-                        loop_filter::subblock_filter_vertical(
-                            hev_threshold,
-                            interior_limit,
-                            sub_bedge_limit,
-                            &mut self.frame.vbuf[..],
-                            y0 * chroma_w + x0,
-                            chroma_w,
-                        );
                     }
                 }
             }
