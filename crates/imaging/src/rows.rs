@@ -494,6 +494,9 @@ fn mean_bins<T: Sum>(
     bin_width: impl Fn(usize) -> u64,
 ) {
     let clamp = |v: u64| u16::try_from(v).unwrap_or(u16::MAX);
+    let inverse = |count: u64| ((1_u128 << 32) + u128::from(count) - 1) / u128::from(count.max(1));
+    let full = bin_width(0) * bin_height;
+    let full_inverse = inverse(full);
     let mut mean = [0_u16; 4];
     for (bx, (bin, bytes)) in bins
         .chunks_exact_mut(channels)
@@ -510,8 +513,17 @@ fn mean_bins<T: Sum>(
             }
             mean[3] = clamp(alpha * 257 / count);
         } else {
+            // A multiplication by 2³²/count rounded up, not a division per
+            // value (which was a tenth of a lossy WebP's job): the quotient
+            // or one more, a 65535th of a level in linear light.
+            let inverse = if count == full {
+                full_inverse
+            } else {
+                inverse(count)
+            };
             for c in 0..channels {
-                mean[c] = clamp((bin[c].value() << shift) / count);
+                let quotient = (u128::from(bin[c].value() << shift) * inverse) >> 32;
+                mean[c] = clamp(u64::try_from(quotient).unwrap_or(u64::MAX));
             }
         }
         for (c, pair) in bytes.chunks_exact_mut(2).enumerate() {

@@ -347,7 +347,13 @@ fn pick<const N: usize>(mask: V<N>, a: V<N>, b: V<N>) -> V<N> {
 /// pixel at a time: a third of the decode).
 #[inline(always)]
 fn filter_lanes<const N: usize>(px: &mut [[u8; N]; 8], edge: Edge) {
-    let [p3, p2, p1, p0, q0, q1, q2, q3] = px.map(|line| line.map(i16::from));
+    let mut wide = [[0i16; N]; 8];
+    for (line, bytes) in wide.iter_mut().zip(px.iter()) {
+        for i in 0..N {
+            line[i] = i16::from(bytes[i]);
+        }
+    }
+    let [p3, p2, p1, p0, q0, q1, q2, q3] = wide;
     let (t, il, el) = (
         i16::from(edge.hev_threshold),
         i16::from(edge.interior_limit),
@@ -379,7 +385,14 @@ fn filter_lanes<const N: usize>(px: &mut [[u8; N]; 8], edge: Edge) {
     let filter = interior_ok;
     let hev = or(over(diff(p1, p0), t), over(diff(q1, q0), t));
     let signed = |v: V<N>| map1(v, |x| x - 128);
-    let [ps2, ps1, ps0, qs0, qs1, qs2] = [p2, p1, p0, q0, q1, q2].map(signed);
+    let [ps2, ps1, ps0, qs0, qs1, qs2] = [
+        signed(p2),
+        signed(p1),
+        signed(p0),
+        signed(q0),
+        signed(q1),
+        signed(q2),
+    ];
 
     let outer = clamp(sub(ps1, qs1));
     let outer = if edge.macroblock {
@@ -448,19 +461,20 @@ pub(crate) fn filter_across_columns<const N: usize>(
     point: usize,
     stride: usize,
 ) {
+    // Each row's eight pixels as one word: a transpose without a loop
+    // over bytes.
     let mut px = [[0u8; N]; 8];
     for i in 0..N {
-        let row: &[u8; 8] = pixels[point + i * stride - 4..][..8].try_into().unwrap();
-        for j in 0..8 {
-            px[j][i] = row[j];
+        let row = &pixels[point + i * stride - 4..][..8];
+        let word = u64::from_le_bytes(row.try_into().unwrap());
+        for (j, line) in px.iter_mut().enumerate() {
+            line[i] = (word >> (8 * j)) as u8;
         }
     }
     filter_lanes(&mut px, edge);
     for i in 0..N {
-        let row = &mut pixels[point + i * stride - 4..][..8];
-        for j in 1..7 {
-            row[j] = px[j][i];
-        }
+        let word = (0..8).fold(0u64, |word, j| word | u64::from(px[j][i]) << (8 * j));
+        pixels[point + i * stride - 4..][..8].copy_from_slice(&word.to_le_bytes());
     }
 }
 
