@@ -36,7 +36,7 @@ fi
 
 # Both passes select the same packages, so that cargo resolves the same
 # features and the second pass reuses the first one's build.
-packages=(-p darkroom-core -p darkroom-imaging -p darkroom-jpeg-decoder -p darkroom-spin -p darkroom-tests)
+packages=(-p darkroom-core -p darkroom-imaging -p darkroom-jpeg-decoder -p darkroom-vp8-decoder -p darkroom-spin -p darkroom-tests)
 echo "==> tests (runtime: ${DARKROOM_TEST_RUNTIME:-host}, redis: $DARKROOM_TEST_REDIS_URL, blobs: key-value)" >&2
 cargo test --locked "${packages[@]}" "$@"
 

@@ -245,6 +245,32 @@ fn a_24_megapixel_jpeg_baseline_or_progressive_or_png_is_processed_within_a_128_
 }
 
 #[test]
+fn a_lossy_webp_of_24_and_of_50_megapixels_is_processed_within_a_128_mib_instance() {
+    // Decoded whole, a 24 MP lossy WebP needed about 114 MiB in wasm and a
+    // 50 MP one 236 MiB (BENCHMARKS.md); both were refused at upload.
+    let app = TestApp::start(Options {
+        max_instance_memory: Some(128 << 20),
+        ..Options::default()
+    });
+    for (width, height) in [(6000, 4000), (8660, 5773)] {
+        let file = images::photo_like_webp(width, height, 80.0);
+        eprintln!("{width}x{height}: {} bytes", file.len());
+        // A photograph's 24 MP lossy WebP at quality 80 is about 0.8 MB
+        // (BENCHMARKS.md); these are no smaller.
+        assert!(
+            file.len() > 800_000,
+            "{width}x{height}: {} bytes",
+            file.len()
+        );
+        let done = app.wait_until_finished(&app.upload(file));
+        assert_eq!(done["status"], "completed", "{width}x{height}: {done}");
+        assert_eq!(done["attempts"], 1, "{width}x{height}: {done}");
+        assert_eq!(done["outputs"]["optimized"]["width"], width, "{done}");
+        assert_eq!(done["outputs"]["preview"]["width"], 800, "{done}");
+    }
+}
+
+#[test]
 fn a_png_of_every_kind_and_a_gif_of_24_megapixels_as_large_as_a_photos_are_processed_within_a_128_mib_instance()
  {
     // Files as large as a photograph's (a 24 MP RGB PNG of a photo: about
