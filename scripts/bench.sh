@@ -8,12 +8,18 @@
 #   scripts/bench.sh [RUNS]        # default 5 runs per measurement, medians
 #   scripts/bench.sh kinds [RUNS]  # only the table of every kind of input at
 #                                  # 24 and 50 MP (default 3 runs)
+#   scripts/bench.sh attempts      # only the table of every kind's whole
+#                                  # attempt in the test host next to libvips
+#                                  # in-process (pyvips, one thread)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 if [ "${1:-}" = kinds ]; then
   mode=kinds
   runs=${2:-3}
+elif [ "${1:-}" = attempts ]; then
+  mode=attempts
+  runs=3
 else
   mode=all
   runs=${1:-5}
@@ -78,6 +84,35 @@ build_bench() {
   cargo build --release -p darkroom-tests --bin darkroom-bench-report
 }
 
+if [ "$mode" = attempts ]; then
+  if ! python3 -c 'import pyvips' 2>/dev/null; then
+    echo "==> installing pyvips (PyPI; libvips in-process, for the comparison)" >&2
+    python3 -m pip install -q pyvips==3.2.0
+  fi
+  ensure_redis_server
+  build_components
+  mapfile -t inputs < <(photo_kinds | grep /24mp)
+  redis_port=$(free_port)
+  start_redis "$redis_port"
+  trap 'kill "$REDIS_PID" 2>/dev/null || true' EXIT
+  echo "==> every kind's attempt in the test host, next to libvips in-process" >&2
+  attempts_table=$(DARKROOM_BENCH_VIPS_JOB="$PWD/scripts/vips_job.py" DARKROOM_TEST_KV=sqlite \
+    DARKROOM_TEST_REDIS_URL="redis://127.0.0.1:$redis_port" \
+    cargo bench -q -p darkroom-tests --profile dev --bench attempt -- "${inputs[@]/#/$PWD/}")
+  cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
+  {
+    sed '/^<!-- attempts:start -->/,$d' BENCHMARKS.md
+    echo "<!-- attempts:start -->"
+    echo "Measured $(date -u +%Y-%m-%d) on ${cpu:-unknown CPU}, $(nproc) cores, $(rustc --version | cut -d' ' -f1-2), libvips $(python3 -c 'import pyvips; print(pyvips.version(0), pyvips.version(1), pyvips.version(2), sep=".")') through pyvips $(python3 -c 'import pyvips; print(pyvips.__version__)'); medians of $runs runs."
+    echo
+    echo "$attempts_table"
+    echo "<!-- attempts:end -->"
+    sed '1,/^<!-- attempts:end -->/d' BENCHMARKS.md
+  } > BENCHMARKS.md.new
+  mv BENCHMARKS.md.new BENCHMARKS.md
+  echo "$attempts_table"
+  exit 0
+fi
 if [ "$mode" = kinds ]; then
   build_bench
   mapfile -t inputs < <(photo_kinds)

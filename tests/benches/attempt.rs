@@ -8,7 +8,14 @@
 //! table; `scripts/bench.sh` writes it into BENCHMARKS.md.
 //!
 //! `attempt PHOTO...` (absolute paths) with the components built and
-//! `DARKROOM_TEST_REDIS_URL` naming a Redis server.
+//! `DARKROOM_TEST_REDIS_URL` naming a Redis server. With
+//! `DARKROOM_BENCH_VIPS_JOB` naming `scripts/vips_job.py`, each photo is
+//! also processed by libvips in-process (pyvips, one thread) right after
+//! Darkroom's runs, and the table gets its times and the attempt's ratio
+//! to them.
+//!
+//! The limits are raised (200 MiB uploads, 2 GiB `max_memory_mib`) so that
+//! every kind is timed, also those a hosted instance refuses.
 
 #[expect(dead_code, reason = "the suite's helpers; the benchmark uses a few")]
 #[path = "../e2e/helpers.rs"]
@@ -34,9 +41,18 @@ fn main() -> anyhow::Result<()> {
         .filter(|a| a != "--bench")
         .collect();
     anyhow::ensure!(!photos.is_empty(), "usage: attempt PHOTO...");
+    let vips_job = std::env::var("DARKROOM_BENCH_VIPS_JOB").ok();
     let mut table = String::from(
-        "| photo | file | time to 202 | pipeline | attempt | attempt / pipeline | upload: KV calls (bytes) | processor: KV gets (bytes) | processor: KV sets (bytes) | processor: deletes |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "| photo | file | time to 202 | pipeline | attempt | attempt / pipeline | upload: KV calls (bytes) | processor: KV gets (bytes) | processor: KV sets (bytes) | processor: deletes |",
     );
+    if vips_job.is_some() {
+        table.push_str(" libvips: 200 + 800 px | libvips: full-size copy | attempt / libvips |");
+    }
+    table.push_str("\n|---|---|---|---|---|---|---|---|---|---|");
+    if vips_job.is_some() {
+        table.push_str("---|---|---|");
+    }
+    table.push('\n');
     for photo in &photos {
         let bytes = std::fs::read(photo).with_context(|| format!("reading {photo}"))?;
         let name = std::path::Path::new(photo)
@@ -48,7 +64,7 @@ fn main() -> anyhow::Result<()> {
         runs.sort_by_key(|r| r.attempt_ms);
         let r = &runs[RUNS / 2];
         let mb = |b: u64| format!("{:.1} MB", b as f64 / 1e6);
-        writeln!(
+        write!(
             table,
             "| {name} | {} | {} ms | {} ms | {} ms | {:.2} | {} ({}) | {} ({}) | {} ({}) | {} |",
             mb(bytes.len() as u64),
@@ -64,12 +80,43 @@ fn main() -> anyhow::Result<()> {
             mb(r.processor.bytes_written),
             r.processor.deletes,
         )?;
+        if let Some(script) = &vips_job {
+            let (thumbnails, copy) = vips_times(script, photo)?;
+            write!(
+                table,
+                " {thumbnails} ms | {copy} ms | {:.2} |",
+                r.attempt_ms as f64 / (thumbnails + copy).max(1) as f64
+            )?;
+        }
+        table.push('\n');
     }
     #[expect(clippy::print_stdout, reason = "the table is the benchmark's output")]
     {
         print!("{table}");
     }
     Ok(())
+}
+
+/// libvips' medians for `photo`: the two thumbnails, and the full-size copy
+/// (`scripts/vips_job.py`).
+fn vips_times(script: &str, photo: &str) -> anyhow::Result<(u64, u64)> {
+    let output = std::process::Command::new("python3")
+        .arg(script)
+        .arg(RUNS.to_string())
+        .arg(photo)
+        .output()
+        .context("running python3 (scripts/bench.sh installs pyvips)")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{script} {photo}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout)?;
+    let mut times = text.split_whitespace().map(str::parse::<u64>);
+    match (times.next(), times.next()) {
+        (Some(Ok(thumbnails)), Some(Ok(copy))) => Ok((thumbnails, copy)),
+        _ => anyhow::bail!("{script} printed {text:?}"),
+    }
 }
 
 struct Run {
@@ -82,13 +129,19 @@ struct Run {
 
 /// One upload, processed by a processor app of its own.
 fn one_job(bytes: &[u8]) -> anyhow::Result<Run> {
+    let limits = vec![
+        ("max_upload_bytes", "209715200"),
+        ("max_memory_mib", "2048"),
+    ];
     let front = TestApp::start(Options {
         components: Some(&["upload", "status"]),
+        variables: limits.clone(),
         ..Options::default()
     });
     let processor = TestApp::start(Options {
         components: Some(&["processor"]),
         share_state_with: Some(&front),
+        variables: limits,
         ..Options::default()
     });
     let start = Instant::now();

@@ -380,6 +380,33 @@ mod tests {
     }
 
     #[test]
+    fn the_streamed_estimates_cover_what_lossy_webps_were_measured_to_take_in_wasm() {
+        // (width, height, file bytes, measured peak in wasm for Kleiber's
+        // lossy WebPs, BENCHMARKS.md: one run each, 2026-12-07)
+        for (width, height, file, measured_mib) in [
+            (6000, 4000, 849_030, 36),
+            (8660, 5773, 1_683_102, 32),
+        ] {
+            let h = Header {
+                width,
+                height,
+                kind: Kind::Streamed {
+                    channels: 3,
+                    grid: false,
+                    turned: false,
+                    clean: false,
+                    decoder_copy: true,
+                },
+            };
+            let estimate = h.memory_needed(file).div_ceil(MIB);
+            assert!(
+                estimate >= measured_mib && estimate <= measured_mib + 16,
+                "{width}x{height}: estimated {estimate} MiB, measured {measured_mib} MiB"
+            );
+        }
+    }
+
+    #[test]
     fn the_estimates_cover_what_24_mp_images_were_measured_to_take_in_wasm() {
         // (header kind, measured whole-job peak in wasm for 24 MP, BENCHMARKS.md)
         let full = |color, extra_quarters| Kind::FullDecode {
