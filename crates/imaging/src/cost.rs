@@ -383,10 +383,9 @@ mod tests {
     fn the_streamed_estimates_cover_what_lossy_webps_were_measured_to_take_in_wasm() {
         // (width, height, file bytes, measured peak in wasm for Kleiber's
         // lossy WebPs, BENCHMARKS.md: one run each, 2026-12-07)
-        for (width, height, file, measured_mib) in [
-            (6000, 4000, 849_030, 36),
-            (8660, 5773, 1_683_102, 32),
-        ] {
+        for (width, height, file, measured_mib) in
+            [(6000, 4000, 849_030, 36), (8660, 5773, 1_683_102, 32)]
+        {
             let h = Header {
                 width,
                 height,

@@ -494,7 +494,7 @@ fn mean_bins<T: Sum>(
     bin_width: impl Fn(usize) -> u64,
 ) {
     let clamp = |v: u64| u16::try_from(v).unwrap_or(u16::MAX);
-    let inverse = |count: u64| ((1_u128 << 32) + u128::from(count) - 1) / u128::from(count.max(1));
+    let inverse = |count: u64| (1_u64 << 32).div_ceil(count.max(1));
     let full = bin_width(0) * bin_height;
     let full_inverse = inverse(full);
     let mut mean = [0_u16; 4];
@@ -521,9 +521,14 @@ fn mean_bins<T: Sum>(
             } else {
                 inverse(count)
             };
+            // In 64 bits (a 128-bit product is a library call in wasm): a
+            // bin's sum stays under 2³² for any k up to 256.
             for c in 0..channels {
-                let quotient = (u128::from(bin[c].value() << shift) * inverse) >> 32;
-                mean[c] = clamp(u64::try_from(quotient).unwrap_or(u64::MAX));
+                let sum = bin[c].value() << shift;
+                let quotient = sum
+                    .checked_mul(inverse)
+                    .map_or_else(|| sum / count, |product| product >> 32);
+                mean[c] = clamp(quotient);
             }
         }
         for (c, pair) in bytes.chunks_exact_mut(2).enumerate() {
