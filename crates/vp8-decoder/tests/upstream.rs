@@ -98,3 +98,40 @@ fn a_cut_file_fails_where_upstream_fails_and_never_panics() {
         }
     }
 }
+
+#[test]
+fn a_file_with_bytes_changed_decodes_as_upstream_decodes_it_or_fails_as_it_fails() {
+    let (_, webp) = fixtures()
+        .into_iter()
+        .find(|(name, _)| name.ends_with("333x221.webp"))
+        .unwrap();
+    let start = webp.len() - vp8_chunk(&webp).len();
+    let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..300 {
+        let mut damaged = webp.clone();
+        // One to four bytes of the VP8 payload, header and partitions alike.
+        for _ in 0..=(next() % 4) {
+            let at = start + (next() as usize) % (webp.len() - start);
+            damaged[at] ^= (next() as u8) | 1;
+        }
+        let ours = decoded(vp8_chunk(&damaged));
+        let theirs = upstream(&damaged);
+        match (ours, theirs) {
+            (Ok((_, _, ours)), Ok((_, _, theirs))) => {
+                assert!(ours == theirs, "round {round}: pixels differ");
+            }
+            (Err(_), Err(_)) => {}
+            (ours, theirs) => panic!(
+                "round {round}: ours {:?}, upstream {:?}",
+                ours.map(|_| ()),
+                theirs.map(|_| ())
+            ),
+        }
+    }
+}
