@@ -71,7 +71,11 @@ const fn transient(status: u16) -> bool {
 /// one, pausing [`FIRST_BACKOFF`], then twice that, in between. Every S3
 /// request this store makes may be repeated: a PUT, an uploaded part or a
 /// DELETE of one key leaves the same state however often it lands, and a
-/// repeated GET or HEAD changes nothing. That is how AWS's SDKs treat them
+/// repeated GET or HEAD changes nothing. (A repeated multipart create whose
+/// first answer was lost leaves an unfinished upload behind, which S3
+/// keeps until a bucket lifecycle rule for incomplete uploads removes it; a
+/// repeated complete of one that had completed fails, and the job's own
+/// retry writes the object again.) That is how AWS's SDKs treat them
 /// ("standard" retry mode: three attempts, transient errors and 5xx); a
 /// connection that breaks off under load (seen with s3s-fs as hyper's
 /// `HttpProtocolError`) or a 500 from two racing DELETEs of a key then costs
