@@ -74,7 +74,7 @@ const fn transient(status: u16) -> bool {
 /// repeated GET or HEAD changes nothing. (A repeated multipart create whose
 /// first answer was lost leaves an unfinished upload behind, which S3
 /// keeps until a bucket lifecycle rule for incomplete uploads removes it; a
-/// repeated complete of one that had completed fails, and the job's own
+/// repeated complete of one that had completed may fail, and the job's own
 /// retry writes the object again.) That is how AWS's SDKs treat them
 /// ("standard" retry mode: three attempts, transient errors and 5xx); a
 /// connection that breaks off under load (seen with s3s-fs as hyper's
