@@ -151,8 +151,16 @@ ensure_browser() {
   fi
 }
 
+# free_port: a port nothing listens on, below the kernel's range for
+# outgoing connections' local ports (32768 and up by default). A port in
+# that range can be taken by any connection the suite opens between this
+# check and the server's bind, which then fails: s3s-fs once did not start
+# on 38026 that way.
 free_port() {
-  local port=$((20000 + RANDOM % 20000))
+  local low=32768
+  if read -r low _ < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null; then :; fi
+  local span=$((low > 21024 ? low - 20000 - 1024 : 1024))
+  local port=$((20000 + RANDOM % span))
   while port_in_use "$port"; do port=$((port + 1)); done
   echo "$port"
 }
