@@ -145,10 +145,10 @@ pub(crate) fn read_header(format: ImageFormat, bytes: &[u8]) -> Result<Header, I
             decoder_copy: false,
         },
         ImageFormat::Webp
-            if let Some(source) =
-                crate::rows::Source::webp(bytes).map_err(|e| unreadable(format, e))? =>
+            if let Some(webp) =
+                crate::rows::StreamedWebp::find(bytes).map_err(|e| unreadable(format, e))? =>
         {
-            let turned = crate::pipeline::turns(source.orientation());
+            let turned = crate::pipeline::turns(webp.orientation);
             Kind::Streamed {
                 channels: 3,
                 grid: false,
@@ -284,8 +284,14 @@ impl Header {
                 (true, ..=4) => 4,
                 (true, _) => 6,
             };
-            let file_copies = if decoder_copy { 2 } else { 1 };
-            let decoding = file_copies * file_len + shrunk * sums.max(3);
+            // The VP8 decoder's copy of the partitions is made by reading
+            // them whole, then copying them into its own buffers: three
+            // copies of the file for a moment, before any bin exists.
+            let decoding = if decoder_copy {
+                (3 * file_len).max(2 * file_len + shrunk * sums.max(3))
+            } else {
+                file_len + shrunk * sums.max(3)
+            };
             let copies = if clean { 1 } else { 2 };
             let encoding = copies * file_len + shrunk * if channels == 4 { 6 } else { 3 };
             return decoding.max(encoding) + STREAMED_FIXED;
@@ -403,6 +409,19 @@ mod tests {
                 "{width}x{height}: estimated {estimate} MiB, measured {measured_mib} MiB"
             );
         }
+        // A file larger than the bins: the decoder's moment of three copies.
+        let large = Header {
+            width: 6000,
+            height: 4000,
+            kind: Kind::Streamed {
+                channels: 3,
+                grid: false,
+                turned: false,
+                clean: false,
+                decoder_copy: true,
+            },
+        };
+        assert!(large.memory_needed(40_000_000) >= 120_000_000);
     }
 
     #[test]

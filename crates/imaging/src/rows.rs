@@ -76,29 +76,14 @@ impl<'a> Source<'a> {
     /// Opens a lossy WebP; `None` for one this module does not stream
     /// (lossless, with alpha, or animated: decoded whole).
     pub(crate) fn webp(bytes: &'a [u8]) -> Result<Option<Self>, PipelineError> {
-        let (mut vp8, mut orientation, mut icc_profile) = (None, Orientation::NoTransforms, None);
-        for chunk in crate::webp::chunks(bytes) {
-            let (fourcc, range) = chunk.map_err(decode_error)?;
-            let data = bytes.get(range.start + 8..range.end).unwrap_or_default();
-            match &fourcc {
-                b"VP8 " if vp8.is_none() => vp8 = Some(data),
-                b"ALPH" | b"VP8L" | b"ANIM" | b"ANMF" => return Ok(None),
-                b"EXIF" => {
-                    orientation =
-                        Orientation::from_exif_chunk(data).unwrap_or(Orientation::NoTransforms);
-                }
-                b"ICCP" => icc_profile = Some(data),
-                _ => {}
-            }
-        }
-        let Some(vp8) = vp8 else {
+        let Some(chunks) = StreamedWebp::find(bytes)? else {
             return Ok(None);
         };
-        let decoder = vp8_rows::Decoder::new(Cursor::new(vp8)).map_err(decode_error)?;
+        let decoder = vp8_rows::Decoder::new(Cursor::new(chunks.vp8)).map_err(decode_error)?;
         Ok(Some(Self::Webp {
             decoder: Box::new(decoder),
-            orientation,
-            icc_profile,
+            orientation: chunks.orientation,
+            icc_profile: chunks.icc_profile,
         }))
     }
 
@@ -170,6 +155,45 @@ impl<'a> Source<'a> {
                 shrink.finish()
             }
         }
+    }
+}
+
+/// What a lossy WebP's chunks say, found by walking them without decoding
+/// (the upload's memory estimate needs no more; the VP8 decoder copies the
+/// file's partitions as it opens).
+pub(crate) struct StreamedWebp<'a> {
+    /// The `VP8 ` chunk's payload.
+    vp8: &'a [u8],
+    /// From the `EXIF` chunk; invalid or missing: as stored.
+    pub(crate) orientation: Orientation,
+    /// The `ICCP` chunk's payload.
+    icc_profile: Option<&'a [u8]>,
+}
+
+impl<'a> StreamedWebp<'a> {
+    /// The chunks of a WebP [`Source::webp`] streams; `None` for one it
+    /// does not (lossless, with alpha, or animated).
+    pub(crate) fn find(bytes: &'a [u8]) -> Result<Option<Self>, PipelineError> {
+        let (mut vp8, mut orientation, mut icc_profile) = (None, Orientation::NoTransforms, None);
+        for chunk in crate::webp::chunks(bytes) {
+            let (fourcc, range) = chunk.map_err(decode_error)?;
+            let data = bytes.get(range.start + 8..range.end).unwrap_or_default();
+            match &fourcc {
+                b"VP8 " if vp8.is_none() => vp8 = Some(data),
+                b"ALPH" | b"VP8L" | b"ANIM" | b"ANMF" => return Ok(None),
+                b"EXIF" => {
+                    orientation =
+                        Orientation::from_exif_chunk(data).unwrap_or(Orientation::NoTransforms);
+                }
+                b"ICCP" => icc_profile = Some(data),
+                _ => {}
+            }
+        }
+        Ok(vp8.map(|vp8| Self {
+            vp8,
+            orientation,
+            icc_profile,
+        }))
     }
 }
 
@@ -690,6 +714,15 @@ mod tests {
         })
     }
 
+    /// The largest difference of one sample between two images.
+    fn worst_difference(a: &RgbImage, b: &RgbImage) -> Option<u8> {
+        a.as_raw()
+            .iter()
+            .zip(b.as_raw())
+            .map(|(x, y)| x.abs_diff(*y))
+            .max()
+    }
+
     #[test]
     fn a_streamed_png_shrinks_to_the_linear_mean_of_each_bin_interlaced_or_not() {
         // libvips wrote the interlaced file (Adam7); the other is its pixels
@@ -708,12 +741,7 @@ mod tests {
                 .expect("shrunk")
                 .to_rgb8();
             assert_eq!(shrunk.dimensions(), expected.dimensions(), "{name}");
-            let worst = shrunk
-                .as_raw()
-                .iter()
-                .zip(expected.as_raw())
-                .map(|(a, b)| a.abs_diff(*b))
-                .max();
+            let worst = worst_difference(&shrunk, &expected);
             assert!(worst <= Some(1), "{name}: off by {worst:?}");
         }
     }
@@ -731,12 +759,7 @@ mod tests {
                 .expect("shrunk")
                 .to_rgb8();
             assert_eq!(shrunk.dimensions(), expected.dimensions(), "k = {k}");
-            let worst = shrunk
-                .as_raw()
-                .iter()
-                .zip(expected.as_raw())
-                .map(|(a, b)| a.abs_diff(*b))
-                .max();
+            let worst = worst_difference(&shrunk, &expected);
             assert!(worst <= Some(1), "k = {k}: off by {worst:?}");
         }
     }
