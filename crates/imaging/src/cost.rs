@@ -21,9 +21,11 @@
 
 use std::io::Cursor;
 
+use image::metadata::Orientation;
 use image::{ColorType, ImageDecoder};
 
 use crate::format::{ImageFormat, InvalidImage, Limits};
+use crate::skim::Facts;
 
 /// Memory held whatever the image: allocator slack, resize intermediates,
 /// encoder state. In quarter bytes per pixel, like every figure here.
@@ -91,87 +93,166 @@ pub(crate) fn jpeg_denominator(shown_width: u32, wanted: u32) -> u32 {
         .unwrap_or(1)
 }
 
-/// Reads the header of `bytes` (already sniffed as `format`).
-pub(crate) fn read_header(format: ImageFormat, bytes: &[u8]) -> Result<Header, InvalidImage> {
+/// What a file's first bytes tell: its dimensions, its decoded colour type,
+/// and for a JPEG how it is decoded. A WebP's come from its chunks instead
+/// ([`webp_head`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub width: u32,
+    pub height: u32,
+    color: ColorType,
+    jpeg: Option<Kind>,
+}
+
+/// Reads the header of a JPEG, PNG or GIF from its first bytes (already
+/// sniffed as `format`): up to a JPEG's frame header, a PNG's first image
+/// data chunk, a GIF's screen descriptor. Fails on a head too short.
+pub(crate) fn read_head(format: ImageFormat, head: &[u8]) -> Result<Head, InvalidImage> {
     if format == ImageFormat::Jpeg {
-        let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+        let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(head));
         decoder.read_info().map_err(|e| unreadable(format, e))?;
         let info = decoder
             .info()
             .ok_or_else(|| unreadable(format, "no frame header"))?;
         let (width, height) = (u32::from(info.width), u32::from(info.height));
-        let kind = match info.pixel_format {
-            jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8 => Kind::ScaledJpeg {
-                progressive: info.coding_process == jpeg_decoder::CodingProcess::DctProgressive,
-                // Either side may end up as the shown width.
-                denominator: jpeg_denominator(width.min(height), PREVIEW_WIDTH),
-            },
+        let (kind, color) = match info.pixel_format {
+            jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8 => (
+                Kind::ScaledJpeg {
+                    progressive: info.coding_process == jpeg_decoder::CodingProcess::DctProgressive,
+                    // Either side may end up as the shown width.
+                    denominator: jpeg_denominator(width.min(height), PREVIEW_WIDTH),
+                },
+                ColorType::Rgb8,
+            ),
             // The general path: the planes inside the decoder, then RGB.
-            jpeg_decoder::PixelFormat::CMYK32 => Kind::FullDecode {
-                color: ColorType::Rgb8,
-                extra_quarters: 16,
-            },
-            jpeg_decoder::PixelFormat::L16 => Kind::FullDecode {
-                color: ColorType::L16,
-                extra_quarters: 0,
-            },
+            jpeg_decoder::PixelFormat::CMYK32 => (
+                Kind::FullDecode {
+                    color: ColorType::Rgb8,
+                    extra_quarters: 16,
+                },
+                ColorType::Rgb8,
+            ),
+            jpeg_decoder::PixelFormat::L16 => (
+                Kind::FullDecode {
+                    color: ColorType::L16,
+                    extra_quarters: 0,
+                },
+                ColorType::L16,
+            ),
         };
-        return Ok(Header {
+        return Ok(Head {
             width,
             height,
-            kind,
+            color,
+            jpeg: Some(kind),
         });
     }
-    let (width, height, color) = decoded_header(format, bytes)?;
-    let kind = match format {
-        ImageFormat::Png => {
-            let source = crate::rows::Source::png(bytes).map_err(|e| unreadable(format, e))?;
-            let turned = crate::pipeline::turns(source.orientation());
-            Kind::Streamed {
-                channels: streamed_channels(color),
-                grid: source.interlaced(),
-                turned,
-                // A turned image's copy is the original itself.
-                clean: turned || crate::metadata::is_clean(format, bytes),
-                decoder_copy: false,
+    let (width, height, color) = decoded_header(format, head)?;
+    Ok(Head {
+        width,
+        height,
+        color,
+        jpeg: None,
+    })
+}
+
+/// A WebP's dimensions and colour type from its first chunk, as
+/// `image-webp` reads them: `VP8X`'s canvas and alpha flag, a `VP8 ` frame
+/// header, or a `VP8L` header and its alpha hint.
+pub(crate) fn webp_head(facts: &Facts) -> Result<Head, InvalidImage> {
+    let bad = |reason: &str| unreadable(ImageFormat::Webp, reason);
+    let Some((fourcc, first)) = &facts.webp_first else {
+        return Err(bad("no chunk after the RIFF header"));
+    };
+    let u24 = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], 0]);
+    let (width, height, alpha) = match (fourcc, first.as_slice()) {
+        (b"VP8 ", [tag, _, _, 0x9d, 0x01, 0x2a, w0, w1, h0, h1]) if tag & 1 == 0 => {
+            let width = u32::from(u16::from_le_bytes([*w0, *w1]) & 0x3FFF);
+            let height = u32::from(u16::from_le_bytes([*h0, *h1]) & 0x3FFF);
+            if width == 0 || height == 0 {
+                return Err(bad("a side of zero pixels"));
             }
+            (width, height, false)
         }
+        (b"VP8L", [0x2f, b0, b1, b2, b3, ..]) => {
+            let header = u32::from_le_bytes([*b0, *b1, *b2, *b3]);
+            if header >> 29 != 0 {
+                return Err(bad("unknown lossless version"));
+            }
+            let width = (1 + header) & 0x3FFF;
+            let height = (1 + (header >> 14)) & 0x3FFF;
+            (width, height, (header >> 28) & 1 != 0)
+        }
+        (b"VP8X", [flags, _, _, _, rest @ ..]) if rest.len() == 6 => {
+            (u24(&rest[..3]) + 1, u24(&rest[3..]) + 1, flags & 0x10 != 0)
+        }
+        _ => return Err(bad("the first chunk is not an image header")),
+    };
+    Ok(Head {
+        width,
+        height,
+        color: if alpha {
+            ColorType::Rgba8
+        } else {
+            ColorType::Rgb8
+        },
+        jpeg: None,
+    })
+}
+
+/// The header of a whole file: what its head says, completed by the walk
+/// of the rest (metadata to strip, orientation, a WebP's chunks).
+pub(crate) fn header(format: ImageFormat, head: Head, facts: &Facts) -> Header {
+    let orientation = facts
+        .exif
+        .as_deref()
+        .and_then(Orientation::from_exif_chunk)
+        .unwrap_or(Orientation::NoTransforms);
+    let turned = crate::pipeline::turns(orientation);
+    let kind = match format {
+        ImageFormat::Jpeg => head.jpeg.unwrap_or(Kind::FullDecode {
+            color: head.color,
+            extra_quarters: 0,
+        }),
+        ImageFormat::Png => Kind::Streamed {
+            channels: streamed_channels(head.color),
+            grid: facts.interlaced,
+            turned,
+            // A turned image's copy is the original itself.
+            clean: turned || facts.clean,
+            decoder_copy: false,
+        },
         // Only the first frame's flag tells; assume the costlier order.
         ImageFormat::Gif => Kind::Streamed {
             channels: 4,
             grid: true,
             turned: false,
-            clean: crate::metadata::is_clean(format, bytes),
+            clean: facts.clean,
             decoder_copy: false,
         },
-        ImageFormat::Webp
-            if let Some(webp) =
-                crate::rows::StreamedWebp::find(bytes).map_err(|e| unreadable(format, e))? =>
-        {
-            let turned = crate::pipeline::turns(webp.orientation);
-            Kind::Streamed {
-                channels: 3,
-                grid: false,
-                turned,
-                clean: turned,
-                decoder_copy: true,
-            }
-        }
-        ImageFormat::Webp | ImageFormat::Jpeg => Kind::FullDecode {
-            color,
-            extra_quarters: match format {
-                ImageFormat::Webp if crate::webp::is_lossless(bytes) => WEBP_LOSSLESS,
-                ImageFormat::Webp if color.has_alpha() => WEBP_LOSSY_ALPHA,
-                ImageFormat::Webp => WEBP_LOSSY,
-                _ => 0,
+        ImageFormat::Webp if facts.webp_vp8 && !facts.webp_not_streamed => Kind::Streamed {
+            channels: 3,
+            grid: false,
+            turned,
+            clean: turned,
+            decoder_copy: true,
+        },
+        ImageFormat::Webp => Kind::FullDecode {
+            color: head.color,
+            extra_quarters: if facts.webp_lossless {
+                WEBP_LOSSLESS
+            } else if head.color.has_alpha() {
+                WEBP_LOSSY_ALPHA
+            } else {
+                WEBP_LOSSY
             },
         },
     };
-    Ok(Header {
-        width,
-        height,
+    Header {
+        width: head.width,
+        height: head.height,
         kind,
-    })
+    }
 }
 
 /// The channels the streamed path works in: grey, RGB, or RGBA (grey with
@@ -353,7 +434,14 @@ mod tests {
 
     fn header(bytes: &[u8]) -> Header {
         let format = ImageFormat::sniff(bytes).expect("an image");
-        read_header(format, bytes).expect("a header")
+        let mut skim = crate::skim::Skim::new(format);
+        skim.feed(bytes);
+        let facts = skim.finish();
+        let head = match format {
+            ImageFormat::Webp => webp_head(&facts),
+            _ => read_head(format, bytes),
+        };
+        super::header(format, head.expect("a header"), &facts)
     }
 
     #[test]

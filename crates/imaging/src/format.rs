@@ -215,68 +215,190 @@ pub enum InvalidImage {
 }
 
 /// Checks an upload against the limits from its bytes alone: size, magic
-/// bytes, and the dimensions in the header. Decodes no pixels.
+/// bytes, the dimensions in the header, the structure around the image
+/// data. Decodes no pixels. The same checks as an upload streamed through
+/// [`Arriving`].
 ///
 /// # Errors
 /// An [`InvalidImage`] saying which rule the upload breaks.
 pub fn inspect(bytes: &[u8], limits: Limits) -> Result<ImageInfo, InvalidImage> {
-    let len = bytes.len() as u64;
-    if len == 0 {
-        return Err(InvalidImage::Empty);
-    }
-    if len > limits.max_file_bytes() {
-        return Err(InvalidImage::TooLarge {
-            limit: limits.max_file_bytes(),
-        });
-    }
-    let format = ImageFormat::sniff(bytes).ok_or(InvalidImage::UnsupportedFormat)?;
-    check_container(format, bytes)?;
-    let header = crate::cost::read_header(format, bytes)?;
-    let (width, height) = (header.width, header.height);
-    check_pixels(width, height, limits)?;
-    check_frames(format, bytes, limits)?;
-    header.check(len, limits)?;
-    Ok(ImageInfo {
-        format,
-        width,
-        height,
-        bytes: len,
-    })
+    let mut arriving = Arriving::new(limits);
+    arriving.push(bytes)?;
+    arriving.finish()
 }
 
-/// Checks the container structure that decoders trust for allocation sizes.
-/// A WebP chunk declaring more bytes than the file holds would make the
-/// decoder allocate that much up front (found by fuzzing: a 353-byte file
-/// asking for 3.9 GB while its EXIF was read).
+/// The most of a file's first bytes kept until its header has been read:
+/// a JPEG's frame header may follow a few large metadata segments (an ICC
+/// profile split over many), a PNG's first image data chunk a large
+/// `iCCP`. A header not found within it is unreadable.
+pub const HEAD_LIMIT: usize = 4 << 20;
+
+/// The first head length at which the header is looked for; then at each
+/// doubling up to [`HEAD_LIMIT`], and at the end of the file.
+const FIRST_HEAD_TRY: usize = 16 << 10;
+
+/// An upload checked as it arrives, in pieces of any size. It holds the
+/// first bytes until the header is read (at most [`HEAD_LIMIT`]), and after
+/// that only the few bytes of a structure's header (`skim`).
 ///
-/// # Errors
-/// [`InvalidImage::UnreadableHeader`] when a chunk does not fit in the file.
-pub fn check_container(format: ImageFormat, bytes: &[u8]) -> Result<(), InvalidImage> {
-    if format != ImageFormat::Webp {
-        return Ok(());
+/// Each [`Arriving::push`] refuses as early as the bytes allow: over the
+/// size limit, not an image, a header that declares too many pixels. The
+/// checks that need the whole file (frames, a WebP's chunks, the memory
+/// estimate with the file's size) come at [`Arriving::finish`].
+#[derive(Debug)]
+pub struct Arriving {
+    limits: Limits,
+    len: u64,
+    head: Vec<u8>,
+    next_try: usize,
+    format: Option<ImageFormat>,
+    opened: Option<crate::cost::Head>,
+    skim: Option<crate::skim::Skim>,
+}
+
+impl Arriving {
+    /// Nothing arrived yet.
+    pub const fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            len: 0,
+            head: Vec::new(),
+            next_try: FIRST_HEAD_TRY,
+            format: None,
+            opened: None,
+            skim: None,
+        }
     }
-    crate::webp::chunks(bytes)
-        .try_for_each(|chunk| chunk.map(drop))
-        .map_err(|reason| InvalidImage::UnreadableHeader {
+
+    /// Bytes arrived so far.
+    pub const fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing has arrived yet.
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The format, once the first bytes have told it.
+    pub const fn format(&self) -> Option<ImageFormat> {
+        self.format
+    }
+
+    /// Takes the next piece of the file.
+    ///
+    /// # Errors
+    /// [`InvalidImage`]: too large, not a supported format, an unreadable
+    /// header (once [`HEAD_LIMIT`] bytes have not held it), too many pixels.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), InvalidImage> {
+        self.len += bytes.len() as u64;
+        if self.len > self.limits.max_file_bytes() {
+            return Err(InvalidImage::TooLarge {
+                limit: self.limits.max_file_bytes(),
+            });
+        }
+        if let Some(skim) = &mut self.skim {
+            skim.feed(bytes);
+        }
+        let reading = self.format != Some(ImageFormat::Webp) && self.opened.is_none();
+        if reading {
+            let room = HEAD_LIMIT.saturating_sub(self.head.len());
+            self.head.extend_from_slice(&bytes[..room.min(bytes.len())]);
+        }
+        if self.format.is_none() && self.head.len() >= 12 {
+            self.sniff()?;
+        }
+        match self.format {
+            Some(ImageFormat::Webp) => self.check_webp_pixels(),
+            Some(format) if self.opened.is_none() && self.head.len() >= self.next_try => {
+                match crate::cost::read_head(format, &self.head) {
+                    Ok(head) => self.opened(head),
+                    // Perhaps only cut short: tried again with more.
+                    Err(_) if self.head.len() < HEAD_LIMIT => {
+                        self.next_try = self.head.len().saturating_mul(2).min(HEAD_LIMIT);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The checks of the whole file, once every piece has arrived.
+    ///
+    /// # Errors
+    /// [`InvalidImage`]: empty, not an image, an unreadable header or
+    /// container, too many pixels or frames, more memory than allowed.
+    pub fn finish(mut self) -> Result<ImageInfo, InvalidImage> {
+        if self.len == 0 {
+            return Err(InvalidImage::Empty);
+        }
+        if self.format.is_none() {
+            self.sniff()?;
+        }
+        let format = self.format.ok_or(InvalidImage::UnsupportedFormat)?;
+        let facts = self
+            .skim
+            .take()
+            .map(crate::skim::Skim::finish)
+            .unwrap_or_default();
+        if let Some(reason) = facts.broken {
+            return Err(InvalidImage::UnreadableHeader {
+                format,
+                reason: reason.to_owned(),
+            });
+        }
+        if format != ImageFormat::Webp && self.opened.is_none() {
+            self.opened(crate::cost::read_head(format, &self.head)?)?;
+        }
+        let head = match self.opened {
+            Some(head) => head,
+            None => crate::cost::webp_head(&facts)?,
+        };
+        check_pixels(head.width, head.height, self.limits)?;
+        if facts.frames > self.limits.max_frames {
+            return Err(InvalidImage::TooManyFrames {
+                limit: self.limits.max_frames,
+            });
+        }
+        crate::cost::header(format, head, &facts).check(self.len, self.limits)?;
+        Ok(ImageInfo {
             format,
-            reason: reason.to_owned(),
+            width: head.width,
+            height: head.height,
+            bytes: self.len,
         })
-}
-
-/// Holds an animated GIF to the frame limit, walking its blocks without
-/// decoding them.
-///
-/// # Errors
-/// [`InvalidImage::TooManyFrames`].
-pub fn check_frames(format: ImageFormat, bytes: &[u8], limits: Limits) -> Result<(), InvalidImage> {
-    if format == ImageFormat::Gif
-        && crate::gif::count_frames(bytes, limits.max_frames) > limits.max_frames
-    {
-        return Err(InvalidImage::TooManyFrames {
-            limit: limits.max_frames,
-        });
     }
-    Ok(())
+
+    fn sniff(&mut self) -> Result<(), InvalidImage> {
+        let format = ImageFormat::sniff(&self.head).ok_or(InvalidImage::UnsupportedFormat)?;
+        let mut skim = crate::skim::Skim::new(format);
+        skim.feed(&self.head);
+        self.skim = Some(skim);
+        self.format = Some(format);
+        Ok(())
+    }
+
+    /// Checks the pixels of a JPEG's, PNG's or GIF's header read from the
+    /// head, and lets the head go.
+    fn opened(&mut self, head: crate::cost::Head) -> Result<(), InvalidImage> {
+        check_pixels(head.width, head.height, self.limits)?;
+        self.opened = Some(head);
+        self.head = Vec::new();
+        Ok(())
+    }
+
+    /// A WebP's pixels, as soon as its first chunk is read; a WebP keeps
+    /// no head, its walk reads all it needs.
+    fn check_webp_pixels(&mut self) -> Result<(), InvalidImage> {
+        self.head = Vec::new();
+        let facts = self.skim.as_ref().map(crate::skim::Skim::facts);
+        match facts.map(crate::cost::webp_head) {
+            Some(Ok(head)) => check_pixels(head.width, head.height, self.limits),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Holds declared dimensions to the pixel limit.
@@ -427,5 +549,96 @@ mod tests {
             Err(InvalidImage::TooManyFrames { limit: 3 })
         );
         assert!(inspect(&gif, limits(4)).is_ok());
+    }
+
+    fn arrived_in_pieces(
+        bytes: &[u8],
+        piece: usize,
+        limits: Limits,
+    ) -> Result<ImageInfo, InvalidImage> {
+        let mut arriving = Arriving::new(limits);
+        for p in bytes.chunks(piece) {
+            arriving.push(p)?;
+        }
+        arriving.finish()
+    }
+
+    #[test]
+    fn an_upload_arriving_in_pieces_is_judged_as_the_whole_file_is() {
+        let jpeg =
+            crate::testing::encode_with(&gradient(300, 200, false), image::ImageFormat::Jpeg);
+        let files: Vec<Vec<u8>> = vec![
+            jpeg.clone(),
+            jpeg[..jpeg.len() / 2].to_vec(),
+            include_bytes!("../tests/images/progressive.jpg").to_vec(),
+            include_bytes!("../tests/images/rgb16.png").to_vec(),
+            include_bytes!("../tests/images/interlaced.png").to_vec(),
+            include_bytes!("../tests/images/lossy.webp").to_vec(),
+            include_bytes!("../tests/images/lossy-alpha.webp").to_vec(),
+            crate::testing::encode_with(&gradient(300, 200, true), image::ImageFormat::WebP),
+            crate::testing::encode_with(&gradient(300, 200, true), image::ImageFormat::Gif),
+            encode_png(&gradient(30, 20, true))[..40].to_vec(),
+            b"RIFF\x10\0\0\0WEBPVP8 ".to_vec(),
+            b"\xFF\xD8\xFF".to_vec(),
+        ];
+        let tight = Limits {
+            max_pixels: 10_000,
+            max_memory: 1 << 20,
+            ..Limits::default()
+        };
+        let mut accepted = 0;
+        for file in &files {
+            for limits in [Limits::default(), tight] {
+                let whole = inspect(file, limits);
+                accepted += usize::from(whole.is_ok());
+                for piece in [1, 7, 4096] {
+                    assert_eq!(
+                        arrived_in_pieces(file, piece, limits),
+                        whole,
+                        "{} bytes in pieces of {piece}",
+                        file.len()
+                    );
+                }
+            }
+        }
+        assert!(accepted >= 8, "{accepted}");
+    }
+
+    #[test]
+    fn a_header_declaring_too_many_pixels_is_refused_before_the_rest_arrives() {
+        let png = encode_png(&crate::testing::noise(1000, 800));
+        assert!(png.len() > 2 * FIRST_HEAD_TRY, "{}", png.len());
+        let limits = Limits {
+            max_pixels: 500_000,
+            ..Limits::default()
+        };
+        let mut arriving = Arriving::new(limits);
+        let refused = png
+            .chunks(1000)
+            .position(|p| arriving.push(p).is_err())
+            .expect("refused");
+        assert!(refused * 1000 <= FIRST_HEAD_TRY, "after {refused} pieces");
+    }
+
+    #[test]
+    fn a_frame_header_after_megabytes_of_metadata_is_found_and_one_past_the_head_limit_is_not() {
+        let jpeg =
+            crate::testing::encode_with(&gradient(300, 200, false), image::ImageFormat::Jpeg);
+        let app = |n: usize| {
+            let segment = [&[0xFF, 0xE9, 0xFF, 0xFF][..], &[0; 65533]].concat();
+            [&jpeg[..2], &segment.repeat(n), &jpeg[2..]].concat()
+        };
+        let limits = Limits {
+            max_upload_bytes: 64 << 20,
+            ..Limits::default()
+        };
+        let within = app(HEAD_LIMIT / 65537 - 1);
+        let info = arrived_in_pieces(&within, 65536, limits).expect("read from the head");
+        assert_eq!((info.width, info.height), (300, 200));
+        let past = app(HEAD_LIMIT / 65537 + 1);
+        assert!(matches!(
+            arrived_in_pieces(&past, 65536, limits),
+            Err(InvalidImage::UnreadableHeader { .. })
+        ));
     }
 }

@@ -23,4 +23,5 @@ mod cost;
 mod gif;
 mod icc;
 mod rows;
+mod skim;
 mod webp;

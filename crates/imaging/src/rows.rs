@@ -99,15 +99,6 @@ impl<'a> Source<'a> {
         }
     }
 
-    /// Whether the rows come out of order (Adam7, or an interlaced GIF).
-    pub(crate) fn interlaced(&self) -> bool {
-        match self {
-            Self::Png(reader) => reader.info().interlaced,
-            Self::Gif(decoder) => decoder.current_frame_info().is_some_and(|f| f.interlaced),
-            Self::Webp { .. } => false,
-        }
-    }
-
     /// Whether the samples are 8 bits or fewer (a deeper image's only
     /// lossless copy is its own).
     pub(crate) fn eight_bit(&self) -> bool {

@@ -28,6 +28,21 @@ pub fn gradient(width: u32, height: u32, alpha: bool) -> DynamicImage {
     }
 }
 
+/// Seeded RGB noise: content no codec compresses, so a file as large as
+/// its pixels.
+pub fn noise(width: u32, height: u32) -> DynamicImage {
+    let mut state = 0x2545_F491_u32;
+    DynamicImage::ImageRgb8(RgbImage::from_fn(width, height, |_, _| {
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state.to_le_bytes()[0]
+        };
+        Rgb([next(), next(), next()])
+    }))
+}
+
 /// `image` encoded in `format` with the `image` crate's encoders.
 ///
 /// # Panics

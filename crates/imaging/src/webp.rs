@@ -35,18 +35,6 @@ pub(crate) fn chunks(
     })
 }
 
-/// Whether the image is lossless (`VP8L`) rather than lossy (`VP8 `).
-pub(crate) fn is_lossless(webp: &[u8]) -> bool {
-    chunks(webp)
-        .map_while(Result::ok)
-        .find_map(|(fourcc, _)| match &fourcc {
-            b"VP8L" => Some(true),
-            b"VP8 " => Some(false),
-            _ => None,
-        })
-        .unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,7 +45,6 @@ mod tests {
         let webp = encode_with(&gradient(30, 20, false), image::ImageFormat::WebP);
         let found: Vec<_> = chunks(&webp).collect();
         assert_eq!(found, [Ok((*b"VP8L", 12..webp.len()))]);
-        assert!(is_lossless(&webp));
         let cut = &webp[..webp.len() - 3];
         assert_eq!(
             chunks(cut).collect::<Vec<_>>(),
