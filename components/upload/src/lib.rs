@@ -1,5 +1,6 @@
-//! `POST /api/images`: validates an upload, stores the original, records the
-//! job as queued and puts it in the durable queue, then answers `202 Accepted`.
+//! `POST /api/images`: validates an upload and stores the original as it
+//! arrives (the file is never held whole), records the job as queued and
+//! puts it in the durable queue, then answers `202 Accepted`.
 //! An ingest by URL is checked (never fetched here), recorded and put in the
 //! fetcher's queue. A `callback_url` or `notify_email` sent with either is
 //! checked first; a refused one is a `422` with nothing recorded.
@@ -14,6 +15,7 @@
 
 use darkroom_core::idempotency::IdempotencyKey;
 use darkroom_core::notify;
+use darkroom_core::receive::Receiving;
 use darkroom_core::service::{self, KeyUse, Once, Ports};
 use darkroom_spin::access::{self, Access};
 use darkroom_spin::clock::SystemClock;
@@ -36,7 +38,7 @@ async fn accept_image(req: IncomingRequest, out: ResponseOutparam) {
     let accepted = accept(req).await;
     let worker = match &accepted {
         Ok((_, Upload::Url(_))) => config::fetch_worker_url(),
-        Ok((_, Upload::File(_))) => config::worker_url(),
+        Ok((_, Upload::File)) => config::worker_url(),
         Err(_) => None,
     };
     cors.send(out, respond(accepted.map(|(response, _)| response)));
@@ -54,9 +56,13 @@ async fn accept(req: IncomingRequest) -> Result<(Response, Upload), ApiError> {
     let key = header(&req.headers(), "idempotency-key");
     let limits = config::limits()?;
     let queue_config = config::queue()?;
-    // The body is read before the key is judged: a client still sending
-    // cannot read an answer given too early.
-    let (upload, request) = upload::read_upload(req, limits).await?;
+    let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
+    let blobs = darkroom_spin::store::blob_store(&kv)?;
+    // The file goes to storage as it arrives; the body is read whole before
+    // the key is judged: a client still sending cannot read an answer given
+    // too early.
+    let mut receiving = Receiving::new(blobs.as_ref(), limits);
+    let (upload, request) = upload::read_upload(req, limits, &mut receiving).await?;
     let key = key.map(|h| IdempotencyKey::parse(&h)).transpose()?;
     let recipients = notify::recipients(
         request.callback_url.as_deref(),
@@ -64,8 +70,6 @@ async fn accept(req: IncomingRequest) -> Result<(Response, Upload), ApiError> {
         &config::callback_rules()?,
         config::sends_email()?,
     )?;
-    let kv = SpinKv::open_default().map_err(ApiError::StorageUnavailable)?;
-    let blobs = darkroom_spin::store::blob_store(&kv)?;
     let queues = AllQueues::connect(&queue_config).map_err(ApiError::QueueUnavailable)?;
     let ports = Ports {
         kv: &kv,
@@ -74,26 +78,24 @@ async fn accept(req: IncomingRequest) -> Result<(Response, Upload), ApiError> {
     };
     let jobs = &queues.jobs;
     let answer = match (&upload, key) {
-        (Upload::File(bytes), None) => views::accepted(&service::accept_upload(
+        (Upload::File, None) => views::accepted(&service::accept_received(
             ports,
             jobs,
-            bytes,
-            limits,
+            receiving.finish()?,
             &recipients,
         )?),
-        (Upload::File(bytes), Some(key)) => {
+        (Upload::File, Some(key)) => {
             let ttl = config::idempotency_ttl()?;
             let key = KeyUse {
                 records: jobs,
                 key: &key,
                 ttl,
             };
-            answer_once(service::accept_upload_once(
+            answer_once(service::accept_received_once(
                 ports,
                 jobs,
                 key,
-                bytes,
-                limits,
+                receiving.finish()?,
                 &recipients,
             )?)
         }

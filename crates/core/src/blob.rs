@@ -7,10 +7,10 @@
 //! or inconsistent chunk is reported as an error rather than served.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::keys::{self, BlobKey};
-use crate::ports::{BlobMeta, BlobReader, BlobStore, KeyValue, PortError};
+use crate::ports::{BlobMeta, BlobReader, BlobStore, BlobWriter, KeyValue, PortError};
 
 /// The largest value written to the key-value store.
 pub const CHUNK_BYTES: usize = 1_000_000;
@@ -49,47 +49,144 @@ impl<'a, K: KeyValue + ?Sized> KvBlobStore<'a, K> {
 
 /// A strong entity tag for `bytes`: the first 128 bits of their SHA-256.
 pub fn etag(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    format!("\"{}\"", hex::encode(&digest[..16]))
+    let mut tag = Etag::default();
+    tag.update(bytes);
+    tag.finish()
 }
 
-impl<K: KeyValue + ?Sized> BlobStore for KvBlobStore<'_, K> {
-    fn put(&self, key: &BlobKey, content_type: &str, bytes: &[u8]) -> Result<BlobMeta, PortError> {
-        // Only to delete chunks an earlier, larger blob leaves past the new
-        // end. If it cannot be read (or is damaged) the put is still correct;
-        // at worst those unreachable chunks stay behind.
-        let old = self.manifest(key).ok().flatten();
-        let chunks = u32::try_from(bytes.len().div_ceil(CHUNK_BYTES))
-            .map_err(|_| PortError::new(format!("blob {key}: too large")))?;
-        let written = bytes
-            .chunks(CHUNK_BYTES)
-            .zip(0..)
-            .try_for_each(|(chunk, n)| self.kv.set(&keys::blob_chunk(key, n), chunk));
-        if let Err(e) = written {
-            // Best effort: a failing store may refuse this too, and then the
-            // orphaned chunks are unreachable without a manifest.
-            if let Err(cleanup) = self.delete_chunks(key, chunks) {
-                return Err(PortError::new(format!(
-                    "{e}; cleaning up also failed: {cleanup}"
-                )));
+/// [`etag`] of bytes that arrive in pieces.
+#[derive(Default)]
+pub struct Etag(Sha256);
+
+impl Etag {
+    /// Takes the next piece.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The tag, quoted.
+    pub fn finish(self) -> String {
+        format!("\"{}\"", hex::encode(&self.0.finalize()[..16]))
+    }
+}
+
+/// A blob going into the key-value store a chunk at a time: full chunks
+/// are written as they fill (straight from the caller's bytes when they
+/// can be), so at most one chunk is held.
+struct KvBlobWriter<'a, K: ?Sized> {
+    store: &'a KvBlobStore<'a, K>,
+    key: BlobKey,
+    content_type: String,
+    pending: Vec<u8>,
+    chunks: u32,
+    size: u64,
+    etag: Etag,
+    old_chunks: u32,
+}
+
+impl<K: KeyValue + ?Sized> KvBlobWriter<'_, K> {
+    fn set_chunk(&mut self, chunk: &[u8]) -> Result<(), PortError> {
+        self.store
+            .kv
+            .set(&keys::blob_chunk(&self.key, self.chunks), chunk)?;
+        self.chunks = self
+            .chunks
+            .checked_add(1)
+            .ok_or_else(|| PortError::new(format!("blob {}: too large", self.key)))?;
+        Ok(())
+    }
+}
+
+impl<K: KeyValue + ?Sized> BlobWriter for KvBlobWriter<'_, K> {
+    fn write(&mut self, mut bytes: &[u8]) -> Result<(), PortError> {
+        self.etag.update(bytes);
+        self.size += bytes.len() as u64;
+        if !self.pending.is_empty() {
+            let n = (CHUNK_BYTES - self.pending.len()).min(bytes.len());
+            self.pending.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.pending.len() < CHUNK_BYTES {
+                return Ok(());
             }
-            return Err(e);
+            let full = std::mem::take(&mut self.pending);
+            self.set_chunk(&full)?;
+        }
+        while bytes.len() >= CHUNK_BYTES {
+            let (chunk, rest) = bytes.split_at(CHUNK_BYTES);
+            self.set_chunk(chunk)?;
+            bytes = rest;
+        }
+        self.pending.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<BlobMeta, PortError> {
+        if !self.pending.is_empty() {
+            let last = std::mem::take(&mut self.pending);
+            if let Err(e) = self.set_chunk(&last) {
+                return Err(undone(e, self.abort()));
+            }
         }
         let meta = BlobMeta {
-            size: bytes.len() as u64,
-            content_type: content_type.to_owned(),
-            etag: etag(bytes),
+            size: self.size,
+            content_type: std::mem::take(&mut self.content_type),
+            etag: std::mem::take(&mut self.etag).finish(),
         };
         let manifest = Manifest {
             meta: meta.clone(),
-            chunks,
+            chunks: self.chunks,
         };
         let raw = serde_json::to_vec(&manifest).map_err(PortError::new)?;
-        self.kv.set(&keys::blob_manifest(key), &raw)?;
-        if let Some(old) = old.filter(|old| old.chunks > chunks) {
-            (chunks..old.chunks).try_for_each(|n| self.kv.delete(&keys::blob_chunk(key, n)))?;
+        if let Err(e) = self.store.kv.set(&keys::blob_manifest(&self.key), &raw) {
+            return Err(undone(e, self.abort()));
         }
+        (self.chunks..self.old_chunks)
+            .try_for_each(|n| self.store.kv.delete(&keys::blob_chunk(&self.key, n)))?;
         Ok(meta)
+    }
+
+    fn abort(self: Box<Self>) -> Result<(), PortError> {
+        self.store.delete_chunks(&self.key, self.chunks)
+    }
+}
+
+/// `e`, with a failed clean-up after it said too (the orphaned chunks are
+/// then unreachable without a manifest).
+fn undone(e: PortError, cleanup: Result<(), PortError>) -> PortError {
+    match cleanup {
+        Ok(()) => e,
+        Err(cleanup) => PortError::new(format!("{e}; cleaning up also failed: {cleanup}")),
+    }
+}
+
+impl<K: KeyValue + ?Sized> BlobStore for KvBlobStore<'_, K> {
+    fn create<'a>(
+        &'a self,
+        key: &BlobKey,
+        content_type: &str,
+    ) -> Result<Box<dyn BlobWriter + 'a>, PortError> {
+        // Only to delete chunks an earlier, larger blob leaves past the new
+        // end. If it cannot be read (or is damaged) the put is still correct;
+        // at worst those unreachable chunks stay behind.
+        let old_chunks = self.manifest(key).ok().flatten().map_or(0, |m| m.chunks);
+        Ok(Box::new(KvBlobWriter {
+            store: self,
+            key: key.clone(),
+            content_type: content_type.to_owned(),
+            pending: Vec::new(),
+            chunks: 0,
+            size: 0,
+            etag: Etag::default(),
+            old_chunks,
+        }))
+    }
+
+    fn put(&self, key: &BlobKey, content_type: &str, bytes: &[u8]) -> Result<BlobMeta, PortError> {
+        let mut writer = self.create(key, content_type)?;
+        if let Err(e) = writer.write(bytes) {
+            return Err(undone(e, writer.abort()));
+        }
+        writer.finish()
     }
 
     fn open(&self, key: &BlobKey) -> Result<Option<BlobReader<'_>>, PortError> {
@@ -270,5 +367,49 @@ mod tests {
             .read_all()
             .expect("exact");
         assert_eq!(exact.bytes, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_blob_written_in_pieces_is_kept_a_chunk_at_a_time_and_reads_back_whole() {
+        let kv = MemoryKv::default();
+        let store = KvBlobStore::new(&kv);
+        let key = key();
+        let data = bytes(3 * CHUNK_BYTES + 11);
+        let mut writer = store.create(&key, "image/png").expect("create");
+        for (n, piece) in data.chunks(CHUNK_BYTES / 3 + 7).enumerate() {
+            writer.write(piece).expect("write");
+            assert!(
+                kv.len() <= (n + 1) * (CHUNK_BYTES / 3 + 7) / CHUNK_BYTES,
+                "only full chunks are written, no manifest yet"
+            );
+        }
+        assert_eq!(
+            store.get(&key).expect("get"),
+            None,
+            "unreadable until finished"
+        );
+        let meta = writer.finish().expect("finish");
+        assert_eq!(meta.etag, etag(&data));
+        assert_eq!(kv.len(), 5, "four chunks and a manifest");
+        assert_eq!(store.get(&key).expect("get").expect("exists").bytes, data);
+    }
+
+    #[test]
+    fn an_aborted_or_failed_writer_leaves_nothing_behind() {
+        let kv = MemoryKv::default();
+        let store = KvBlobStore::new(&kv);
+        let key = key();
+        let mut writer = store.create(&key, "a/b").expect("create");
+        writer.write(&bytes(2 * CHUNK_BYTES + 1)).expect("write");
+        assert_eq!(kv.len(), 2);
+        writer.abort().expect("abort");
+        assert_eq!(kv.len(), 0);
+        let mut writer = store.create(&key, "a/b").expect("create");
+        writer.write(&bytes(CHUNK_BYTES + 1)).expect("write");
+        kv.fail_sets_after(0);
+        writer.finish().expect_err("the last chunk is refused");
+        kv.heal();
+        assert_eq!(kv.len(), 0, "the first chunk is removed again");
+        assert_eq!(store.get(&key).expect("get"), None);
     }
 }

@@ -80,7 +80,12 @@ pub fn fingerprint(payload: &[u8]) -> String {
 /// `notify_email`): the payload's own fingerprint when there are none, so
 /// keys recorded before recipients existed still match.
 pub fn fingerprint_with(payload: &[u8], recipients: &crate::notify::Recipients) -> String {
-    let plain = fingerprint(payload);
+    with_recipients(fingerprint(payload), recipients)
+}
+
+/// [`fingerprint_with`] from the payload's [`fingerprint`], computed as it
+/// arrived.
+pub fn with_recipients(plain: String, recipients: &crate::notify::Recipients) -> String {
     if recipients.is_empty() {
         return plain;
     }

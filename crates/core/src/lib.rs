@@ -17,6 +17,7 @@ pub mod keys;
 pub mod notify;
 pub mod ports;
 pub mod queue;
+pub mod receive;
 pub mod service;
 pub mod testing;
 pub mod time;

@@ -145,8 +145,43 @@ impl std::fmt::Debug for BlobReader<'_> {
     }
 }
 
+/// A blob being written piece by piece, so that a large upload is stored
+/// as it arrives and never held whole. Nothing is readable under its key
+/// until [`BlobWriter::finish`]; an aborted writer leaves nothing behind.
+pub trait BlobWriter {
+    /// Appends `bytes`.
+    ///
+    /// # Errors
+    /// [`PortError`]; the writer should then be aborted.
+    fn write(&mut self, bytes: &[u8]) -> Result<(), PortError>;
+
+    /// Makes the blob readable, whole.
+    ///
+    /// # Errors
+    /// [`PortError`]; a failed finish leaves no readable blob behind (what
+    /// it wrote is removed again as far as the store lets it).
+    fn finish(self: Box<Self>) -> Result<BlobMeta, PortError>;
+
+    /// Removes what has been written.
+    ///
+    /// # Errors
+    /// [`PortError`] when the store refuses the clean-up.
+    fn abort(self: Box<Self>) -> Result<(), PortError>;
+}
+
 /// Object storage: the key-value default ([`crate::blob::KvBlobStore`]) or S3.
 pub trait BlobStore {
+    /// Begins a blob under `key`, written piece by piece, replacing any
+    /// blob there once finished.
+    ///
+    /// # Errors
+    /// [`PortError`] when the store cannot be reached.
+    fn create<'a>(
+        &'a self,
+        key: &crate::keys::BlobKey,
+        content_type: &str,
+    ) -> Result<Box<dyn BlobWriter + 'a>, PortError>;
+
     /// Stores `bytes` under `key`, replacing any blob there.
     ///
     /// # Errors

@@ -22,6 +22,7 @@ use crate::ports::{
     BlobMeta, BlobReader, BlobStore, Clock, KeyValue, OnceStore, PortError, Random,
 };
 use crate::queue::{Queue, RetryPolicy, estimate_wait_secs};
+use crate::receive::{Received, Receiving};
 
 /// How long past its due time a queued job may wait before a status read
 /// rings the doorbell again (the doorbell may have been missed).
@@ -106,6 +107,7 @@ pub struct Accepted {
 
 /// Validates `bytes`, stores the original, records the job as queued and
 /// puts it in the queue. Either all of that happens or none of it does.
+/// [`Receiving`] with the whole file as one piece, then [`accept_received`].
 ///
 /// # Errors
 /// [`AcceptError`]; after an error no job record and no original remain
@@ -117,15 +119,29 @@ pub fn accept_upload(
     limits: Limits,
     recipients: &Recipients,
 ) -> Result<Accepted, AcceptError> {
-    let info = inspect(bytes, limits)?;
+    let mut receiving = Receiving::new(ports.blobs, limits);
+    receiving.push(bytes)?;
+    accept_received(ports, queue, receiving.finish()?, recipients)
+}
+
+/// Records the job of an original [`Receiving`] has stored, as queued, and
+/// puts it in the queue. Either all of that happens or none of it does
+/// (the original is removed again).
+///
+/// # Errors
+/// [`AcceptError`]; after an error no job record and no original remain
+/// (unless the store also refused the clean-up, which the error then says).
+pub fn accept_received(
+    ports: Ports<'_>,
+    queue: &dyn Queue,
+    received: Received<'_>,
+    recipients: &Recipients,
+) -> Result<Accepted, AcceptError> {
+    let (id, info) = received.keep();
     let now = ports.clock.now();
-    let mut job = Job::queued(JobId::new_random(), info, now);
+    let mut job = Job::queued(id, info, now);
     job.recipients = recipients.clone();
     let original = BlobKey::original(job.id);
-    ports
-        .blobs
-        .put(&original, info.format.mime(), bytes)
-        .map_err(AcceptError::Storage)?;
     if let Err(e) = save_job(ports.kv, &job) {
         return Err(AcceptError::Storage(undo(
             e,
@@ -250,9 +266,28 @@ pub fn accept_upload_once(
     limits: Limits,
     recipients: &Recipients,
 ) -> Result<Once, OnceError> {
-    let fingerprint = idempotency::fingerprint_with(bytes, recipients);
+    let mut receiving = Receiving::new(ports.blobs, limits);
+    receiving.push(bytes).map_err(OnceError::Accept)?;
+    let received = receiving.finish().map_err(OnceError::Accept)?;
+    accept_received_once(ports, queue, key, received, recipients)
+}
+
+/// [`accept_received`] under an `Idempotency-Key`, as [`accept_upload_once`]:
+/// the payload is the file [`Receiving`] stored. A repeat's original is
+/// removed again (nothing stored).
+///
+/// # Errors
+/// [`OnceError`].
+pub fn accept_received_once(
+    ports: Ports<'_>,
+    queue: &dyn Queue,
+    key: KeyUse<'_>,
+    received: Received<'_>,
+    recipients: &Recipients,
+) -> Result<Once, OnceError> {
+    let fingerprint = idempotency::with_recipients(received.fingerprint().to_owned(), recipients);
     once(key, fingerprint, || {
-        accept_upload(ports, queue, bytes, limits, recipients)
+        accept_received(ports, queue, received, recipients)
     })
 }
 

@@ -13,7 +13,7 @@ use crate::queue::{Queue, QueueStats};
 use crate::time::Timestamp;
 
 pub use darkroom_imaging::testing::{
-    encode_jpeg_with_orientation, encode_png, encode_with, encode_with_icc, gradient,
+    encode_jpeg_with_orientation, encode_png, encode_with, encode_with_icc, gradient, noise,
 };
 
 /// A key-value store in a map. `fail_sets_after(n)` makes every `set` after

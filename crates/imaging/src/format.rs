@@ -121,8 +121,7 @@ impl Limits {
     /// The largest file accepted: `max_upload_bytes`, or half of
     /// `max_memory` when that is smaller. Processing holds the original and
     /// its stripped copy (see `cost.rs`), so a larger file could never be
-    /// processed, and reading it whole would only put the upload's own
-    /// memory at risk.
+    /// processed; the upload itself holds none of it ([`Arriving`]).
     pub const fn max_file_bytes(&self) -> u64 {
         let by_memory = self.max_memory / 2;
         if by_memory < self.max_upload_bytes {

@@ -3,12 +3,13 @@
 //! are signed with AWS Signature V4 by `rusty-s3`, which signs without doing
 //! I/O (query-string signatures valid for a few minutes), and sent with
 //! `spin_sdk::http::send`. Objects larger than [`MULTIPART_THRESHOLD`] go up
-//! as a multipart upload.
+//! as a multipart upload; an object written piece by piece (an upload
+//! streamed as it arrives) sends each part as it fills.
 
 use std::time::Duration;
 
 use darkroom_core::keys::BlobKey;
-use darkroom_core::ports::{BlobMeta, BlobReader, BlobStore, PortError};
+use darkroom_core::ports::{BlobMeta, BlobReader, BlobStore, BlobWriter, PortError};
 use futures::StreamExt as _;
 use rusty_s3::actions::{CompleteMultipartUpload, CreateMultipartUpload};
 use rusty_s3::{Bucket, Credentials, S3Action as _, UrlStyle};
@@ -250,12 +251,8 @@ impl S3BlobStore {
         ))
     }
 
-    fn put_multipart(
-        &self,
-        key: &str,
-        content_type: &str,
-        bytes: &[u8],
-    ) -> Result<Option<String>, PortError> {
+    /// Begins a multipart upload of `key`; its upload id.
+    fn create_multipart(&self, key: &str, content_type: &str) -> Result<String, PortError> {
         let mut create = CreateMultipartUpload::new(&self.bucket, Some(&self.credentials), key);
         create
             .headers_mut()
@@ -272,21 +269,35 @@ impl S3BlobStore {
         let created =
             CreateMultipartUpload::parse_response(&String::from_utf8_lossy(response.body()))
                 .map_err(|e| port_error("create multipart upload", e))?;
-        let upload_id = created.upload_id();
-        let mut etags = Vec::new();
-        for (index, part) in bytes.chunks(PART_BYTES).enumerate() {
-            let number = u16::try_from(index + 1)
-                .map_err(|_| port_error("upload part", "too many parts"))?;
-            let url = self
-                .bucket
-                .upload_part(Some(&self.credentials), key, number, upload_id)
-                .sign(SIGNATURE_TTL);
-            let response = self.send("upload part", Method::Put, &url, part, None)?;
-            Self::expect_success("upload part", &response)?;
-            etags.push(
-                header(&response, "etag").ok_or_else(|| port_error("upload part", "no ETag"))?,
-            );
-        }
+        Ok(created.upload_id().to_owned())
+    }
+
+    /// Sends part `number` (from 1); its ETag.
+    fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: usize,
+        part: &[u8],
+    ) -> Result<String, PortError> {
+        let number =
+            u16::try_from(number).map_err(|_| port_error("upload part", "too many parts"))?;
+        let url = self
+            .bucket
+            .upload_part(Some(&self.credentials), key, number, upload_id)
+            .sign(SIGNATURE_TTL);
+        let response = self.send("upload part", Method::Put, &url, part, None)?;
+        Self::expect_success("upload part", &response)?;
+        header(&response, "etag").ok_or_else(|| port_error("upload part", "no ETag"))
+    }
+
+    /// Completes a multipart upload; the object's ETag, if S3 gave one.
+    fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        etags: &[String],
+    ) -> Result<Option<String>, PortError> {
         let complete = CompleteMultipartUpload::new(
             &self.bucket,
             Some(&self.credentials),
@@ -306,20 +317,164 @@ impl S3BlobStore {
         Self::expect_success("complete multipart upload", &response)?;
         Ok(header(&response, "etag"))
     }
+
+    /// Abandons a multipart upload: S3 drops its parts.
+    fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), PortError> {
+        let url = self
+            .bucket
+            .abort_multipart_upload(Some(&self.credentials), key, upload_id)
+            .sign(SIGNATURE_TTL);
+        let response = self.send("abort multipart upload", Method::Delete, &url, &[], None)?;
+        if *response.status() == 404 {
+            return Ok(());
+        }
+        Self::expect_success("abort multipart upload", &response)
+    }
+
+    /// One PUT of the whole object; its ETag, if S3 gave one.
+    fn put_whole(
+        &self,
+        key: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Result<Option<String>, PortError> {
+        let url = self
+            .bucket
+            .put_object(Some(&self.credentials), key)
+            .sign(SIGNATURE_TTL);
+        let response = self.send("put", Method::Put, &url, bytes, Some(content_type))?;
+        Self::expect_success("put", &response)?;
+        Ok(header(&response, "etag"))
+    }
+}
+
+/// An object going up as it is written: held until it passes
+/// [`MULTIPART_THRESHOLD`] (then one PUT when finished), else sent in parts
+/// of [`PART_BYTES`] as they fill, so at most one part is held.
+struct S3Writer<'a> {
+    store: &'a S3BlobStore,
+    key: String,
+    content_type: String,
+    pending: Vec<u8>,
+    upload_id: Option<String>,
+    etags: Vec<String>,
+    size: u64,
+    etag: darkroom_core::blob::Etag,
+}
+
+impl S3Writer<'_> {
+    fn send_part(&mut self, part: &[u8]) -> Result<(), PortError> {
+        let upload_id = match &self.upload_id {
+            Some(id) => id.clone(),
+            None => {
+                let id = self.store.create_multipart(&self.key, &self.content_type)?;
+                self.upload_id = Some(id.clone());
+                id
+            }
+        };
+        let etag = self
+            .store
+            .upload_part(&self.key, &upload_id, self.etags.len() + 1, part)?;
+        self.etags.push(etag);
+        Ok(())
+    }
+
+    fn meta(&mut self, etag: Option<String>) -> BlobMeta {
+        BlobMeta {
+            size: self.size,
+            content_type: self.content_type.clone(),
+            etag: etag.unwrap_or_else(|| std::mem::take(&mut self.etag).finish()),
+        }
+    }
+}
+
+impl BlobWriter for S3Writer<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), PortError> {
+        self.etag.update(bytes);
+        self.size += bytes.len() as u64;
+        self.pending.extend_from_slice(bytes);
+        // Kept whole up to the threshold: a small object is one PUT.
+        while self.pending.len() > MULTIPART_THRESHOLD.max(PART_BYTES) {
+            let rest = self.pending.split_off(PART_BYTES);
+            let part = std::mem::replace(&mut self.pending, rest);
+            self.send_part(&part)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<BlobMeta, PortError> {
+        let pending = std::mem::take(&mut self.pending);
+        let Some(upload_id) = self.upload_id.clone() else {
+            let etag = self
+                .store
+                .put_whole(&self.key, &self.content_type, &pending)?;
+            return Ok(self.meta(etag));
+        };
+        let completed = if pending.is_empty() {
+            Ok(())
+        } else {
+            self.send_part(&pending)
+        }
+        .and_then(|()| {
+            self.store
+                .complete_multipart(&self.key, &upload_id, &self.etags)
+        });
+        match completed {
+            Ok(etag) => Ok(self.meta(etag)),
+            Err(e) => {
+                if let Err(cleanup) = self.store.abort_multipart(&self.key, &upload_id) {
+                    return Err(port_error(
+                        "complete multipart upload",
+                        format!("{e}; aborting it also failed: {cleanup}"),
+                    ));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn abort(self: Box<Self>) -> Result<(), PortError> {
+        match &self.upload_id {
+            Some(upload_id) => self.store.abort_multipart(&self.key, upload_id),
+            None => Ok(()),
+        }
+    }
 }
 
 impl BlobStore for S3BlobStore {
+    fn create<'a>(
+        &'a self,
+        key: &BlobKey,
+        content_type: &str,
+    ) -> Result<Box<dyn BlobWriter + 'a>, PortError> {
+        Ok(Box::new(S3Writer {
+            store: self,
+            key: key.as_str().to_owned(),
+            content_type: content_type.to_owned(),
+            pending: Vec::new(),
+            upload_id: None,
+            etags: Vec::new(),
+            size: 0,
+            etag: darkroom_core::blob::Etag::default(),
+        }))
+    }
+
     fn put(&self, key: &BlobKey, content_type: &str, bytes: &[u8]) -> Result<BlobMeta, PortError> {
         let etag = if bytes.len() > MULTIPART_THRESHOLD {
-            self.put_multipart(key.as_str(), content_type, bytes)?
+            let upload_id = self.create_multipart(key.as_str(), content_type)?;
+            let sent: Result<Vec<String>, PortError> = bytes
+                .chunks(PART_BYTES)
+                .enumerate()
+                .map(|(n, part)| self.upload_part(key.as_str(), &upload_id, n + 1, part))
+                .collect();
+            let completed =
+                sent.and_then(|etags| self.complete_multipart(key.as_str(), &upload_id, &etags));
+            if completed.is_err() {
+                drop(self.abort_multipart(key.as_str(), &upload_id));
+            }
+            completed?
         } else {
-            let url = self
-                .bucket
-                .put_object(Some(&self.credentials), key.as_str())
-                .sign(SIGNATURE_TTL);
-            let response = self.send("put", Method::Put, &url, bytes, Some(content_type))?;
-            Self::expect_success("put", &response)?;
-            header(&response, "etag")
+            self.put_whole(key.as_str(), content_type, bytes)?
         };
         Ok(BlobMeta {
             size: bytes.len() as u64,

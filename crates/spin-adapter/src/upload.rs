@@ -6,9 +6,11 @@
 //! told when the job ends: `callback_url` and `notify_email` (checked by
 //! the core, not here).
 //!
-//! The body is read as a stream and abandoned as soon as it exceeds the
-//! limit; a multipart body is parsed as it arrives, so an upload costs at
-//! most the file's bytes in memory, once.
+//! The body is read as a stream and the file's bytes handed to a
+//! [`FileSink`] as they arrive (the upload component's sink judges and
+//! stores them, `darkroom_core::receive`), so an upload never holds the
+//! file; a multipart body is parsed as it arrives, and any body is
+//! abandoned as soon as it exceeds the limit.
 
 use darkroom_core::format::{InvalidImage, Limits};
 use futures::StreamExt;
@@ -33,10 +35,33 @@ enum BodyKind {
 /// What a `POST /api/images` carries.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Upload {
-    /// The image's bytes.
-    File(Vec<u8>),
+    /// A file, whose bytes went to the [`FileSink`].
+    File,
     /// A source URL to ingest (not yet checked).
     Url(String),
+}
+
+/// Where a file's bytes go as they arrive.
+pub trait FileSink {
+    /// Takes the next piece of the file.
+    ///
+    /// # Errors
+    /// The [`ApiError`] that ends the upload (a refused image, storage down).
+    fn push(&mut self, bytes: &[u8]) -> Result<(), ApiError>;
+}
+
+impl FileSink for darkroom_core::receive::Receiving<'_> {
+    fn push(&mut self, bytes: &[u8]) -> Result<(), ApiError> {
+        Self::push(self, bytes).map_err(ApiError::from)
+    }
+}
+
+/// Collects the file (tests).
+impl FileSink for Vec<u8> {
+    fn push(&mut self, bytes: &[u8]) -> Result<(), ApiError> {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
 }
 
 /// An upload with the recipients it names.
@@ -83,21 +108,21 @@ fn body_kind(content_type: Option<&str>) -> Result<BodyKind, ApiError> {
     }
 }
 
-/// The uploaded file's bytes. Size is enforced here; format and dimensions
-/// are the core's business.
+/// Reads the upload, handing a file's bytes to `file` as they arrive. Size
+/// is enforced here; format and dimensions are the sink's business.
 ///
-/// The body is read as it arrives: a multipart body is parsed from the
-/// stream (only the file's bytes are kept, once), and any body is abandoned
+/// A multipart body is parsed from the stream, and any body is abandoned
 /// as soon as it passes [`Limits::max_file_bytes`] (`max_upload_bytes`, or
-/// half of `max_memory_mib` when smaller), so an instance never holds more
-/// than that limit of the body, whatever a client sends.
+/// half of `max_memory_mib` when smaller), whatever a client sends.
 ///
 /// # Errors
 /// [`ApiError`]: 413 over the limit, 415 for a body type that cannot carry
-/// an upload, 400 for a malformed multipart body or a missing file.
+/// an upload, 400 for a malformed multipart body or a missing file; and
+/// whatever `file` refuses.
 pub async fn read_upload(
     req: IncomingRequest,
     limits: Limits,
+    file: &mut dyn FileSink,
 ) -> Result<(Upload, Request), ApiError> {
     let headers = req.headers();
     let kind = body_kind(header(&headers, "content-type").as_deref())?;
@@ -118,33 +143,25 @@ pub async fn read_upload(
             .map(bytes::Bytes::from)
             .map_err(|e| format!("the request body broke off: {e:?}"))
     });
-    // The whole buffer at once (the declared length, or the limit when the
-    // body is chunked): growing it as bytes arrive would copy it, and for a
-    // moment hold it twice.
-    let capacity = usize::try_from(declared.unwrap_or(body_limit).min(body_limit)).unwrap_or(0);
-    let mut request = match kind {
+    let request = match kind {
         BodyKind::Multipart(boundary) => {
-            fields(Paced::new(stream), boundary, file_limit, capacity).await?
+            fields(Paced::new(stream), boundary, file_limit, file).await?
         }
-        BodyKind::Raw | BodyKind::Json => {
-            let body = collect(stream, body_limit, capacity)
-                .await?
-                .ok_or_else(|| too_large(file_limit))?;
-            if matches!(kind, BodyKind::Json) {
-                ingest_body(&body)?
-            } else {
-                Request {
-                    upload: Some(Upload::File(body)),
-                    ..Request::default()
-                }
+        BodyKind::Raw => {
+            let sent = pour(stream, file_limit, file).await?;
+            Request {
+                upload: (sent > 0).then_some(Upload::File),
+                ..Request::default()
             }
         }
+        BodyKind::Json => {
+            let mut body = Vec::new();
+            pour(stream, JSON_LIMIT_BYTES, &mut body).await?;
+            ingest_body(&body)?
+        }
     };
-    let upload = match request.upload.take() {
-        Some(Upload::File(file)) if file.is_empty() => return Err(ApiError::MissingFile),
-        Some(upload) => upload,
-        None => return Err(ApiError::MissingFile),
-    };
+    let mut request = request;
+    let upload = request.upload.take().ok_or(ApiError::MissingFile)?;
     Ok((upload, request))
 }
 
@@ -190,26 +207,23 @@ fn too_large(limit: u64) -> ApiError {
     ApiError::InvalidImage(InvalidImage::TooLarge { limit })
 }
 
-/// The stream's bytes, or `None` once they pass `limit` (the rest is not
-/// read).
-async fn collect<S, E>(
-    mut stream: S,
-    limit: u64,
-    capacity: usize,
-) -> Result<Option<Vec<u8>>, ApiError>
+/// Hands the stream's bytes to `sink`; how many there were. Refused (413)
+/// once they pass `limit`: the rest is not read.
+async fn pour<S, E>(mut stream: S, limit: u64, sink: &mut dyn FileSink) -> Result<u64, ApiError>
 where
     S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut body = Vec::with_capacity(capacity);
+    let mut sent = 0_u64;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::BadMultipart(e.to_string()))?;
-        if (body.len() + chunk.len()) as u64 > limit {
-            return Ok(None);
+        sent += chunk.len() as u64;
+        if sent > limit {
+            return Err(too_large(limit));
         }
-        body.extend_from_slice(&chunk);
+        sink.push(&chunk)?;
     }
-    Ok(Some(body))
+    Ok(sent)
 }
 
 fn ingest_body(body: &[u8]) -> Result<Request, ApiError> {
@@ -227,14 +241,14 @@ fn ingest_body(body: &[u8]) -> Result<Request, ApiError> {
 }
 
 /// The `file` (or `url`), `callback_url` and `notify_email` fields, parsed
-/// from the body as it arrives; others are skipped unread. The file is
-/// refused once it passes `file_limit`, every other field past
-/// [`MULTIPART_OVERHEAD_BYTES`].
+/// from the body as it arrives, the file's bytes handed to `file`; others
+/// are skipped unread. The file is refused once it passes `file_limit`,
+/// every other field past [`MULTIPART_OVERHEAD_BYTES`].
 async fn fields<S, E>(
     body: S,
     boundary: String,
     file_limit: u64,
-    capacity: usize,
+    file: &mut dyn FileSink,
 ) -> Result<Request, ApiError>
 where
     S: futures::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
@@ -259,14 +273,16 @@ where
         match field.name() {
             Some("file") if request.upload.is_none() => {
                 let mut field = field;
-                let mut file = Vec::with_capacity(capacity.min(file_limit as usize));
+                let mut sent = 0_u64;
                 while let Some(chunk) = field.chunk().await.map_err(bad)? {
-                    if (file.len() + chunk.len()) as u64 > file_limit {
+                    sent += chunk.len() as u64;
+                    if sent > file_limit {
                         return Err(too_large(file_limit));
                     }
-                    file.extend_from_slice(&chunk);
+                    file.push(&chunk)?;
                 }
-                request.upload = Some(Upload::File(file));
+                // An empty file field is no file.
+                request.upload = (sent > 0).then_some(Upload::File);
             }
             Some("url") if request.upload.is_none() => {
                 request.upload = Some(Upload::Url(field.text().await.map_err(bad)?));
@@ -284,17 +300,24 @@ mod tests {
     use super::*;
 
     fn parsed(body: Vec<u8>, file_limit: u64) -> Result<Request, ApiError> {
+        parsed_with_file(body, file_limit).map(|(request, _)| request)
+    }
+
+    /// The request and the file's bytes as the sink got them.
+    fn parsed_with_file(body: Vec<u8>, file_limit: u64) -> Result<(Request, Vec<u8>), ApiError> {
         // Sent in small pieces, as a network delivers it.
         let pieces: Vec<Result<bytes::Bytes, std::convert::Infallible>> = body
             .chunks(7)
             .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
             .collect();
-        futures::executor::block_on(fields(
+        let mut file = Vec::new();
+        let request = futures::executor::block_on(fields(
             futures::stream::iter(pieces),
             "b".into(),
             file_limit,
-            0,
-        ))
+            &mut file,
+        ))?;
+        Ok((request, file))
     }
 
     #[test]
@@ -330,8 +353,9 @@ mod tests {
     #[test]
     fn the_file_field_is_found_among_others() {
         let body = b"--b\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\nContent-Type: image/png\r\n\r\nPNGDATA\r\n--b--\r\n".to_vec();
-        let request = parsed(body, 1 << 20).expect("parsed");
-        assert_eq!(request.upload, Some(Upload::File(b"PNGDATA".to_vec())));
+        let (request, file) = parsed_with_file(body, 1 << 20).expect("parsed");
+        assert_eq!(request.upload, Some(Upload::File));
+        assert_eq!(file, b"PNGDATA");
     }
 
     #[test]
