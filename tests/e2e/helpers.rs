@@ -475,6 +475,23 @@ impl TestApp {
             .send_checked()
     }
 
+    /// Begins a raw upload that declares `declared` bytes and sends the
+    /// first `sent` of them; the client goes away when the returned
+    /// connection is dropped.
+    pub fn begin_upload(&self, sent: &[u8], declared: usize, content_type: &str) -> TcpStream {
+        use std::io::Write as _;
+        let url = url::Url::parse(&self.url("/api/images")).expect("the app's URL");
+        let address = url.socket_addrs(|| None).expect("an address")[0];
+        let mut stream = TcpStream::connect(address).expect("connected");
+        let head = format!(
+            "POST /api/images HTTP/1.1\r\nHost: {address}\r\nContent-Type: {content_type}\r\nContent-Length: {declared}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).expect("head sent");
+        stream.write_all(sent).expect("body sent");
+        stream.flush().expect("flushed");
+        stream
+    }
+
     /// `POST /api/images` with the image as the whole body, sent chunked
     /// (no `Content-Length`: its size is known only as it arrives) over a
     /// plain connection, which goes on to read the answer when the app

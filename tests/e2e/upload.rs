@@ -228,3 +228,57 @@ fn an_object_store_connection_that_breaks_off_is_tried_again_and_the_job_complet
         s3.object_keys()
     );
 }
+
+/// Polls `done` every 100 ms for up to 20 s.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_body_near_the_upload_limit_is_stored_as_it_arrives_under_an_instance_cap_far_smaller_than_it()
+{
+    let cap: usize = 24 << 20;
+    let body = images::photo_like_png(8000, 6000, 4, 8, false);
+    let limit = body.len().next_multiple_of(1 << 20).to_string();
+    assert!(body.len() > 2 * cap, "{} bytes", body.len());
+    let app = TestApp::start(crate::helpers::Options {
+        max_instance_memory: Some(cap),
+        variables: vec![("max_upload_bytes", &limit), ("max_memory_mib", "1024")],
+        ..crate::helpers::Options::default()
+    });
+    // Chunked, with no Content-Length, as a browser streams a file.
+    let (status, accepted) = app.upload_chunked(body.clone(), "image/png");
+    assert_eq!(status, 202, "{accepted}");
+    let original = app.get(accepted["links"]["original"].as_str().expect("a link"));
+    assert_eq!(original.status().as_u16(), 200);
+    let served = original.bytes().expect("the original");
+    assert!(served == body, "stored byte for byte");
+}
+
+#[test]
+fn an_upload_the_client_abandons_mid_body_leaves_nothing_stored() {
+    let app = TestApp::start(crate::helpers::Options {
+        variables: vec![("max_upload_bytes", "67108864"), ("max_memory_mib", "512")],
+        ..crate::helpers::Options::default()
+    });
+    let keys_before = app.kv_keys();
+    let blobs_before = app.blob_keys();
+    let body = images::photo_like_png(5000, 4000, 3, 8, false);
+    // Past the first S3 part (8 MiB) and several key-value chunks.
+    let sent = &body[..body.len() * 3 / 4];
+    assert!(sent.len() > 9 << 20, "{} bytes", sent.len());
+    let connection = app.begin_upload(sent, body.len(), "image/png");
+    if !app.uses_s3() {
+        eventually("the body's chunks are stored while it arrives", || {
+            app.kv_keys().len() >= keys_before.len() + 8
+        });
+    }
+    drop(connection);
+    eventually("what was stored is removed again", || {
+        app.kv_keys() == keys_before && app.blob_keys() == blobs_before
+    });
+}

@@ -16,7 +16,7 @@ use rusty_s3::{Bucket, Credentials, S3Action as _, UrlStyle};
 use spin_sdk::http::{IncomingResponse, Method, Request, Response};
 
 /// Above this size an object is sent in parts.
-pub const MULTIPART_THRESHOLD: usize = 8 * 1024 * 1024;
+pub const MULTIPART_THRESHOLD: usize = PART_BYTES;
 /// The size of each part but the last (S3's minimum is 5 MiB).
 const PART_BYTES: usize = 8 * 1024 * 1024;
 /// How long a signature we send ourselves stays valid.
@@ -348,9 +348,9 @@ impl S3BlobStore {
     }
 }
 
-/// An object going up as it is written: held until it passes
-/// [`MULTIPART_THRESHOLD`] (then one PUT when finished), else sent in parts
-/// of [`PART_BYTES`] as they fill, so at most one part is held.
+/// An object going up as it is written: held while it fits in one part of
+/// [`PART_BYTES`] (then one PUT when finished), else sent in parts as they
+/// fill, so at most one part is held (and the copy `send` makes of it).
 struct S3Writer<'a> {
     store: &'a S3BlobStore,
     key: String,
@@ -389,15 +389,27 @@ impl S3Writer<'_> {
 }
 
 impl BlobWriter for S3Writer<'_> {
-    fn write(&mut self, bytes: &[u8]) -> Result<(), PortError> {
+    fn write(&mut self, mut bytes: &[u8]) -> Result<(), PortError> {
         self.etag.update(bytes);
         self.size += bytes.len() as u64;
-        self.pending.extend_from_slice(bytes);
-        // Kept whole up to the threshold: a small object is one PUT.
-        while self.pending.len() > MULTIPART_THRESHOLD.max(PART_BYTES) {
-            let rest = self.pending.split_off(PART_BYTES);
-            let part = std::mem::replace(&mut self.pending, rest);
-            self.send_part(&part)?;
+        while !bytes.is_empty() {
+            // A full part goes only once more follows: an object of at most
+            // one part is one PUT when finished.
+            if self.pending.len() == PART_BYTES {
+                let part = std::mem::take(&mut self.pending);
+                self.send_part(&part)?;
+                self.pending = part;
+                self.pending.clear();
+            }
+            let n = (PART_BYTES - self.pending.len()).min(bytes.len());
+            // Grown by doubling, but never past one part.
+            let wanted = self.pending.len() + n;
+            if wanted > self.pending.capacity() {
+                let grown = wanted.max(2 * self.pending.capacity()).min(PART_BYTES);
+                self.pending.reserve_exact(grown - self.pending.len());
+            }
+            self.pending.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
         }
         Ok(())
     }
