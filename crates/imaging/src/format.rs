@@ -296,16 +296,17 @@ impl Arriving {
                 limit: self.limits.max_file_bytes(),
             });
         }
-        if let Some(skim) = &mut self.skim {
-            skim.feed(bytes);
-        }
+        let before = self.head.len();
         let reading = self.format != Some(ImageFormat::Webp) && self.opened.is_none();
         if reading {
             let room = HEAD_LIMIT.saturating_sub(self.head.len());
             self.head.extend_from_slice(&bytes[..room.min(bytes.len())]);
         }
-        if self.format.is_none() && self.head.len() >= 12 {
-            self.sniff()?;
+        if let Some(skim) = &mut self.skim {
+            skim.feed(bytes);
+        } else if self.head.len() >= 12 {
+            // Every byte before this piece is in the head (fewer than 12).
+            self.sniff(before, bytes)?;
         }
         match self.format {
             Some(ImageFormat::Webp) => self.check_webp_pixels(),
@@ -334,7 +335,8 @@ impl Arriving {
             return Err(InvalidImage::Empty);
         }
         if self.format.is_none() {
-            self.sniff()?;
+            // A file of fewer than 12 bytes, all in the head.
+            self.sniff(self.head.len(), &[])?;
         }
         let format = self.format.ok_or(InvalidImage::UnsupportedFormat)?;
         let facts = self
@@ -370,10 +372,13 @@ impl Arriving {
         })
     }
 
-    fn sniff(&mut self) -> Result<(), InvalidImage> {
+    /// Tells the format from the head, and starts the walk with the file so
+    /// far: the head's first `earlier` bytes, then the piece `latest`.
+    fn sniff(&mut self, earlier: usize, latest: &[u8]) -> Result<(), InvalidImage> {
         let format = ImageFormat::sniff(&self.head).ok_or(InvalidImage::UnsupportedFormat)?;
         let mut skim = crate::skim::Skim::new(format);
-        skim.feed(&self.head);
+        skim.feed(&self.head[..earlier]);
+        skim.feed(latest);
         self.skim = Some(skim);
         self.format = Some(format);
         Ok(())
@@ -601,6 +606,38 @@ mod tests {
             }
         }
         assert!(accepted >= 8, "{accepted}");
+    }
+
+    #[test]
+    fn a_file_larger_than_the_head_is_walked_whole_in_one_piece_or_many() {
+        let lossy = include_bytes!("../tests/images/lossy.webp");
+        let junk = [
+            &b"JUNK"[..],
+            &(5_u32 << 20).to_le_bytes(),
+            &vec![7; 5 << 20],
+        ]
+        .concat();
+        let mut webp = [&lossy[..], &junk].concat();
+        let riff_size = u32::try_from(webp.len() - 8).expect("small");
+        webp[4..8].copy_from_slice(&riff_size.to_le_bytes());
+        let png = encode_png(&crate::testing::noise(1400, 1400));
+        for file in [webp, png] {
+            assert!(file.len() > HEAD_LIMIT, "{}", file.len());
+            let whole = inspect(&file, Limits::default());
+            assert!(whole.is_ok(), "{whole:?}");
+            assert_eq!(arrived_in_pieces(&file, 65536, Limits::default()), whole);
+            // The memory estimate sees the whole walk: nothing to strip.
+            let header = |arriving: Arriving| {
+                let facts = arriving.skim.expect("walked").finish();
+                (facts.clean, facts.broken)
+            };
+            let mut one = Arriving::new(Limits::default());
+            one.push(&file).expect("accepted");
+            let mut many = Arriving::new(Limits::default());
+            file.chunks(4096)
+                .for_each(|p| many.push(p).expect("accepted"));
+            assert_eq!(header(one), header(many));
+        }
     }
 
     #[test]
