@@ -272,6 +272,23 @@ pub fn photo_like_png(
     png
 }
 
+/// `png` with a `tEXt` chunk (metadata the optimized copy leaves out)
+/// after its header.
+pub fn with_text(png: &[u8], keyword: &str, text: &str) -> Vec<u8> {
+    let mut chunk = u32::try_from(keyword.len() + 1 + text.len())
+        .expect("a chunk")
+        .to_be_bytes()
+        .to_vec();
+    chunk.extend_from_slice(b"tEXt");
+    chunk.extend_from_slice(keyword.as_bytes());
+    chunk.push(0);
+    chunk.extend_from_slice(text.as_bytes());
+    let crc = crc32fast::hash(&chunk[4..]);
+    chunk.extend_from_slice(&crc.to_be_bytes());
+    // The signature (8) and IHDR (25) come first.
+    [&png[..33], &chunk, &png[33..]].concat()
+}
+
 /// [`photo_like`] pixels as a one-frame GIF of 256 greys and colours.
 pub fn photo_like_gif(width: u32, height: u32) -> Vec<u8> {
     let grey = photo_like(width, height, 1);

@@ -362,6 +362,27 @@ fn a_png_of_every_kind_and_a_gif_of_24_megapixels_as_large_as_a_photos_are_proce
 }
 
 #[test]
+fn a_57_mb_png_with_text_is_processed_within_a_128_mib_instance_and_its_copy_is_pieces_of_it() {
+    // A 24 MP 16-bit PNG: the original held once, its copy without the
+    // text written from pieces of it (two copies would not fit).
+    let app = TestApp::start(Options {
+        max_instance_memory: Some(128 << 20),
+        variables: vec![("max_upload_bytes", "62914560")],
+        ..Options::default()
+    });
+    let plain = images::photo_like_png(6000, 4000, 3, 16, false);
+    let png = images::with_text(&plain, "Comment", "taken with a camera");
+    assert!(png.len() > 50 << 20, "{} bytes", png.len());
+    let done = app.wait_until_finished(&app.upload(png));
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["attempts"], 1, "{done}");
+    let optimized = app.get(done["links"]["optimized"].as_str().expect("a link"));
+    assert_eq!(optimized.status().as_u16(), 200);
+    let bytes = optimized.bytes().expect("the copy");
+    assert!(bytes == plain, "the original without its tEXt chunk");
+}
+
+#[test]
 fn an_upload_the_processor_could_not_hold_twice_is_refused_as_it_arrives_with_a_413() {
     // max_upload_bytes allows 100 MiB, max_memory_mib 64 only 32 MiB: the
     // upload stops reading there, under a cap smaller than the body.

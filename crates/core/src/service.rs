@@ -403,6 +403,30 @@ pub fn load_job(kv: &dyn KeyValue, id: JobId) -> Result<Option<Job>, PortError> 
         .map_err(|e| PortError::new(format!("job {id}: damaged record: {e}")))
 }
 
+/// Stores `pieces` one after another under `key`: one put for one piece,
+/// else a writer (the pieces of an original without its metadata are never
+/// joined into a copy of it).
+fn put_pieces<'a>(
+    blobs: &dyn BlobStore,
+    key: &BlobKey,
+    content_type: &str,
+    mut pieces: impl Iterator<Item = &'a [u8]>,
+) -> Result<BlobMeta, PortError> {
+    let first = pieces.next().unwrap_or_default();
+    let Some(second) = pieces.next() else {
+        return blobs.put(key, content_type, first);
+    };
+    let mut writer = blobs.create(key, content_type)?;
+    let written = [first, second]
+        .into_iter()
+        .chain(pieces)
+        .try_for_each(|piece| writer.write(piece));
+    match written {
+        Ok(()) => writer.finish(),
+        Err(e) => Err(undo(e, [writer.abort()])),
+    }
+}
+
 fn save_job(kv: &dyn KeyValue, job: &Job) -> Result<(), PortError> {
     let raw = serde_json::to_vec(job).map_err(PortError::new)?;
     kv.set(&keys::job(job.id), &raw)
@@ -1393,14 +1417,11 @@ fn make_outputs(
         advance(Stage::storing(r.variant), previous.take()).map_err(storage)?;
         // An optimized copy that is the original byte for byte (nothing to
         // strip, nothing to gain) is the original: not stored twice.
-        let key = if r.variant == Variant::Optimized && r.bytes == original.bytes {
+        let key = if r.variant == Variant::Optimized && r.bytes.is(&original.bytes) {
             BlobKey::original(id)
         } else {
             let key = BlobKey::derivative(id, r.variant, r.format);
-            ports
-                .blobs
-                .put(&key, r.format.mime(), &r.bytes)
-                .map_err(storage)?;
+            put_pieces(ports.blobs, &key, r.format.mime(), r.bytes.pieces()).map_err(storage)?;
             key
         };
         let output = Output {

@@ -17,37 +17,77 @@ use crate::format::ImageFormat;
 pub fn strip(format: ImageFormat, bytes: &[u8], orientation: u16) -> Option<Vec<u8>> {
     match format {
         ImageFormat::Jpeg => crate::jpeg::strip_metadata(bytes, orientation).ok(),
-        ImageFormat::Png => strip_png(bytes),
-        ImageFormat::Webp => strip_webp(bytes),
-        ImageFormat::Gif => strip_gif(bytes),
+        ImageFormat::Png | ImageFormat::Webp | ImageFormat::Gif => {
+            strip_pieces(format, bytes).map(|pieces| pieces.concat())
+        }
     }
 }
 
-/// As [`strip`], but borrowing `bytes` when a PNG or GIF has nothing to
-/// remove: a large original is then not held twice.
-pub fn strip_borrowed(
-    format: ImageFormat,
-    bytes: &[u8],
-    orientation: u16,
-) -> Option<Cow<'_, [u8]>> {
-    if is_clean(format, bytes) {
-        Some(Cow::Borrowed(bytes))
-    } else {
-        strip(format, bytes, orientation).map(Cow::Owned)
+/// A PNG, WebP or GIF without metadata, as pieces to write one after the
+/// other: ranges of `bytes` (adjacent ones merged) and the few bytes that
+/// change (a WebP's RIFF size and `VP8X` flags, a GIF's trailer). A large
+/// original is so never copied: a file with nothing to remove is one piece,
+/// itself. `None` for a JPEG, or a container that does not parse.
+pub fn strip_pieces(format: ImageFormat, bytes: &[u8]) -> Option<Vec<Cow<'_, [u8]>>> {
+    match format {
+        ImageFormat::Png => strip_png(bytes),
+        ImageFormat::Webp => strip_webp(bytes),
+        ImageFormat::Gif => strip_gif(bytes),
+        ImageFormat::Jpeg => None,
     }
 }
 
 /// Whether a PNG or GIF is already what [`strip`] would make of it (always
-/// `false` for JPEG and WebP, which are not looked at).
+/// `false` for JPEG; a WebP's RIFF size is always rewritten).
+#[cfg(test)]
 pub(crate) fn is_clean(format: ImageFormat, bytes: &[u8]) -> bool {
-    match format {
-        ImageFormat::Png => png_chunks(bytes).is_some_and(|c| c.iter().all(|&(_, keep)| keep)),
-        ImageFormat::Gif => gif_blocks(bytes).is_some_and(|(kept, trailer_at)| {
-            kept.iter().all(|&(_, keep)| keep)
-                && bytes.get(trailer_at) == Some(&0x3B)
-                && trailer_at + 1 == bytes.len()
-        }),
-        ImageFormat::Jpeg | ImageFormat::Webp => false,
+    format != ImageFormat::Webp
+        && strip_pieces(format, bytes).is_some_and(
+            |p| matches!(p.as_slice(), [Cow::Borrowed(whole)] if whole.len() == bytes.len()),
+        )
+}
+
+/// Pieces of a copy of `original`: kept ranges, merged while adjacent, and
+/// bytes of the copy's own.
+struct Pieces<'a> {
+    original: &'a [u8],
+    done: Vec<Cow<'a, [u8]>>,
+    open: Option<std::ops::Range<usize>>,
+}
+
+impl<'a> Pieces<'a> {
+    const fn new(original: &'a [u8]) -> Self {
+        Self {
+            original,
+            done: Vec::new(),
+            open: None,
+        }
+    }
+
+    fn keep(&mut self, range: std::ops::Range<usize>) {
+        match &mut self.open {
+            Some(open) if open.end == range.start => open.end = range.end,
+            _ => {
+                self.close();
+                self.open = Some(range);
+            }
+        }
+    }
+
+    fn own(&mut self, bytes: Vec<u8>) {
+        self.close();
+        self.done.push(Cow::Owned(bytes));
+    }
+
+    fn close(&mut self) {
+        if let Some(range) = self.open.take() {
+            self.done.push(Cow::Borrowed(&self.original[range]));
+        }
+    }
+
+    fn finish(mut self) -> Vec<Cow<'a, [u8]>> {
+        self.close();
+        self.done
     }
 }
 
@@ -74,43 +114,48 @@ fn png_chunks(png: &[u8]) -> Option<Vec<Kept>> {
 }
 
 /// Drops the text, time and EXIF chunks.
-fn strip_png(png: &[u8]) -> Option<Vec<u8>> {
+fn strip_png(png: &[u8]) -> Option<Vec<Cow<'_, [u8]>>> {
     let chunks = png_chunks(png)?;
-    // Sized once: growing would copy the file and hold it twice over.
-    let mut out = Vec::with_capacity(png.len());
-    out.extend_from_slice(&png[..8]);
+    let mut out = Pieces::new(png);
+    out.keep(0..8);
     for (range, keep) in chunks {
         if keep {
-            out.extend_from_slice(&png[range]);
+            out.keep(range);
         }
     }
-    Some(out)
+    Some(out.finish())
 }
 
 /// Drops the `EXIF` and `XMP ` chunks and clears their flags in `VP8X`.
-fn strip_webp(webp: &[u8]) -> Option<Vec<u8>> {
+fn strip_webp(webp: &[u8]) -> Option<Vec<Cow<'_, [u8]>>> {
     const EXIF_FLAG: u8 = 0x08;
     const XMP_FLAG: u8 = 0x04;
     if webp.get(..4)? != b"RIFF" || webp.get(8..12)? != b"WEBP" {
         return None;
     }
-    let mut out = Vec::with_capacity(webp.len());
-    out.extend_from_slice(&webp[..12]);
+    let mut out = Pieces::new(webp);
+    // The RIFF header, its size set once the rest is known.
+    out.own(webp[..12].to_vec());
+    let mut size = 4_usize;
     for chunk in crate::webp::chunks(webp) {
         let (fourcc, range) = chunk.ok()?;
         match &fourcc {
-            b"EXIF" | b"XMP " => {}
+            b"EXIF" | b"XMP " => continue,
             b"VP8X" => {
-                let start = out.len();
-                out.extend_from_slice(&webp[range]);
-                *out.get_mut(start + 8)? &= !(EXIF_FLAG | XMP_FLAG);
+                let mut vp8x = webp[range.clone()].to_vec();
+                *vp8x.get_mut(8)? &= !(EXIF_FLAG | XMP_FLAG);
+                out.own(vp8x);
             }
-            _ => out.extend_from_slice(&webp[range]),
+            _ => out.keep(range.clone()),
         }
+        size += range.len();
     }
-    let riff_size = u32::try_from(out.len() - 8).ok()?;
-    out[4..8].copy_from_slice(&riff_size.to_le_bytes());
-    Some(out)
+    let mut pieces = out.finish();
+    let riff_size = u32::try_from(size).ok()?;
+    if let Some(Cow::Owned(header)) = pieces.first_mut() {
+        header[4..8].copy_from_slice(&riff_size.to_le_bytes());
+    }
+    Some(pieces)
 }
 
 /// A GIF's blocks after its header, each with whether it is kept (all but
@@ -139,19 +184,23 @@ fn gif_blocks(gif: &[u8]) -> Option<(Vec<Kept>, usize)> {
 }
 
 /// Drops comment extensions and application extensions other than the
-/// looping ones.
-fn strip_gif(gif: &[u8]) -> Option<Vec<u8>> {
-    let (blocks, _) = gif_blocks(gif)?;
-    let mut out = Vec::with_capacity(gif.len());
-    out.extend_from_slice(&gif[..crate::gif::header_len(gif)?]);
+/// looping ones, and anything after the trailer.
+fn strip_gif(gif: &[u8]) -> Option<Vec<Cow<'_, [u8]>>> {
+    let (blocks, end) = gif_blocks(gif)?;
+    let mut out = Pieces::new(gif);
+    out.keep(0..crate::gif::header_len(gif)?);
     for (range, keep) in blocks {
         if keep {
-            out.extend_from_slice(&gif[range]);
+            out.keep(range);
         }
     }
     // `blocks` ends quietly at the trailer or the end of the file.
-    out.push(0x3B);
-    Some(out)
+    if gif.get(end) == Some(&0x3B) {
+        out.keep(end..end + 1);
+    } else {
+        out.own(vec![0x3B]);
+    }
+    Some(out.finish())
 }
 
 #[cfg(test)]
@@ -226,24 +275,33 @@ mod tests {
     }
 
     #[test]
-    fn a_png_or_gif_with_nothing_to_strip_is_borrowed_and_one_with_metadata_is_copied_stripped() {
+    fn a_png_or_gif_with_nothing_to_strip_is_one_piece_itself_and_one_with_metadata_is_pieces_of_it()
+     {
         let png = encode_with(&gradient(30, 20, false), image::ImageFormat::Png);
         let gif = encode_with(&gradient(30, 20, false), image::ImageFormat::Gif);
         for (format, plain) in [(ImageFormat::Png, &png), (ImageFormat::Gif, &gif)] {
-            let kept = strip_borrowed(format, plain, 1).expect("parses");
-            assert!(matches!(kept, Cow::Borrowed(_)), "{format:?}");
+            let kept = strip_pieces(format, plain).expect("parses");
+            assert!(
+                matches!(kept.as_slice(), [Cow::Borrowed(whole)] if whole == plain),
+                "{format:?}"
+            );
         }
-        // A tEXt chunk after IHDR (8 + 25 bytes).
+        // A tEXt chunk after IHDR (8 + 25 bytes): the pieces before and after it.
         let mut text = b"\0\0\0\x05tEXtA\0abc".to_vec();
         text.extend_from_slice(&crc32fast::hash(&text[4..]).to_be_bytes());
         let with_text = [&png[..33], &text, &png[33..]].concat();
-        let stripped = strip_borrowed(ImageFormat::Png, &with_text, 1).expect("parses");
-        assert!(matches!(stripped, Cow::Owned(_)));
-        assert_eq!(stripped.as_ref(), png.as_slice());
-        // Bytes after a GIF's trailer are not its own: copied without them.
+        let stripped = strip_pieces(ImageFormat::Png, &with_text).expect("parses");
+        assert!(stripped.iter().all(|p| matches!(p, Cow::Borrowed(_))));
+        assert_eq!(stripped.len(), 2);
+        assert_eq!(stripped.concat(), png);
+        // Bytes after a GIF's trailer are not its own: left out.
         let trailing = [gif.as_slice(), b"junk"].concat();
-        let stripped = strip_borrowed(ImageFormat::Gif, &trailing, 1).expect("parses");
-        assert_eq!(stripped.as_ref(), gif.as_slice());
+        let stripped = strip_pieces(ImageFormat::Gif, &trailing).expect("parses");
+        assert_eq!(stripped.concat(), gif);
+        assert!(!is_clean(ImageFormat::Gif, &trailing));
+        // A GIF without its trailer gets one.
+        let cut = &gif[..gif.len() - 1];
+        assert_eq!(strip(ImageFormat::Gif, cut, 1).expect("parses"), gif);
     }
 
     #[test]

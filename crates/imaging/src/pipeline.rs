@@ -147,7 +147,64 @@ pub struct Rendition<'a> {
     /// Height in pixels.
     pub height: u32,
     /// The encoded file.
-    pub bytes: Cow<'a, [u8]>,
+    pub bytes: Encoded<'a>,
+}
+
+/// An output's bytes: one buffer, or pieces to write one after another
+/// (an original without its metadata: ranges of the original and the few
+/// bytes that change, never a copy of it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded<'a>(Vec<Cow<'a, [u8]>>);
+
+impl Encoded<'_> {
+    /// The length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|p| p.len()).sum()
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pieces, in order.
+    pub fn pieces(&self) -> impl Iterator<Item = &[u8]> {
+        self.0.iter().map(AsRef::as_ref)
+    }
+
+    /// The bytes in one buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.0.concat()
+    }
+
+    /// Whether these are `bytes`, exactly.
+    pub fn is(&self, bytes: &[u8]) -> bool {
+        let mut rest = bytes;
+        self.len() == bytes.len()
+            && self.pieces().all(|piece| {
+                let (head, tail) = rest.split_at(piece.len());
+                rest = tail;
+                head == piece
+            })
+    }
+}
+
+impl<'a> From<Cow<'a, [u8]>> for Encoded<'a> {
+    fn from(bytes: Cow<'a, [u8]>) -> Self {
+        Self(vec![bytes])
+    }
+}
+
+impl From<Vec<u8>> for Encoded<'_> {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self(vec![Cow::Owned(bytes)])
+    }
+}
+
+impl PartialEq<Vec<u8>> for Encoded<'_> {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        self.is(other)
+    }
 }
 
 /// Why an image cannot be processed. All of these are permanent: retrying
@@ -241,9 +298,9 @@ fn render_streamed<'a>(
     };
     let preview_width = Variant::Preview.target_width().unwrap_or(shown_width);
     let image = source.shrink(crate::rows::factor(shown_width, preview_width))?;
-    // Only now the copy: the decoding's peak is over.
+    // Pieces of the original, not a copy of it.
     let optimized = if orientation == Orientation::NoTransforms {
-        crate::metadata::strip_borrowed(format, original, 1)
+        crate::metadata::strip_pieces(format, original)
     } else {
         None
     };
@@ -252,7 +309,7 @@ fn render_streamed<'a>(
         format,
         width: shown_width,
         height: shown_height,
-        bytes: optimized.unwrap_or(Cow::Borrowed(original)),
+        bytes: optimized.map_or_else(|| Cow::Borrowed(original).into(), Encoded),
     };
     // Resized as stored, then turned: the turn copies the preview, not the
     // larger shrunk image.
@@ -382,7 +439,7 @@ fn render_jpeg(
             format: ImageFormat::Jpeg,
             width: shown_width,
             height: shown_height,
-            bytes: Cow::Owned(optimized),
+            bytes: optimized.into(),
         },
     ]))
 }
@@ -438,7 +495,7 @@ fn render_decoded(
         format,
         width,
         height,
-        bytes: Cow::Owned(bytes),
+        bytes: bytes.into(),
     };
     let smaller = |stripped: Option<Vec<u8>>, encoded: Rendition<'static>| match stripped {
         Some(stripped) if stripped.len() < encoded.bytes.len() => as_stored(stripped),
@@ -692,7 +749,7 @@ impl Pixels {
             format,
             width,
             height,
-            bytes: Cow::Owned(bytes),
+            bytes: bytes.into(),
         })
     }
 
@@ -709,7 +766,7 @@ impl Pixels {
             format: ImageFormat::Png,
             width: self.image.width(),
             height: self.image.height(),
-            bytes: Cow::Owned(self.encode_png(profile, strong)?),
+            bytes: self.encode_png(profile, strong)?.into(),
         })
     }
 
@@ -786,7 +843,8 @@ mod tests {
     use crate::testing::{encode_jpeg_with_orientation, encode_png, encode_with, gradient};
 
     fn decode_output(r: &Rendition<'_>) -> DynamicImage {
-        image::load_from_memory_with_format(&r.bytes, r.format.codec()).expect("output decodes")
+        image::load_from_memory_with_format(&r.bytes.to_vec(), r.format.codec())
+            .expect("output decodes")
     }
 
     const LOSSY: Optimize = Optimize::Lossy {
@@ -973,18 +1031,22 @@ mod tests {
         let out = render(&jpeg, Limits::default()).expect("render");
         let optimized = by_variant(&out, Variant::Optimized);
         assert!(
-            !optimized.bytes.windows(6).any(|w| w == b"Exif\0\0"),
+            !optimized
+                .bytes
+                .to_vec()
+                .windows(6)
+                .any(|w| w == b"Exif\0\0"),
             "no EXIF at orientation 1"
         );
         let before = image::load_from_memory(&jpeg).expect("decodes").to_rgb8();
-        let after = image::load_from_memory(&optimized.bytes)
+        let after = image::load_from_memory(&optimized.bytes.to_vec())
             .expect("decodes")
             .to_rgb8();
         assert_eq!(before, after, "no re-quantization");
     }
 
     fn embedded_profile(r: &Rendition<'_>) -> Option<Vec<u8>> {
-        ImageReader::with_format(Cursor::new(&r.bytes), r.format.codec())
+        ImageReader::with_format(Cursor::new(r.bytes.to_vec()), r.format.codec())
             .into_decoder()
             .expect("output decodes")
             .icc_profile()
@@ -1328,14 +1390,15 @@ mod tests {
             "reported as shown"
         );
         let mut decoder =
-            image::codecs::jpeg::JpegDecoder::new(Cursor::new(&optimized.bytes)).expect("jpeg");
+            image::codecs::jpeg::JpegDecoder::new(Cursor::new(optimized.bytes.to_vec()))
+                .expect("jpeg");
         assert_eq!(
             decoder.orientation().expect("orientation"),
             Orientation::Rotate90
         );
         let thumb = by_variant(&out, Variant::Thumbnail);
         assert!(
-            !thumb.bytes.windows(6).any(|w| w == b"Exif\0\0"),
+            !thumb.bytes.to_vec().windows(6).any(|w| w == b"Exif\0\0"),
             "no EXIF in derivatives"
         );
         assert_eq!(
