@@ -302,12 +302,42 @@ impl BitWriter {
         }
     }
 
+    /// Appends the low `len` bits of `code` (at most 32). Whole 32-bit
+    /// words go out at once, byte by byte only when one holds an `0xFF`
+    /// (which is followed by a stuffed `0x00`).
     fn put(&mut self, code: u32, len: u32) {
         if len == 0 {
             return;
         }
-        self.acc = (self.acc << len) | u64::from(code & ((1 << len) - 1));
+        // `count` stays below 32 between calls, so `count + len` < 64.
+        self.acc = (self.acc << len) | (u64::from(code) & ((1 << len) - 1));
         self.count += len;
+        if self.count >= 32 {
+            self.count -= 32;
+            let word = ((self.acc >> self.count) as u32).to_be_bytes();
+            if word.contains(&0xFF) {
+                for byte in word {
+                    self.out.push(byte);
+                    if byte == 0xFF {
+                        self.out.push(0);
+                    }
+                }
+            } else {
+                self.out.extend_from_slice(&word);
+            }
+        }
+    }
+
+    /// Appends a Huffman `code` of `code_len` bits and its `size` extra
+    /// bits in one step (together at most 32 bits).
+    #[inline]
+    fn put_symbol(&mut self, (code, code_len): (u32, u32), size: u32, extra: u32) {
+        let extra = extra & ((1 << size) - 1);
+        self.put((code << size) | extra, code_len + size);
+    }
+
+    /// Writes out the bits held, the last byte padded with 1-bits.
+    fn flush(&mut self) {
         while self.count >= 8 {
             self.count -= 8;
             let byte = (self.acc >> self.count) as u8;
@@ -316,15 +346,16 @@ impl BitWriter {
                 self.out.push(0);
             }
         }
-    }
-
-    /// Pads the last byte with 1-bits.
-    fn flush(&mut self) {
         if self.count > 0 {
             let pad = 8 - self.count;
-            self.put((1 << pad) - 1, pad);
+            let byte = ((self.acc << pad) as u8) | ((1 << pad) - 1);
+            self.out.push(byte);
+            if byte == 0xFF {
+                self.out.push(0);
+            }
         }
         self.acc = 0;
+        self.count = 0;
     }
 }
 
@@ -646,8 +677,7 @@ struct Writer {
 
 impl Writer {
     fn symbol(&mut self, code: (u32, u32), size: u32, extra: u32) {
-        self.bits.put(code.0, code.1);
-        self.bits.put(extra, size);
+        self.bits.put_symbol(code, size, extra);
     }
 }
 

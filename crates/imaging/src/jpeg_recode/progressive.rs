@@ -114,9 +114,8 @@ impl BandCoder {
         match &self.codes {
             None => self.freq[table][usize::from(symbol)] += 1,
             Some(codes) => {
-                let (code, len) = codes[table][usize::from(symbol)];
-                self.bits.put(code, len);
-                self.bits.put(extra, size);
+                self.bits
+                    .put_symbol(codes[table][usize::from(symbol)], size, extra);
             }
         }
     }
