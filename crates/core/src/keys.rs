@@ -83,6 +83,11 @@ pub fn endpoint_gone(url: &str) -> String {
 pub struct BlobKey(String);
 
 impl BlobKey {
+    /// A key as a composed blob's manifest names it (`blob`).
+    pub(crate) const fn stored(key: String) -> Self {
+        Self(key)
+    }
+
     /// The uploaded original.
     pub fn original(id: JobId) -> Self {
         Self(format!("original/{id}"))

@@ -193,6 +193,28 @@ pub trait BlobStore {
         bytes: &[u8],
     ) -> Result<BlobMeta, PortError>;
 
+    /// Stores under `key` a copy made of `pieces`: ranges of the blob under
+    /// `source`, whose bytes are `source_bytes`, and bytes of the copy's own
+    /// (an original without its metadata). By default the bytes are written
+    /// out; a store that can keeps the ranges as references to the source's
+    /// storage, so that the copy costs only its own bytes. The source must
+    /// then be removed after the copy, never before (a job's outputs are
+    /// removed before its original).
+    ///
+    /// # Errors
+    /// [`PortError`]; a failed compose leaves no readable blob behind.
+    fn compose(
+        &self,
+        key: &crate::keys::BlobKey,
+        content_type: &str,
+        source: &crate::keys::BlobKey,
+        source_bytes: &[u8],
+        pieces: &[crate::pipeline::Piece],
+    ) -> Result<BlobMeta, PortError> {
+        let _ = source;
+        write_out(self, key, content_type, source_bytes, pieces)
+    }
+
     /// The blob under `key`, if it exists, opened for reading piece by piece.
     ///
     /// # Errors
@@ -222,6 +244,35 @@ pub trait BlobStore {
     /// # Errors
     /// [`PortError`] when the store cannot be written.
     fn delete(&self, key: &crate::keys::BlobKey) -> Result<(), PortError>;
+}
+
+/// [`BlobStore::compose`] by writing every piece's bytes.
+///
+/// # Errors
+/// [`PortError`]; what was written is removed again.
+pub fn write_out<S: BlobStore + ?Sized>(
+    store: &S,
+    key: &crate::keys::BlobKey,
+    content_type: &str,
+    source_bytes: &[u8],
+    pieces: &[crate::pipeline::Piece],
+) -> Result<BlobMeta, PortError> {
+    if let [piece] = pieces {
+        return store.put(key, content_type, piece.bytes(source_bytes));
+    }
+    let mut writer = store.create(key, content_type)?;
+    match pieces
+        .iter()
+        .try_for_each(|p| writer.write(p.bytes(source_bytes)))
+    {
+        Ok(()) => writer.finish(),
+        Err(e) => match writer.abort() {
+            Ok(()) => Err(e),
+            Err(cleanup) => Err(PortError::new(format!(
+                "{e}; cleaning up also failed: {cleanup}"
+            ))),
+        },
+    }
 }
 
 /// A store of short-lived records with an atomic insert (Redis `SET NX PX`):

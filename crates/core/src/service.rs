@@ -403,30 +403,6 @@ pub fn load_job(kv: &dyn KeyValue, id: JobId) -> Result<Option<Job>, PortError> 
         .map_err(|e| PortError::new(format!("job {id}: damaged record: {e}")))
 }
 
-/// Stores `pieces` one after another under `key`: one put for one piece,
-/// else a writer (the pieces of an original without its metadata are never
-/// joined into a copy of it).
-fn put_pieces<'a>(
-    blobs: &dyn BlobStore,
-    key: &BlobKey,
-    content_type: &str,
-    mut pieces: impl Iterator<Item = &'a [u8]>,
-) -> Result<BlobMeta, PortError> {
-    let first = pieces.next().unwrap_or_default();
-    let Some(second) = pieces.next() else {
-        return blobs.put(key, content_type, first);
-    };
-    let mut writer = blobs.create(key, content_type)?;
-    let written = [first, second]
-        .into_iter()
-        .chain(pieces)
-        .try_for_each(|piece| writer.write(piece));
-    match written {
-        Ok(()) => writer.finish(),
-        Err(e) => Err(undo(e, [writer.abort()])),
-    }
-}
-
 fn save_job(kv: &dyn KeyValue, job: &Job) -> Result<(), PortError> {
     let raw = serde_json::to_vec(job).map_err(PortError::new)?;
     kv.set(&keys::job(job.id), &raw)
@@ -1421,7 +1397,17 @@ fn make_outputs(
             BlobKey::original(id)
         } else {
             let key = BlobKey::derivative(id, r.variant, r.format);
-            put_pieces(ports.blobs, &key, r.format.mime(), r.bytes.pieces()).map_err(storage)?;
+            let (source, pieces) = r.bytes.parts();
+            ports
+                .blobs
+                .compose(
+                    &key,
+                    r.format.mime(),
+                    &BlobKey::original(id),
+                    source,
+                    pieces,
+                )
+                .map_err(storage)?;
             key
         };
         let output = Output {

@@ -7,8 +7,6 @@
 //! Colour information is kept (JPEG APP2/APP14, PNG iCCP/gAMA/cHRM, WebP
 //! ICCP), as are GIF's looping extension and everything a decoder needs.
 
-use std::borrow::Cow;
-
 use crate::format::ImageFormat;
 
 /// `bytes` without metadata; `None` when the container does not parse (the
@@ -18,7 +16,33 @@ pub fn strip(format: ImageFormat, bytes: &[u8], orientation: u16) -> Option<Vec<
     match format {
         ImageFormat::Jpeg => crate::jpeg::strip_metadata(bytes, orientation).ok(),
         ImageFormat::Png | ImageFormat::Webp | ImageFormat::Gif => {
-            strip_pieces(format, bytes).map(|pieces| pieces.concat())
+            strip_pieces(format, bytes).map(|pieces| {
+                pieces
+                    .iter()
+                    .flat_map(|p| p.bytes(bytes))
+                    .copied()
+                    .collect()
+            })
+        }
+    }
+}
+
+/// A piece of a copy of a file: a range of the file, or bytes of the
+/// copy's own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// These bytes of the file.
+    Kept(std::ops::Range<usize>),
+    /// Bytes that are not the file's.
+    Own(Vec<u8>),
+}
+
+impl Piece {
+    /// The piece's bytes, in a copy of `file`.
+    pub fn bytes<'a>(&'a self, file: &'a [u8]) -> &'a [u8] {
+        match self {
+            Self::Kept(range) => &file[range.clone()],
+            Self::Own(bytes) => bytes,
         }
     }
 }
@@ -28,7 +52,7 @@ pub fn strip(format: ImageFormat, bytes: &[u8], orientation: u16) -> Option<Vec<
 /// change (a WebP's RIFF size and `VP8X` flags, a GIF's trailer). A large
 /// original is so never copied: a file with nothing to remove is one piece,
 /// itself. `None` for a JPEG, or a container that does not parse.
-pub fn strip_pieces(format: ImageFormat, bytes: &[u8]) -> Option<Vec<Cow<'_, [u8]>>> {
+pub fn strip_pieces(format: ImageFormat, bytes: &[u8]) -> Option<Vec<Piece>> {
     match format {
         ImageFormat::Png => strip_png(bytes),
         ImageFormat::Webp => strip_webp(bytes),
@@ -42,28 +66,19 @@ pub fn strip_pieces(format: ImageFormat, bytes: &[u8]) -> Option<Vec<Cow<'_, [u8
 #[cfg(test)]
 pub(crate) fn is_clean(format: ImageFormat, bytes: &[u8]) -> bool {
     format != ImageFormat::Webp
-        && strip_pieces(format, bytes).is_some_and(
-            |p| matches!(p.as_slice(), [Cow::Borrowed(whole)] if whole.len() == bytes.len()),
-        )
+        && strip_pieces(format, bytes)
+            .is_some_and(|p| matches!(p.as_slice(), [Piece::Kept(r)] if *r == (0..bytes.len())))
 }
 
-/// Pieces of a copy of `original`: kept ranges, merged while adjacent, and
+/// Pieces of a copy of a file: kept ranges, merged while adjacent, and
 /// bytes of the copy's own.
-struct Pieces<'a> {
-    original: &'a [u8],
-    done: Vec<Cow<'a, [u8]>>,
+#[derive(Default)]
+struct Pieces {
+    done: Vec<Piece>,
     open: Option<std::ops::Range<usize>>,
 }
 
-impl<'a> Pieces<'a> {
-    const fn new(original: &'a [u8]) -> Self {
-        Self {
-            original,
-            done: Vec::new(),
-            open: None,
-        }
-    }
-
+impl Pieces {
     fn keep(&mut self, range: std::ops::Range<usize>) {
         match &mut self.open {
             Some(open) if open.end == range.start => open.end = range.end,
@@ -76,16 +91,16 @@ impl<'a> Pieces<'a> {
 
     fn own(&mut self, bytes: Vec<u8>) {
         self.close();
-        self.done.push(Cow::Owned(bytes));
+        self.done.push(Piece::Own(bytes));
     }
 
     fn close(&mut self) {
         if let Some(range) = self.open.take() {
-            self.done.push(Cow::Borrowed(&self.original[range]));
+            self.done.push(Piece::Kept(range));
         }
     }
 
-    fn finish(mut self) -> Vec<Cow<'a, [u8]>> {
+    fn finish(mut self) -> Vec<Piece> {
         self.close();
         self.done
     }
@@ -114,9 +129,9 @@ fn png_chunks(png: &[u8]) -> Option<Vec<Kept>> {
 }
 
 /// Drops the text, time and EXIF chunks.
-fn strip_png(png: &[u8]) -> Option<Vec<Cow<'_, [u8]>>> {
+fn strip_png(png: &[u8]) -> Option<Vec<Piece>> {
     let chunks = png_chunks(png)?;
-    let mut out = Pieces::new(png);
+    let mut out = Pieces::default();
     out.keep(0..8);
     for (range, keep) in chunks {
         if keep {
@@ -127,13 +142,13 @@ fn strip_png(png: &[u8]) -> Option<Vec<Cow<'_, [u8]>>> {
 }
 
 /// Drops the `EXIF` and `XMP ` chunks and clears their flags in `VP8X`.
-fn strip_webp(webp: &[u8]) -> Option<Vec<Cow<'_, [u8]>>> {
+fn strip_webp(webp: &[u8]) -> Option<Vec<Piece>> {
     const EXIF_FLAG: u8 = 0x08;
     const XMP_FLAG: u8 = 0x04;
     if webp.get(..4)? != b"RIFF" || webp.get(8..12)? != b"WEBP" {
         return None;
     }
-    let mut out = Pieces::new(webp);
+    let mut out = Pieces::default();
     // The RIFF header, its size set once the rest is known.
     out.own(webp[..12].to_vec());
     let mut size = 4_usize;
@@ -152,7 +167,7 @@ fn strip_webp(webp: &[u8]) -> Option<Vec<Cow<'_, [u8]>>> {
     }
     let mut pieces = out.finish();
     let riff_size = u32::try_from(size).ok()?;
-    if let Some(Cow::Owned(header)) = pieces.first_mut() {
+    if let Some(Piece::Own(header)) = pieces.first_mut() {
         header[4..8].copy_from_slice(&riff_size.to_le_bytes());
     }
     Some(pieces)
@@ -185,9 +200,9 @@ fn gif_blocks(gif: &[u8]) -> Option<(Vec<Kept>, usize)> {
 
 /// Drops comment extensions and application extensions other than the
 /// looping ones, and anything after the trailer.
-fn strip_gif(gif: &[u8]) -> Option<Vec<Cow<'_, [u8]>>> {
+fn strip_gif(gif: &[u8]) -> Option<Vec<Piece>> {
     let (blocks, end) = gif_blocks(gif)?;
-    let mut out = Pieces::new(gif);
+    let mut out = Pieces::default();
     out.keep(0..crate::gif::header_len(gif)?);
     for (range, keep) in blocks {
         if keep {
@@ -281,23 +296,24 @@ mod tests {
         let gif = encode_with(&gradient(30, 20, false), image::ImageFormat::Gif);
         for (format, plain) in [(ImageFormat::Png, &png), (ImageFormat::Gif, &gif)] {
             let kept = strip_pieces(format, plain).expect("parses");
-            assert!(
-                matches!(kept.as_slice(), [Cow::Borrowed(whole)] if whole == plain),
-                "{format:?}"
-            );
+            assert_eq!(kept, [Piece::Kept(0..plain.len())], "{format:?}");
         }
         // A tEXt chunk after IHDR (8 + 25 bytes): the pieces before and after it.
         let mut text = b"\0\0\0\x05tEXtA\0abc".to_vec();
         text.extend_from_slice(&crc32fast::hash(&text[4..]).to_be_bytes());
         let with_text = [&png[..33], &text, &png[33..]].concat();
         let stripped = strip_pieces(ImageFormat::Png, &with_text).expect("parses");
-        assert!(stripped.iter().all(|p| matches!(p, Cow::Borrowed(_))));
-        assert_eq!(stripped.len(), 2);
-        assert_eq!(stripped.concat(), png);
+        assert_eq!(
+            stripped,
+            [
+                Piece::Kept(0..33),
+                Piece::Kept(33 + text.len()..with_text.len())
+            ]
+        );
+        assert_eq!(strip(ImageFormat::Png, &with_text, 1).expect("parses"), png);
         // Bytes after a GIF's trailer are not its own: left out.
         let trailing = [gif.as_slice(), b"junk"].concat();
-        let stripped = strip_pieces(ImageFormat::Gif, &trailing).expect("parses");
-        assert_eq!(stripped.concat(), gif);
+        assert_eq!(strip(ImageFormat::Gif, &trailing, 1).expect("parses"), gif);
         assert!(!is_clean(ImageFormat::Gif, &trailing));
         // A GIF without its trailer gets one.
         let cut = &gif[..gif.len() - 1];

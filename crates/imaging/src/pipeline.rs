@@ -36,7 +36,6 @@
 //! PNG when any pixel is transparent. The preview is made from the decoded
 //! image and the thumbnail from the preview.
 
-use std::borrow::Cow;
 use std::io::Cursor;
 use std::sync::OnceLock;
 
@@ -50,6 +49,7 @@ use thiserror::Error;
 
 use crate::format::{ImageFormat, InvalidImage, Limits};
 use crate::icc::RgbProfile;
+pub use crate::metadata::Piece;
 
 /// JPEG quality of every output: visually lossless for photographs at a
 /// third of the size of quality 95.
@@ -154,12 +154,27 @@ pub struct Rendition<'a> {
 /// (an original without its metadata: ranges of the original and the few
 /// bytes that change, never a copy of it).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Encoded<'a>(Vec<Cow<'a, [u8]>>);
+pub struct Encoded<'a> {
+    /// What the [`Piece::Kept`] ranges are of.
+    source: &'a [u8],
+    pieces: Vec<Piece>,
+}
 
-impl Encoded<'_> {
+impl<'a> Encoded<'a> {
+    /// `pieces` of `source`.
+    pub const fn of(source: &'a [u8], pieces: Vec<Piece>) -> Self {
+        Self { source, pieces }
+    }
+
+    /// What the kept ranges are of, and the pieces: for a store that can
+    /// keep a copy as ranges of the original it already holds.
+    pub fn parts(&self) -> (&'a [u8], &[Piece]) {
+        (self.source, &self.pieces)
+    }
+
     /// The length in bytes.
     pub fn len(&self) -> usize {
-        self.0.iter().map(|p| p.len()).sum()
+        self.pieces().map(<[u8]>::len).sum()
     }
 
     /// Whether there are no bytes.
@@ -167,14 +182,14 @@ impl Encoded<'_> {
         self.len() == 0
     }
 
-    /// The pieces, in order.
+    /// The pieces' bytes, in order.
     pub fn pieces(&self) -> impl Iterator<Item = &[u8]> {
-        self.0.iter().map(AsRef::as_ref)
+        self.pieces.iter().map(|p| p.bytes(self.source))
     }
 
     /// The bytes in one buffer.
     pub fn to_vec(&self) -> Vec<u8> {
-        self.0.concat()
+        self.pieces().flatten().copied().collect()
     }
 
     /// Whether these are `bytes`, exactly.
@@ -189,15 +204,15 @@ impl Encoded<'_> {
     }
 }
 
-impl<'a> From<Cow<'a, [u8]>> for Encoded<'a> {
-    fn from(bytes: Cow<'a, [u8]>) -> Self {
-        Self(vec![bytes])
+impl<'a> From<&'a [u8]> for Encoded<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        Self::of(bytes, vec![Piece::Kept(0..bytes.len())])
     }
 }
 
 impl From<Vec<u8>> for Encoded<'_> {
     fn from(bytes: Vec<u8>) -> Self {
-        Self(vec![Cow::Owned(bytes)])
+        Self::of(&[], vec![Piece::Own(bytes)])
     }
 }
 
@@ -309,7 +324,7 @@ fn render_streamed<'a>(
         format,
         width: shown_width,
         height: shown_height,
-        bytes: optimized.map_or_else(|| Cow::Borrowed(original).into(), Encoded),
+        bytes: optimized.map_or_else(|| original.into(), |p| Encoded::of(original, p)),
     };
     // Resized as stored, then turned: the turn copies the preview, not the
     // larger shrunk image.
