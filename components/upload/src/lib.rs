@@ -61,7 +61,11 @@ async fn accept(req: IncomingRequest) -> Result<(Response, Upload), ApiError> {
     // The file goes to storage as it arrives; the body is read whole before
     // the key is judged: a client still sending cannot read an answer given
     // too early.
-    let mut receiving = Receiving::new(blobs.as_ref(), limits);
+    let mut receiving = if key.is_some() {
+        Receiving::fingerprinted(blobs.as_ref(), limits)
+    } else {
+        Receiving::new(blobs.as_ref(), limits)
+    };
     let (upload, request) = upload::read_upload(req, limits, &mut receiving).await?;
     let key = key.map(|h| IdempotencyKey::parse(&h)).transpose()?;
     let recipients = notify::recipients(

@@ -24,20 +24,32 @@ pub struct Receiving<'a> {
     /// media type).
     pending: Vec<u8>,
     writer: Option<Box<dyn BlobWriter + 'a>>,
-    digest: Sha256,
+    /// The file's SHA-256 so far, when its fingerprint is wanted.
+    digest: Option<Sha256>,
 }
 
 impl<'a> Receiving<'a> {
     /// Receives an upload held to `limits` into `blobs`, as a new job's
     /// original.
     pub fn new(blobs: &'a dyn BlobStore, limits: Limits) -> Self {
+        Self::with_digest(blobs, limits, None)
+    }
+
+    /// As [`Receiving::new`], also taking the file's fingerprint (what an
+    /// `Idempotency-Key` is held to; a hash of every byte, so only when
+    /// there is a key).
+    pub fn fingerprinted(blobs: &'a dyn BlobStore, limits: Limits) -> Self {
+        Self::with_digest(blobs, limits, Some(Sha256::new()))
+    }
+
+    fn with_digest(blobs: &'a dyn BlobStore, limits: Limits, digest: Option<Sha256>) -> Self {
         Self {
             blobs,
             id: JobId::new_random(),
             arriving: Arriving::new(limits),
             pending: Vec::new(),
             writer: None,
-            digest: Sha256::new(),
+            digest,
         }
     }
 
@@ -59,7 +71,9 @@ impl<'a> Receiving<'a> {
     /// [`AcceptError::Storage`] when the piece cannot be stored.
     pub fn push(&mut self, bytes: &[u8]) -> Result<(), AcceptError> {
         self.arriving.push(bytes)?;
-        self.digest.update(bytes);
+        if let Some(digest) = &mut self.digest {
+            digest.update(bytes);
+        }
         if let Some(writer) = &mut self.writer {
             return writer.write(bytes).map_err(AcceptError::Storage);
         }
@@ -90,7 +104,7 @@ impl<'a> Receiving<'a> {
             blobs: self.blobs,
             id: self.id,
             info,
-            fingerprint: hex::encode(std::mem::take(&mut self.digest).finalize()),
+            fingerprint: self.digest.take().map(|d| hex::encode(d.finalize())),
             kept: false,
         })
     }
@@ -129,7 +143,7 @@ pub struct Received<'a> {
     blobs: &'a dyn BlobStore,
     id: JobId,
     info: ImageInfo,
-    fingerprint: String,
+    fingerprint: Option<String>,
     kept: bool,
 }
 
@@ -144,9 +158,10 @@ impl Received<'_> {
         self.info
     }
 
-    /// The SHA-256 of the file, hex (an `Idempotency-Key`'s payload).
-    pub fn fingerprint(&self) -> &str {
-        &self.fingerprint
+    /// The SHA-256 of the file, hex (an `Idempotency-Key`'s payload), if
+    /// it was received [`Receiving::fingerprinted`].
+    pub fn fingerprint(&self) -> Option<&str> {
+        self.fingerprint.as_deref()
     }
 
     /// The original now belongs to a job: it is no longer removed on drop.
@@ -199,7 +214,7 @@ mod tests {
         let blobs = KvBlobStore::new(&kv);
         let png = encode_png(&noise(1000, 1000));
         assert!(png.len() > 2 * CHUNK_BYTES, "{}", png.len());
-        let mut receiving = Receiving::new(&blobs, Limits::default());
+        let mut receiving = Receiving::fingerprinted(&blobs, Limits::default());
         let mut most_held = 0;
         for piece in png.chunks(64 << 10) {
             receiving.push(piece).expect("accepted");
@@ -214,7 +229,7 @@ mod tests {
         assert_eq!(received.info().bytes, png.len() as u64);
         assert_eq!(
             received.fingerprint(),
-            crate::idempotency::fingerprint(&png)
+            Some(crate::idempotency::fingerprint(&png).as_str())
         );
         let stored = blobs
             .get(&BlobKey::original(received.id()))

@@ -266,15 +266,15 @@ pub fn accept_upload_once(
     limits: Limits,
     recipients: &Recipients,
 ) -> Result<Once, OnceError> {
-    let mut receiving = Receiving::new(ports.blobs, limits);
+    let mut receiving = Receiving::fingerprinted(ports.blobs, limits);
     receiving.push(bytes).map_err(OnceError::Accept)?;
     let received = receiving.finish().map_err(OnceError::Accept)?;
     accept_received_once(ports, queue, key, received, recipients)
 }
 
 /// [`accept_received`] under an `Idempotency-Key`, as [`accept_upload_once`]:
-/// the payload is the file [`Receiving`] stored. A repeat's original is
-/// removed again (nothing stored).
+/// the payload is the file [`Receiving::fingerprinted`] stored. A repeat's
+/// original is removed again (nothing stored).
 ///
 /// # Errors
 /// [`OnceError`].
@@ -285,7 +285,12 @@ pub fn accept_received_once(
     received: Received<'_>,
     recipients: &Recipients,
 ) -> Result<Once, OnceError> {
-    let fingerprint = idempotency::with_recipients(received.fingerprint().to_owned(), recipients);
+    let plain = received.fingerprint().ok_or_else(|| {
+        OnceError::Store(PortError::new(
+            "the upload was received without its fingerprint",
+        ))
+    })?;
+    let fingerprint = idempotency::with_recipients(plain.to_owned(), recipients);
     once(key, fingerprint, || {
         accept_received(ports, queue, received, recipients)
     })
