@@ -315,7 +315,9 @@ impl<K: KeyValue + ?Sized> BlobStore for KvBlobStore<'_, K> {
                     ..usize::try_from(s.end).unwrap_or(usize::MAX);
                 match chunk {
                     Some(chunk) if range == (0..chunk.len()) => Ok(chunk),
-                    Some(chunk) if range.end <= chunk.len() => Ok(chunk[range].to_vec()),
+                    Some(chunk) if range.start <= range.end && range.end <= chunk.len() => {
+                        Ok(chunk[range].to_vec())
+                    }
                     _ => Err(PortError::new(format!(
                         "blob {key}: chunk {} of {of} is missing or short",
                         s.chunk
