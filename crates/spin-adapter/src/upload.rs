@@ -56,7 +56,7 @@ impl FileSink for darkroom_core::receive::Receiving<'_> {
     }
 }
 
-/// Collects the file (tests).
+/// Collects the bytes (a JSON ingest body, and the tests' files).
 impl FileSink for Vec<u8> {
     fn push(&mut self, bytes: &[u8]) -> Result<(), ApiError> {
         self.extend_from_slice(bytes);
@@ -143,7 +143,7 @@ pub async fn read_upload(
             .map(bytes::Bytes::from)
             .map_err(|e| format!("the request body broke off: {e:?}"))
     });
-    let request = match kind {
+    let mut request = match kind {
         BodyKind::Multipart(boundary) => {
             fields(Paced::new(stream), boundary, file_limit, file).await?
         }
@@ -160,7 +160,6 @@ pub async fn read_upload(
             ingest_body(&body)?
         }
     };
-    let mut request = request;
     let upload = request.upload.take().ok_or(ApiError::MissingFile)?;
     Ok((upload, request))
 }
