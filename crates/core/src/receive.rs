@@ -53,16 +53,6 @@ impl<'a> Receiving<'a> {
         }
     }
 
-    /// Bytes received so far.
-    pub const fn len(&self) -> u64 {
-        self.arriving.len()
-    }
-
-    /// Whether nothing has been received yet.
-    pub const fn is_empty(&self) -> bool {
-        self.arriving.is_empty()
-    }
-
     /// Takes the next piece.
     ///
     /// # Errors

@@ -269,16 +269,6 @@ impl Arriving {
         }
     }
 
-    /// Bytes arrived so far.
-    pub const fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Whether nothing has arrived yet.
-    pub const fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The format, once the first bytes have told it.
     pub const fn format(&self) -> Option<ImageFormat> {
         self.format

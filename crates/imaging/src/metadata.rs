@@ -221,26 +221,7 @@ fn strip_gif(gif: &[u8]) -> Option<Vec<Piece>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{encode_with, gradient};
-
-    fn chunk(fourcc: &[u8; 4], data: &[u8]) -> Vec<u8> {
-        let mut c = fourcc.to_vec();
-        c.extend_from_slice(&u32::try_from(data.len()).expect("small").to_le_bytes());
-        c.extend_from_slice(data);
-        if data.len() % 2 == 1 {
-            c.push(0);
-        }
-        c
-    }
-
-    fn riff(chunks: &[Vec<u8>]) -> Vec<u8> {
-        let body: Vec<u8> = chunks.concat();
-        let mut out = b"RIFF".to_vec();
-        out.extend_from_slice(&u32::try_from(body.len() + 4).expect("small").to_le_bytes());
-        out.extend_from_slice(b"WEBP");
-        out.extend_from_slice(&body);
-        out
-    }
+    use crate::testing::{encode_with, gradient, riff, riff_chunk as chunk};
 
     #[test]
     fn a_webp_loses_its_exif_and_xmp_and_keeps_its_pixels() {

@@ -360,7 +360,7 @@ mod tests {
     use image::metadata::Orientation;
 
     use super::*;
-    use crate::testing::{encode_png, encode_with, gradient};
+    use crate::testing::{encode_png, encode_with, gradient, riff, riff_chunk};
 
     fn skimmed(bytes: &[u8], piece: usize) -> Facts {
         let format = ImageFormat::sniff(bytes).expect("sniffed");
@@ -378,16 +378,6 @@ mod tests {
         chunk.extend_from_slice(data);
         chunk.extend_from_slice(&crc32fast::hash(&chunk[4..]).to_be_bytes());
         chunk
-    }
-
-    fn riff_chunk(fourcc: &[u8; 4], data: &[u8]) -> Vec<u8> {
-        let mut c = fourcc.to_vec();
-        c.extend_from_slice(&u32::try_from(data.len()).expect("small").to_le_bytes());
-        c.extend_from_slice(data);
-        if data.len() % 2 == 1 {
-            c.push(0);
-        }
-        c
     }
 
     /// A TIFF structure saying `orientation` (what `eXIf` and `EXIF` hold).
@@ -425,14 +415,6 @@ mod tests {
             .expect("decodes");
         vp8x.extend_from_slice(&w.to_le_bytes()[..3]);
         vp8x.extend_from_slice(&h.to_le_bytes()[..3]);
-        let riff = |chunks: &[Vec<u8>]| {
-            let body = chunks.concat();
-            let mut out = b"RIFF".to_vec();
-            out.extend_from_slice(&u32::try_from(body.len() + 4).expect("small").to_le_bytes());
-            out.extend_from_slice(b"WEBP");
-            out.extend_from_slice(&body);
-            out
-        };
         let extended = riff(&[
             riff_chunk(b"VP8X", &vp8x),
             lossy[12..].to_vec(),

@@ -106,3 +106,25 @@ pub fn encode_with_icc(image: &DynamicImage, format: image::ImageFormat, icc: &[
     written.unwrap();
     out
 }
+
+/// A RIFF chunk (a WebP's): `fourcc`, the little-endian size, `data`, and
+/// a pad byte after odd-sized data.
+pub fn riff_chunk(fourcc: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut c = fourcc.to_vec();
+    c.extend_from_slice(&u32::try_from(data.len()).expect("small").to_le_bytes());
+    c.extend_from_slice(data);
+    if data.len() % 2 == 1 {
+        c.push(0);
+    }
+    c
+}
+
+/// A WebP container around `chunks`.
+pub fn riff(chunks: &[Vec<u8>]) -> Vec<u8> {
+    let body = chunks.concat();
+    let mut out = b"RIFF".to_vec();
+    out.extend_from_slice(&u32::try_from(body.len() + 4).expect("small").to_le_bytes());
+    out.extend_from_slice(b"WEBP");
+    out.extend_from_slice(&body);
+    out
+}
